@@ -1,0 +1,16 @@
+// app/commands.hpp: each `postern` subcommand registers itself on the CLI11 app.
+//
+// A command's callback stores its exit status in `exit_code` (DESIGN.md §4: 0 success,
+// 1 failure with one clear line on stderr, 2 bad usage).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace postern::app {
+
+void add_serve_command(CLI::App& app, int& exit_code);     // app/serve_command.cpp
+void add_config_command(CLI::App& app, int& exit_code);    // app/config_command.cpp
+void add_keyring_command(CLI::App& app, int& exit_code);   // app/keyring_command.cpp
+void add_ca_command(CLI::App& app, int& exit_code);        // app/ca_command.cpp
+
+}  // namespace postern::app

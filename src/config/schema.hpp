@@ -1,0 +1,176 @@
+// config/schema.hpp: the typed configuration, one struct per TOML table of DESIGN.md §3.
+//
+// Every default here is the default of the contract; config/load.cpp fills these from
+// a TOML file and config/validate.cpp refuses impossible or weak combinations.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+namespace postern::config {
+
+using seconds = std::chrono::seconds;
+
+/// A CIDR range such as "192.0.2.0/24" or "::/0". IPv4-mapped IPv6 addresses match as IPv4.
+struct ip_range {
+    boost::asio::ip::address network;
+    unsigned prefix_length = 0;
+    std::string text;                                   // as written in the file
+    bool contains(const boost::asio::ip::address& a) const;
+    bool is_everything() const { return prefix_length == 0; }   // 0.0.0.0/0 or ::/0
+};
+
+/// "127.0.0.1:2525" or "[::1]:2525". Port 0 = any free port.
+struct endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string text;
+};
+
+enum class tls_mode { starttls, implicit, none };
+enum class auth_mechanism { tls, mutual_tls };
+enum class permission_group { anonymous_users, partners };
+enum class tls_auth_level { encryption_only, certificate_validation, domain_validation };
+enum class smart_host_tls { starttls, implicit };
+enum class protocol_logging { verbose, none };
+
+struct server_section {
+    std::string hostname;                               // default: the system's FQDN
+    std::filesystem::path data_dir = "/var/lib/postern";
+    std::filesystem::path control_socket;               // default: <data_dir>/control.sock
+    std::vector<std::string> accepted_domains;
+    std::string user;
+    std::uint32_t max_inbound_connections = 1000;
+    std::uint32_t max_outbound_connections = 100;
+    seconds shutdown_timeout{30};
+};
+
+struct tls_section {
+    std::filesystem::path keyring = "keyring.p12";      // resolved against data_dir by the loader
+    std::filesystem::path stash = "keyring.sth";        // resolved against data_dir by the loader
+    std::string certificate;                            // label; "" = the only one
+    std::string min_version = "1.2";
+    std::string ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20";
+    std::string ciphersuites =
+        "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+    std::uint32_t session_cache_size = 8192;
+};
+
+struct receive_connector {
+    std::string name;
+    std::vector<endpoint> bind;
+    std::vector<ip_range> remote_ip_ranges;             // default: 0.0.0.0/0 and ::/0
+    tls_mode tls = tls_mode::starttls;
+    bool require_tls = false;
+    std::vector<auth_mechanism> auth_mechanisms{auth_mechanism::tls};
+    std::vector<std::string> partner_names;
+    std::vector<std::string> partner_fingerprints;      // normalised: lower-case hex, no colons
+    std::vector<permission_group> permission_groups{permission_group::anonymous_users};
+    bool accept_any_recipient = false;
+    std::uint64_t max_message_size = 35ull * 1024 * 1024;
+    std::uint32_t max_recipients = 200;
+    std::uint64_t max_header_size = 256ull * 1024;
+    std::uint32_t max_hop_count = 50;
+    std::uint32_t max_inbound_connections_per_source = 20;
+    std::uint32_t max_protocol_errors = 5;
+    seconds connection_timeout{600};
+    seconds connection_inactivity_timeout{300};
+    protocol_logging logging = protocol_logging::verbose;   // key: protocol_logging
+
+    bool mutual_tls() const;
+};
+
+struct send_connector {
+    std::string name;
+    std::vector<std::string> address_spaces;
+    std::vector<endpoint> smart_hosts;
+    smart_host_tls smart_host_tls_mode = smart_host_tls::starttls;   // key: smart_host_tls
+    bool require_tls = false;
+    tls_auth_level auth_level = tls_auth_level::encryption_only;     // key: tls_auth_level
+    std::string tls_domain;
+    bool ignore_starttls = false;
+    std::string client_certificate;
+    bool trust_system_store = false;
+    std::uint32_t max_per_destination = 10;
+    protocol_logging logging = protocol_logging::verbose;            // key: protocol_logging
+};
+
+struct queue_section {
+    std::vector<seconds> retry{std::chrono::minutes(1), std::chrono::minutes(5),
+                               std::chrono::minutes(15), std::chrono::minutes(30),
+                               std::chrono::hours(1)};
+    seconds expire = std::chrono::hours(48);
+    seconds delay_notice = std::chrono::hours(4);
+    std::uint64_t min_free = 1024ull * 1024 * 1024;
+};
+
+struct dns_section {
+    std::string resolver;
+    std::filesystem::path unbound_config;
+    std::uint16_t mx_port = 25;
+};
+
+struct log_section {
+    std::filesystem::path dir = "log";                  // resolved against data_dir by the loader
+    seconds max_age = std::chrono::hours(24 * 30);
+    std::uint64_t max_size = 1024ull * 1024 * 1024;
+};
+
+struct metrics_section {
+    std::string listen;
+};
+
+struct debug_section {
+    bool smtp_server_debug = false;
+    bool smtp_client_debug = false;
+    bool smtp_io_trace = false;
+    std::filesystem::path save_outbound_dir;
+    bool trace_tls_handshake = false;
+    bool report_tls_handshake_errors = true;
+};
+
+struct configuration {
+    std::filesystem::path file;                         // where it was loaded from
+    server_section server;
+    tls_section tls;
+    std::vector<receive_connector> receive_connectors;
+    std::vector<send_connector> send_connectors;
+    queue_section queue;
+    dns_section dns;
+    log_section log;
+    metrics_section metrics;
+    debug_section debug;
+};
+
+/// One problem in a configuration file: "FILE:LINE: KEY: MESSAGE".
+struct diagnostic {
+    enum class severity { error, warning } level = severity::error;
+    std::filesystem::path file;
+    std::uint32_t line = 0;                              // 0 when the file as a whole is meant
+    std::string key;                                     // dotted: "receive_connector[0].tls"
+    std::string message;
+    std::string to_string() const;
+};
+
+struct load_result {
+    std::optional<configuration> config;                 // empty when there is any error
+    std::vector<diagnostic> errors;
+    std::vector<diagnostic> warnings;
+    bool ok() const { return errors.empty(); }
+};
+
+/// Parses, fills defaults, resolves relative paths against data_dir, validates.
+load_result load_file(const std::filesystem::path& file);
+load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name);
+
+/// "35MB" -> 36700160; "30s"/"5m"/"2h"/"2d" -> seconds. Empty optional on bad syntax.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+std::optional<seconds> parse_duration(std::string_view text);
+
+}  // namespace postern::config

@@ -1,0 +1,77 @@
+// log/protocol_log.hpp: the SMTP protocol log in Exchange's CSV format (DESIGN.md §6).
+//
+// Files <dir>/smtp-receive/RECVyyyymmdd-N.log and <dir>/smtp-send/SENDyyyymmdd-N.log,
+// each with the #Software/#Version/#Log-type/#Date/#Fields header. Thread-safe: one
+// mutex around a buffered file; lines are flushed at every session's disconnect and at
+// least once a second, so a reader sees them promptly.
+// Security: control bytes become \xNN so no client text can forge a line; fields with
+// comma, quote or newline are quoted per RFC 4180. Bodies are never logged.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace postern::log {
+
+enum class log_kind { receive, send };
+enum class event : char { connect = '+', disconnect = '-', sent = '>', received = '<', info = '*' };
+
+struct protocol_log_options {
+    std::filesystem::path dir;           // the [log] dir; the kind's subdirectory is added
+    log_kind kind = log_kind::receive;
+    std::chrono::seconds max_age = std::chrono::hours(24 * 30);
+    std::uint64_t max_size = 1024ull * 1024 * 1024;
+};
+
+class protocol_log {
+public:
+    explicit protocol_log(protocol_log_options options);   // creates the directory (0700)
+    ~protocol_log();
+
+    /// One line. connector: connector name; session: session id; sequence: per-session
+    /// counter from 0 (the caller keeps it); endpoints "IP:port".
+    void write(std::string_view connector, std::string_view session, std::uint64_t sequence,
+               std::string_view local, std::string_view remote, event ev,
+               std::string_view data, std::string_view context = {});
+    void flush();
+
+    /// Unique, sortable session id (16 upper-case hex digits, like Exchange's).
+    static std::string new_session_id();
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// Writes one CSV field per RFC 4180 with control bytes as \xNN (exposed for tests/fuzz).
+std::string csv_field(std::string_view raw);
+
+/// One session's view of a protocol log: fills in connector, session id, endpoints and
+/// the sequence number. Not thread-safe (one session = one strand).
+class session_logger {
+public:
+    session_logger(protocol_log* log, std::string connector, std::string local, std::string remote,
+                   bool enabled = true);
+    const std::string& session_id() const { return session_; }
+    void connect()                          { put(event::connect, {}); }
+    void disconnect()                       { put(event::disconnect, {}); }
+    void sent(std::string_view line)        { put(event::sent, line); }
+    void received(std::string_view line)    { put(event::received, line); }
+    void info(std::string_view text, std::string_view context = {}) { put(event::info, text, context); }
+    void set_remote(std::string remote) { remote_ = std::move(remote); }
+    void set_local(std::string local) { local_ = std::move(local); }
+
+private:
+    void put(event ev, std::string_view data, std::string_view context = {});
+    protocol_log* log_;
+    std::string connector_, local_, remote_, session_;
+    std::uint64_t sequence_ = 0;
+    bool enabled_;
+};
+
+}  // namespace postern::log

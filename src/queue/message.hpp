@@ -1,0 +1,41 @@
+// queue/message.hpp: what the queue keeps about one accepted message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace postern::queue {
+
+using sys_time = std::chrono::system_clock::time_point;
+
+enum class recipient_state : std::uint8_t { pending, delivered, failed };
+
+struct recipient {
+    std::string address;                 // as given in RCPT TO, without <>
+    std::string orcpt;                   // ORCPT= parameter when given (RFC 3461)
+    recipient_state state = recipient_state::pending;
+    std::uint32_t attempts = 0;
+    sys_time next_attempt{};
+    std::string last_reply;              // the next hop's reply or our reason, for DSN and queue show
+};
+
+/// The envelope: everything about a message but its body.
+struct envelope {
+    std::string id;                      // queue id, assigned by the store at commit
+    std::string mail_from;               // reverse path without <>; "" = null sender
+    std::vector<recipient> recipients;
+    bool body_8bit = false;              // BODY=8BITMIME
+    bool smtputf8 = false;               // SMTPUTF8
+    std::string envid;                   // ENVID= (RFC 3461)
+    std::string ret;                     // RET=FULL|HDRS
+    std::string client_address;          // "IP:port" of the client that handed it to us
+    std::string client_helo;
+    std::string receive_connector;
+    std::string session_id;              // the protocol-log session that received it
+    sys_time received_at{};
+    bool delay_notice_sent = false;
+};
+
+}  // namespace postern::queue
