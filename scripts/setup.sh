@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# scripts/setup.sh: install what Postern needs on Debian 12, build it, then run either the
+# demo or every test.
+#
+#   scripts/setup.sh demo    install, build, run the demo (mail over enforced, verified TLS)
+#   scripts/setup.sh test    install, build (plain, ASan/UBSan, fuzz targets), run all tests
+#   scripts/setup.sh build   install and build only
+set -euo pipefail
+
+mode=${1:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_packages() {
+    local packages=(
+        cmake g++ make pkg-config clang libclang-rt-14-dev
+        libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libtomlplusplus-dev
+        libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest
+        openssl python3 swaks postfix sslscan testssl.sh unbound iproute2 procps util-linux
+    )
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "Installing: ${missing[*]}"
+        # Postfix is a test peer only: no system-wide configuration, never started.
+        echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+        as_root apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+build() {
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j"$jobs"
+}
+
+build_sanitized() {
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPOSTERN_SANITIZE=ON >/dev/null
+    cmake --build build-asan -j"$jobs"
+}
+
+build_and_run_fuzzers() {
+    CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DPOSTERN_FUZZ=ON -DPOSTERN_TESTS=OFF >/dev/null
+    local targets
+    targets=$(ls tests/fuzz/fuzz_*.cpp 2>/dev/null | xargs -rn1 basename | sed 's/\.cpp$//')
+    [ -n "$targets" ] || return 0
+    # shellcheck disable=SC2086
+    cmake --build build-fuzz -j"$jobs" --target $targets
+    for t in $targets; do
+        echo "fuzz: $t (20 s)"
+        mkdir -p "build-fuzz/corpus-$t"
+        seeds=()
+        [ -d "tests/fuzz/seeds/$t" ] && seeds=("tests/fuzz/seeds/$t")
+        "build-fuzz/$t" -max_total_time=20 -print_final_stats=0 "build-fuzz/corpus-$t" "${seeds[@]}" 2>&1 | tail -n 2
+    done
+}
+
+install_packages
+case "$mode" in
+    build) build ;;
+    demo)
+        build
+        exec scripts/demo.sh
+        ;;
+    test)
+        build
+        build_sanitized
+        build_and_run_fuzzers
+        echo "== unit and integration tests =="
+        ctest --test-dir build --output-on-failure -j"$jobs"
+        echo "== unit tests under AddressSanitizer and UndefinedBehaviorSanitizer =="
+        ctest --test-dir build-asan --output-on-failure -L unit -j"$jobs"
+        ;;
+    *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
+esac
