@@ -18,14 +18,9 @@
 #include <openssl/ssl.h>
 
 #include "config/schema.hpp"
+#include "tls/error.hpp"   // tls_error
 
 namespace postern::tls {
-
-/// Thrown when the key ring, the stash or a [tls] value cannot be used. what() is one
-/// clear line naming the file and the cause (never the password).
-struct tls_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 class server_context {
 public:
@@ -76,7 +71,8 @@ session_info inspect(const SSL* ssl);
 
 /// The partner rule of DESIGN.md §3: a verified certificate whose name matches one of
 /// `names` (RFC 6125, X509_check_host with NO_PARTIAL_WILDCARDS, no CN fallback when a
-/// DNS SAN exists) or whose SHA-256 fingerprint is one of `fingerprints`.
+/// DNS SAN exists; "*.partner.test" means any host below partner.test) or whose SHA-256
+/// fingerprint is one of `fingerprints` ("sha256:" prefix and colons allowed).
 /// `why` receives the reason when it is not a partner.
 bool is_partner(const SSL* ssl, const std::vector<std::string>& names,
                 const std::vector<std::string>& fingerprints, std::string* why = nullptr);

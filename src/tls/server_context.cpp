@@ -1,0 +1,121 @@
+#include "tls/server_context.hpp"
+
+#include <mutex>
+
+#include <openssl/err.h>
+
+#include "tls/certificate_info.hpp"
+#include "tls/keyring/keyring.hpp"
+#include "tls/keyring/request_log.hpp"
+#include "tls/keyring/stash.hpp"
+#include "tls/openssl_ptr.hpp"
+#include "tls/peer_verification.hpp"
+
+namespace postern::tls {
+
+namespace {
+
+// The session cache only hands a session back to contexts with the same id context; it also
+// must be set whenever client certificates are requested, or resumption fails outright.
+constexpr unsigned char session_id_context[] = "postern-smtp";
+
+[[noreturn]] void config_error(const config::configuration& cfg, const std::string& what) {
+    std::string where = cfg.file.empty() ? std::string("[tls]") : cfg.file.string() + ": [tls]";
+    throw tls_error(where + " " + what);
+}
+
+int version_for(const config::configuration& cfg) {
+    if (cfg.tls.min_version == "1.2") return TLS1_2_VERSION;
+    if (cfg.tls.min_version == "1.3") return TLS1_3_VERSION;
+    config_error(cfg, "min_version = \"" + cfg.tls.min_version + "\": only \"1.2\" or \"1.3\" exist");
+}
+
+/// DESIGN.md §3: any non-AEAD TLS 1.2 suite is refused, even when the loader let it through.
+void refuse_weak_ciphers(SSL_CTX* ctx, const config::configuration& cfg) {
+    STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+        const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(ciphers, i);
+        if (!SSL_CIPHER_is_aead(cipher))
+            config_error(cfg, std::string("ciphers: ") + SSL_CIPHER_get_name(cipher) +
+                                  " is not an AEAD cipher (RC4, 3DES, CBC and NULL suites are refused)");
+        if (SSL_CIPHER_get_kx_nid(cipher) != NID_kx_ecdhe && SSL_CIPHER_get_kx_nid(cipher) != NID_kx_any &&
+            SSL_CIPHER_get_kx_nid(cipher) != NID_kx_dhe)
+            config_error(cfg, std::string("ciphers: ") + SSL_CIPHER_get_name(cipher) +
+                                  " has no forward secrecy (only ECDHE and DHE key exchange)");
+    }
+}
+
+}  // namespace
+
+std::shared_ptr<server_context> server_context::build(const config::configuration& cfg) {
+    load_providers();
+    ERR_clear_error();
+    const auto& keyring_file = cfg.tls.keyring;
+    secret password = read_stash(cfg.tls.stash);
+    keyring ring = keyring::read(keyring_file, password.view());
+    request_log log = request_log::load(keyring_file);
+    const keyring_entry& server = select_server_entry(ring, cfg.tls.certificate, log.default_label, keyring_file);
+
+    std::shared_ptr<server_context> context(new server_context());
+    context->ctx_ = SSL_CTX_new(TLS_server_method());
+    SSL_CTX* ctx = context->ctx_;
+    if (!ctx) throw tls_error("cannot create a TLS context: " + openssl_errors());
+
+    if (!SSL_CTX_set_min_proto_version(ctx, version_for(cfg)) || !SSL_CTX_set_max_proto_version(ctx, 0))
+        throw tls_error("cannot set the TLS versions: " + openssl_errors());
+    if (!SSL_CTX_set_cipher_list(ctx, cfg.tls.ciphers.c_str()))
+        config_error(cfg, "ciphers = \"" + cfg.tls.ciphers + "\": no usable cipher (" + openssl_errors() + ")");
+    if (!SSL_CTX_set_ciphersuites(ctx, cfg.tls.ciphersuites.c_str()))
+        config_error(cfg, "ciphersuites = \"" + cfg.tls.ciphersuites + "\": no usable suite (" + openssl_errors() + ")");
+    refuse_weak_ciphers(ctx, cfg);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    if (!SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384"))
+        throw tls_error("cannot set the key exchange groups: " + openssl_errors());
+
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, static_cast<long>(cfg.tls.session_cache_size));
+    SSL_CTX_set_session_id_context(ctx, session_id_context, sizeof session_id_context - 1);
+
+    // The server certificate, its key and the intermediates that lead to it.
+    const std::string file = keyring_file.string();
+    if (SSL_CTX_use_certificate(ctx, server.certificate.get()) != 1)
+        throw tls_error(file + ": certificate \"" + server.label + "\" is unusable: " + openssl_errors());
+    if (SSL_CTX_use_PrivateKey(ctx, server.key.get()) != 1)
+        throw tls_error(file + ": key \"" + server.label + "\" is unusable: " + openssl_errors());
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        throw tls_error(file + ": key \"" + server.label + "\" does not match its certificate");
+    for (const X509* intermediate : ring.chain_for(server.certificate.get()))
+        if (SSL_CTX_add1_chain_cert(ctx, const_cast<X509*>(intermediate)) != 1)
+            throw tls_error(file + ": cannot add an intermediate certificate: " + openssl_errors());
+
+    // Client certificates: requested, never required; verified against the key ring's own
+    // roots (and pinned peers) only, never the system store.
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_NAME)* client_ca_names = sk_X509_NAME_new_null();
+    bool has_pinned_peer = false;
+    for (const auto& entry : ring.entries()) {
+        if (entry.role != entry_role::root && entry.role != entry_role::peer) continue;
+        X509_STORE_add_cert(store, entry.certificate.get());
+        if (entry.role == entry_role::root)
+            sk_X509_NAME_push(client_ca_names, X509_NAME_dup(X509_get_subject_name(entry.certificate.get())));
+        else
+            has_pinned_peer = true;
+    }
+    // A pinned peer certificate is a trust anchor by itself, without its issuer.
+    if (has_pinned_peer) X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    SSL_CTX_set_client_CA_list(ctx, client_ca_names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, &record_verify_result);
+    ERR_clear_error();
+
+    context->days_left_ = tls::days_left(server.certificate.get());
+    context->subject_ = subject_text(server.certificate.get());
+    context->label_ = server.label;
+    return context;
+}
+
+server_context::~server_context() {
+    if (ctx_) SSL_CTX_free(ctx_);
+}
+
+}  // namespace postern::tls
