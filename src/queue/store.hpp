@@ -29,6 +29,7 @@ struct commit_result {
 struct store_stats {
     std::uint64_t commits = 0;           // messages made durable
     std::uint64_t syncs = 0;             // synced writes issued (group commits)
+    std::uint64_t failed_commits = 0;    // commits answered with ok = false
 };
 
 struct store_options {

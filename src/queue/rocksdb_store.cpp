@@ -1,0 +1,541 @@
+// queue/rocksdb_store.cpp: the queue store on RocksDB, with group commit.
+//
+// Layout: column family "envelopes" (id -> encode_envelope()) and "bodies" (id -> raw
+// message bytes). Bodies of 4KB and more go to blob files (integrated BlobDB) when the
+// memtable is flushed, but they enter the database through the same WriteBatch as the
+// envelope, so the WAL record that makes a message durable holds both or neither.
+//
+// Group commit (DESIGN §2, STYLE E8): commit() only queues the message. One committer
+// thread takes everything queued while the previous synced write was in flight, writes it
+// as one WriteBatch with sync=true, and then calls every `done`. Under load, one fsync
+// acknowledges many messages; alone, a message waits for exactly one fsync.
+//
+// Full disk: below min_free the committer refuses new messages without writing anything.
+// If a write fails anyway (ENOSPC, EIO), RocksDB stops accepting writes (background error
+// state). Automatic recovery is switched off: the committer calls DB::Resume() itself
+// before the next write, which flushes the memtables and starts a new WAL, so a torn WAL
+// tail is never followed by acknowledged records. Once space is back, the same store
+// object accepts mail again; no restart.
+#include "queue/store.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/listener.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "queue/envelope_codec.hpp"
+#include "queue/queue_id.hpp"
+
+namespace postern::queue {
+
+namespace {
+
+constexpr char envelopes_family[] = "envelopes";
+constexpr char bodies_family[] = "bodies";
+
+// One write group is capped so that a burst of large messages does not build a single
+// batch of gigabytes; the rest waits for the next sync.
+constexpr std::uint64_t max_group_bytes = 64ull * 1024 * 1024;
+// low_on_space() is asked at every MAIL command; statvfs at most this often.
+constexpr auto free_space_cache_time = std::chrono::seconds(1);
+
+std::string format_size(std::uint64_t bytes) {
+    static constexpr const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+    double value = static_cast<double>(bytes);
+    std::size_t unit = 0;
+    while (value >= 1024 && unit + 1 < std::size(units)) {
+        value /= 1024;
+        ++unit;
+    }
+    if (unit == 0 || value >= 100 || value == static_cast<double>(static_cast<std::uint64_t>(value)))
+        return fmt::format("{}{}", static_cast<std::uint64_t>(value), units[unit]);
+    return fmt::format("{:.1f}{}", value, units[unit]);
+}
+
+std::string rocksdb_reason(const rocksdb::Status& status) { return "rocksdb: " + status.ToString(); }
+
+// Makes every file RocksDB creates mode 0600 whatever the process umask is
+// (DESIGN §3 "Files": queue files 0600). The directory is 0700 as well, so the short
+// window between open(0644 & ~umask) and the chmod exposes nothing.
+class private_files_fs final : public rocksdb::FileSystemWrapper {
+public:
+    explicit private_files_fs(const std::shared_ptr<rocksdb::FileSystem>& target)
+        : FileSystemWrapper(target) {}
+    const char* Name() const override { return "postern_private_files"; }
+
+    rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                      rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->NewWritableFile(f, o, r, dbg));
+    }
+    rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                         std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                         rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->ReopenWritableFile(f, o, r, dbg));
+    }
+    rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old,
+                                        const rocksdb::FileOptions& o,
+                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                        rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->ReuseWritableFile(f, old, o, r, dbg));
+    }
+    rocksdb::IOStatus NewRandomRWFile(const std::string& f, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSRandomRWFile>* r,
+                                      rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->NewRandomRWFile(f, o, r, dbg));
+    }
+    rocksdb::IOStatus NewLogger(const std::string& f, const rocksdb::IOOptions& o,
+                                std::shared_ptr<rocksdb::Logger>* r,
+                                rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->NewLogger(f, o, r, dbg));
+    }
+
+    rocksdb::IOStatus LockFile(const std::string& f, const rocksdb::IOOptions& o, rocksdb::FileLock** l,
+                               rocksdb::IODebugContext* dbg) override {
+        return make_private(f, target()->LockFile(f, o, l, dbg));
+    }
+
+private:
+    static rocksdb::IOStatus make_private(const std::string& file, rocksdb::IOStatus created) {
+        if (created.ok() && ::chmod(file.c_str(), 0600) != 0)
+            return rocksdb::IOStatus::IOError("chmod 0600 " + file, std::strerror(errno));
+        return created;
+    }
+};
+
+// Turns off RocksDB's own recovery from background errors (it would poll and resume on
+// its own schedule, racing our writes) and tells the store that a Resume() is due.
+class error_listener final : public rocksdb::EventListener {
+public:
+    explicit error_listener(std::atomic<bool>& resume_needed) : resume_needed_(resume_needed) {}
+
+    void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+        if (error && !error->ok()) resume_needed_.store(true);
+    }
+    void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                              bool* auto_recovery) override {
+        if (auto_recovery) *auto_recovery = false;
+        resume_needed_.store(true);
+    }
+
+private:
+    std::atomic<bool>& resume_needed_;
+};
+
+void make_private_directory(const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw std::runtime_error(fmt::format("queue store {}: cannot create: {}", dir.string(), ec.message()));
+    // chmod, not mkdir's mode: mkdir is subject to the umask, and an existing directory
+    // may have been created looser by hand.
+    if (::chmod(dir.c_str(), 0700) != 0)
+        throw std::runtime_error(fmt::format("queue store {}: cannot set mode 0700: {}", dir.string(),
+                                             std::strerror(errno)));
+}
+
+rocksdb::CompressionType envelope_compression() {
+    for (auto type : rocksdb::GetSupportedCompressions())
+        if (type == rocksdb::kLZ4Compression) return type;
+    return rocksdb::kNoCompression;
+}
+
+class rocksdb_store final : public store {
+public:
+    explicit rocksdb_store(const store_options& options);
+    ~rocksdb_store() override;
+
+    void commit(envelope env, std::string body, std::function<void(commit_result)> done) override;
+    bool low_on_space() const override;
+    std::optional<envelope> load_envelope(const std::string& id) const override;
+    std::optional<std::string> load_body(const std::string& id) const override;
+    std::vector<envelope> list() const override;
+    bool update(const envelope& env, std::string* reason) override;
+    bool remove(const std::string& id, std::string* reason) override;
+    store_stats stats() const override;
+
+private:
+    enum class write_kind { commit, update, remove };
+    struct pending_write {
+        write_kind kind;
+        std::string id;
+        std::string encoded_envelope;  // commit, update
+        std::string body;              // commit
+        std::function<void(commit_result)> done;
+        std::uint64_t bytes() const { return id.size() + encoded_envelope.size() + body.size(); }
+    };
+
+    void open_database();
+    bool submit_and_wait(pending_write write, std::string* reason);
+    void run_committer();
+    void write_group(std::vector<pending_write>& group);
+    rocksdb::Status write_synced(rocksdb::WriteBatch& batch);
+    // statvfs of the queue dir; refreshes the cache. std::nullopt when statvfs fails.
+    std::optional<std::uint64_t> measure_free_space() const;
+    std::optional<std::string> space_refusal();
+    bool exists(const std::string& id) const;
+
+    store_options options_;
+    std::unique_ptr<rocksdb::Env> env_;
+    std::shared_ptr<rocksdb::Cache> block_cache_;
+    rocksdb::DB* db_ = nullptr;
+    rocksdb::ColumnFamilyHandle* envelopes_ = nullptr;
+    rocksdb::ColumnFamilyHandle* bodies_ = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+    std::unique_ptr<queue_id_generator> ids_;
+
+    std::atomic<bool> resume_needed_{false};
+    mutable std::atomic<std::uint64_t> free_bytes_{0};
+    mutable std::atomic<std::int64_t> free_checked_at_{0};
+
+    std::atomic<std::uint64_t> commits_{0};
+    std::atomic<std::uint64_t> syncs_{0};
+    std::atomic<std::uint64_t> failed_commits_{0};
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<pending_write> queue_;  // guarded by mutex_
+    bool stopping_ = false;            // guarded by mutex_
+    std::thread committer_;
+    std::thread::id committer_id_;
+};
+
+rocksdb_store::rocksdb_store(const store_options& options) : options_(options) {
+    make_private_directory(options_.dir);
+    open_database();
+    measure_free_space();
+    committer_ = std::thread([this] { run_committer(); });
+    committer_id_ = committer_.get_id();
+}
+
+void rocksdb_store::open_database() {
+    env_ = rocksdb::NewCompositeEnv(std::make_shared<private_files_fs>(rocksdb::FileSystem::Default()));
+
+    rocksdb::DBOptions db;
+    db.env = env_.get();
+    db.create_if_missing = true;
+    db.create_missing_column_families = true;
+    db.paranoid_checks = true;
+    // A crash can tear only the last WAL record; recover everything before it. Resume()
+    // after a write error starts a new WAL, so a torn record is always the tail.
+    db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+    // Envelopes and bodies are flushed together, so no flush leaves one without the other.
+    db.atomic_flush = true;
+    db.max_background_jobs = 2;  // small machines; one flush and one compaction at a time
+    db.max_subcompactions = 1;
+    db.max_open_files = 256;
+    db.max_total_wal_size = 64ull * 1024 * 1024;
+    db.keep_log_file_num = 4;
+    db.max_log_file_size = 8ull * 1024 * 1024;
+    db.max_manifest_file_size = 64ull * 1024 * 1024;
+    db.max_bgerror_resume_count = 0;  // recovery is ours: see error_listener
+    db.listeners.push_back(std::make_shared<error_listener>(resume_needed_));
+
+    block_cache_ = rocksdb::NewLRUCache(16ull * 1024 * 1024);
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = block_cache_;
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    auto table_factory = std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
+
+    rocksdb::ColumnFamilyOptions envelopes;
+    envelopes.table_factory = table_factory;
+    envelopes.write_buffer_size = 4ull * 1024 * 1024;
+    envelopes.max_write_buffer_number = 2;
+    envelopes.target_file_size_base = 8ull * 1024 * 1024;
+    envelopes.max_bytes_for_level_base = 32ull * 1024 * 1024;
+    envelopes.compression = envelope_compression();
+
+    rocksdb::ColumnFamilyOptions bodies;
+    bodies.table_factory = table_factory;
+    bodies.write_buffer_size = 16ull * 1024 * 1024;
+    bodies.max_write_buffer_number = 2;
+    bodies.target_file_size_base = 8ull * 1024 * 1024;
+    bodies.max_bytes_for_level_base = 32ull * 1024 * 1024;
+    bodies.compression = rocksdb::kNoCompression;
+    bodies.enable_blob_files = true;
+    bodies.min_blob_size = 4096;
+    bodies.blob_file_size = 64ull * 1024 * 1024;
+    bodies.blob_compression_type = rocksdb::kNoCompression;
+    // Delivered messages are deleted; without blob GC their bytes would stay on disk.
+    bodies.enable_blob_garbage_collection = true;
+    bodies.blob_garbage_collection_age_cutoff = 0.5;
+
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(envelopes)},
+        {envelopes_family, envelopes},
+        {bodies_family, bodies},
+    };
+    auto status = rocksdb::DB::Open(db, options_.dir.string(), families, &handles_, &db_);
+    if (!status.ok())
+        throw std::runtime_error(fmt::format("queue store {}: cannot open: {}", options_.dir.string(),
+                                             status.ToString()));
+    envelopes_ = handles_[1];
+    bodies_ = handles_[2];
+
+    std::uint64_t floor = 0;
+    std::unique_ptr<rocksdb::Iterator> last(db_->NewIterator(rocksdb::ReadOptions(), envelopes_));
+    last->SeekToLast();
+    if (last->Valid())
+        if (auto value = parse_queue_id(last->key().ToStringView())) floor = *value;
+    ids_ = std::make_unique<queue_id_generator>(floor);
+}
+
+rocksdb_store::~rocksdb_store() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (committer_.joinable()) committer_.join();
+    for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+    db_->Close().PermitUncheckedError();
+    delete db_;
+}
+
+void rocksdb_store::commit(envelope env, std::string body, std::function<void(commit_result)> done) {
+    env.id = ids_->next();
+    pending_write write{write_kind::commit, env.id, encode_envelope(env), std::move(body), std::move(done)};
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(write));
+    }
+    wake_.notify_one();
+}
+
+bool rocksdb_store::update(const envelope& env, std::string* reason) {
+    return submit_and_wait({write_kind::update, env.id, encode_envelope(env), {}, {}}, reason);
+}
+
+bool rocksdb_store::remove(const std::string& id, std::string* reason) {
+    return submit_and_wait({write_kind::remove, id, {}, {}, {}}, reason);
+}
+
+bool rocksdb_store::submit_and_wait(pending_write write, std::string* reason) {
+    std::promise<commit_result> promise;
+    auto future = promise.get_future();
+    write.done = [&promise](commit_result r) { promise.set_value(std::move(r)); };
+    if (std::this_thread::get_id() == committer_id_) {
+        // Called from a `done` callback: the committer cannot wait for itself.
+        std::vector<pending_write> group;
+        group.push_back(std::move(write));
+        write_group(group);
+    } else {
+        {
+            std::lock_guard lock(mutex_);
+            queue_.push_back(std::move(write));
+        }
+        wake_.notify_one();
+    }
+    auto result = future.get();
+    if (!result.ok && reason) *reason = result.reason;
+    return result.ok;
+}
+
+void rocksdb_store::run_committer() {
+    std::vector<pending_write> group;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            // Stopping still drains the queue: every accepted call gets its answer.
+            if (queue_.empty()) return;
+            std::uint64_t bytes = 0;
+            while (!queue_.empty() && (group.empty() || bytes + queue_.front().bytes() <= max_group_bytes)) {
+                bytes += queue_.front().bytes();
+                group.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        write_group(group);
+        group.clear();
+    }
+}
+
+void rocksdb_store::write_group(std::vector<pending_write>& group) {
+    std::vector<std::optional<std::string>> refusals(group.size());
+    std::optional<std::string> space_problem;
+    bool space_checked = false;
+    std::unordered_set<std::string> removed_in_group;
+
+    rocksdb::WriteBatch batch;
+    std::size_t batched = 0;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        auto& w = group[i];
+        switch (w.kind) {
+        case write_kind::commit:
+            // Only new messages are refused for space: updates and removals are tiny, and
+            // removals are how space comes back.
+            if (!space_checked) {
+                space_problem = space_refusal();
+                space_checked = true;
+            }
+            if (space_problem) {
+                refusals[i] = *space_problem;
+                continue;
+            }
+            batch.Put(bodies_, w.id, w.body);
+            batch.Put(envelopes_, w.id, w.encoded_envelope);
+            break;
+        case write_kind::update:
+            // Never resurrect a removed message as an envelope without a body.
+            if (!parse_queue_id(w.id) || removed_in_group.contains(w.id) || !exists(w.id)) {
+                refusals[i] = "no such message " + w.id;
+                continue;
+            }
+            batch.Put(envelopes_, w.id, w.encoded_envelope);
+            break;
+        case write_kind::remove:
+            if (!parse_queue_id(w.id) || removed_in_group.contains(w.id) || !exists(w.id)) {
+                refusals[i] = "no such message " + w.id;
+                continue;
+            }
+            batch.Delete(envelopes_, w.id);
+            batch.Delete(bodies_, w.id);
+            removed_in_group.insert(w.id);
+            break;
+        }
+        ++batched;
+    }
+
+    rocksdb::Status status;
+    if (batched > 0) status = write_synced(batch);
+
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        auto& w = group[i];
+        commit_result result;
+        if (refusals[i]) {
+            result.reason = std::move(*refusals[i]);
+        } else if (!status.ok()) {
+            result.reason = rocksdb_reason(status);
+        } else {
+            result.ok = true;
+            result.id = w.id;
+        }
+        if (w.kind == write_kind::commit) (result.ok ? commits_ : failed_commits_).fetch_add(1);
+        if (!w.done) continue;
+        try {
+            w.done(std::move(result));
+        } catch (...) {
+            // A throwing callback must not stop the committer: every other session
+            // waiting for its 250 depends on this thread.
+        }
+    }
+}
+
+rocksdb::Status rocksdb_store::write_synced(rocksdb::WriteBatch& batch) {
+    if (resume_needed_.exchange(false)) {
+        // Flushes the memtables to new files and switches to a new WAL; fails (and keeps
+        // the store refusing) as long as the disk is still full.
+        auto resumed = db_->Resume();
+        if (!resumed.ok()) {
+            resume_needed_.store(true);
+            return resumed;
+        }
+    }
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    auto status = db_->Write(write, &batch);
+    syncs_.fetch_add(1);
+    if (!status.ok()) resume_needed_.store(true);
+    return status;
+}
+
+std::optional<std::uint64_t> rocksdb_store::measure_free_space() const {
+    struct statvfs fs {};
+    if (::statvfs(options_.dir.c_str(), &fs) != 0) return std::nullopt;
+    std::uint64_t bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+    free_bytes_.store(bytes, std::memory_order_relaxed);
+    free_checked_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                           std::memory_order_relaxed);
+    return bytes;
+}
+
+std::optional<std::string> rocksdb_store::space_refusal() {
+    auto free = measure_free_space();
+    if (!free)
+        return fmt::format("cannot measure free space of {}: {}", options_.dir.string(), std::strerror(errno));
+    if (*free < options_.min_free)
+        return fmt::format("free space {} below min_free {}", format_size(*free), format_size(options_.min_free));
+    return std::nullopt;
+}
+
+bool rocksdb_store::low_on_space() const {
+    auto now = std::chrono::steady_clock::now().time_since_epoch();
+    std::int64_t checked = free_checked_at_.load(std::memory_order_relaxed);
+    std::uint64_t free = free_bytes_.load(std::memory_order_relaxed);
+    if (now.count() - checked >
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(free_space_cache_time).count()) {
+        auto measured = measure_free_space();
+        if (!measured) return true;
+        free = *measured;
+    }
+    return free < options_.min_free;
+}
+
+bool rocksdb_store::exists(const std::string& id) const {
+    std::string ignored;
+    return db_->Get(rocksdb::ReadOptions(), envelopes_, id, &ignored).ok();
+}
+
+std::optional<envelope> rocksdb_store::load_envelope(const std::string& id) const {
+    rocksdb::PinnableSlice value;
+    if (!db_->Get(rocksdb::ReadOptions(), envelopes_, id, &value).ok()) return std::nullopt;
+    return decode_envelope(value.ToStringView());
+}
+
+std::optional<std::string> rocksdb_store::load_body(const std::string& id) const {
+    std::string value;
+    if (!db_->Get(rocksdb::ReadOptions(), bodies_, id, &value).ok()) return std::nullopt;
+    return value;
+}
+
+std::vector<envelope> rocksdb_store::list() const {
+    std::vector<envelope> all;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), envelopes_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        // A record that does not decode is left in place for `postern queue` to show,
+        // rather than failing the whole listing the scheduler depends on.
+        if (auto env = decode_envelope(it->value().ToStringView())) all.push_back(std::move(*env));
+    }
+    return all;
+}
+
+store_stats rocksdb_store::stats() const {
+    store_stats s;
+    s.commits = commits_.load();
+    s.syncs = syncs_.load();
+    s.failed_commits = failed_commits_.load();
+    return s;
+}
+
+}  // namespace
+
+std::unique_ptr<store> open_rocksdb_store(const store_options& options) {
+    return std::make_unique<rocksdb_store>(options);
+}
+
+}  // namespace postern::queue
