@@ -1,0 +1,188 @@
+// smtp/dot_reader.cpp: the DATA body reader (RFC 5321 §4.1.1.4, §4.5.2, §4.5.3.1.6).
+//
+// One octet at a time through a small state machine, with a bulk path for the body
+// section, where most octets are plain text. "Line start" exists only after a CRLF:
+// after a bare CR or a bare LF the reader is still inside the same line, so no
+// smuggled "<LF>.<LF>" can look like the end of data.
+#include "smtp/dot_reader.hpp"
+
+#include <cctype>
+#include <cstring>
+
+namespace postern::smtp {
+
+std::string_view to_string(data_verdict v) {
+    switch (v) {
+    case data_verdict::ok: return "ok";
+    case data_verdict::bare_line_ending: return "bare CR or LF in message";
+    case data_verdict::nul: return "NUL in message";
+    case data_verdict::line_too_long: return "line over 1000 octets in message";
+    case data_verdict::too_big: return "message over max_message_size";
+    case data_verdict::header_too_big: return "header section over max_header_size";
+    case data_verdict::too_many_hops: return "more Received: headers than max_hop_count";
+    }
+    return "?";
+}
+
+dot_reader::dot_reader(dot_limits limits) : limits_(limits) {}
+
+data_verdict dot_reader::verdict() const {
+    return syntax_ != data_verdict::ok ? syntax_ : limit_;
+}
+
+std::string dot_reader::take_body() {
+    if (verdict() != data_verdict::ok) return {};
+    return std::move(body_);
+}
+
+void dot_reader::mark(data_verdict v) {
+    const bool syntax = v == data_verdict::bare_line_ending || v == data_verdict::nul ||
+                        v == data_verdict::line_too_long;
+    auto& slot = syntax ? syntax_ : limit_;
+    if (slot == data_verdict::ok) slot = v;
+    if (keeping_) {
+        keeping_ = false;
+        std::string().swap(body_);          // nothing of a rejected message is kept
+    }
+}
+
+void dot_reader::content(char c) {
+    ++line_length_;
+    ++size_;
+    if (c == '\0') mark(data_verdict::nul);
+    if (size_ > limits_.max_size) mark(data_verdict::too_big);
+    if (in_header_) {
+        ++header_size_;
+        if (header_size_ > limits_.max_header_size) mark(data_verdict::header_too_big);
+        if (prefix_length_ < sizeof prefix_) prefix_[prefix_length_++] = c;
+    }
+    if (line_length_ > max_line - 2 && !line_counted_long_) {
+        // The CRLF still has to come: content beyond 998 octets makes the line too long.
+        line_counted_long_ = true;
+        mark(data_verdict::line_too_long);
+    }
+    if (keeping_) body_.push_back(c);
+}
+
+void dot_reader::end_of_line() {
+    size_ += 2;
+    if (size_ > limits_.max_size) mark(data_verdict::too_big);
+    if (in_header_) {
+        header_size_ += 2;
+        if (header_size_ > limits_.max_header_size) mark(data_verdict::header_too_big);
+        if (prefix_length_ == 0) {
+            in_header_ = false;             // RFC 5322 §2.1: an empty line ends the header
+        } else if (prefix_length_ == sizeof prefix_) {
+            static constexpr char received[] = "received:";
+            bool match = true;
+            for (std::size_t i = 0; i < sizeof prefix_; ++i)
+                if (std::tolower(static_cast<unsigned char>(prefix_[i])) != received[i]) match = false;
+            if (match && ++hops_ > limits_.max_hop_count) mark(data_verdict::too_many_hops);
+        }
+    }
+    if (keeping_) body_.append("\r\n");
+    line_length_ = 0;
+    line_counted_long_ = false;
+    prefix_length_ = 0;
+}
+
+std::size_t dot_reader::feed(std::string_view bytes) {
+    std::size_t i = 0;
+    const std::size_t n = bytes.size();
+    while (i < n && state_ != state::done) {
+        const char c = bytes[i];
+        switch (state_) {
+        case state::line_start:
+            if (c == '.') {
+                state_ = state::dot_at_start;
+                ++line_length_;             // the stuffed dot is transmitted, not stored
+            } else if (c == '\r') {
+                state_ = state::after_cr;
+            } else if (c == '\n') {
+                mark(data_verdict::bare_line_ending);
+                content(c);
+                state_ = state::in_line;
+            } else {
+                content(c);
+                state_ = state::in_line;
+            }
+            ++i;
+            break;
+
+        case state::in_line:
+            if (c == '\r') {
+                state_ = state::after_cr;
+                ++i;
+            } else if (c == '\n') {
+                mark(data_verdict::bare_line_ending);
+                content(c);
+                ++i;
+            } else if (!in_header_) {
+                // Bulk path: plain octets up to the next CR, LF or NUL.
+                std::size_t j = i;
+                while (j < n && bytes[j] != '\r' && bytes[j] != '\n' && bytes[j] != '\0') ++j;
+                if (j == i) {                // a NUL
+                    content(c);
+                    ++i;
+                    break;
+                }
+                const std::size_t span = j - i;
+                line_length_ += span;
+                size_ += span;
+                if (size_ > limits_.max_size) mark(data_verdict::too_big);
+                if (line_length_ > max_line - 2 && !line_counted_long_) {
+                    line_counted_long_ = true;
+                    mark(data_verdict::line_too_long);
+                }
+                if (keeping_) body_.append(bytes.substr(i, span));
+                i = j;
+            } else {
+                content(c);
+                ++i;
+            }
+            break;
+
+        case state::after_cr:
+            if (c == '\n') {
+                end_of_line();
+                state_ = state::line_start;
+                ++i;
+            } else {
+                // The CR we saw was bare; this octet is read as if inside the line.
+                mark(data_verdict::bare_line_ending);
+                content('\r');
+                state_ = state::in_line;     // re-examine c there (it may be another CR)
+            }
+            break;
+
+        case state::dot_at_start:
+            if (c == '\r') {
+                state_ = state::dot_cr;
+                ++i;
+            } else {
+                // RFC 5321 §4.5.2: a leading dot is removed; c is ordinary content.
+                state_ = state::in_line;     // re-examine c there
+            }
+            break;
+
+        case state::dot_cr:
+            if (c == '\n') {
+                state_ = state::done;        // <CRLF>.<CRLF>: the only end of data
+                ++i;
+            } else {
+                // ".<CR>" then something else: a bare CR inside a line that held a dot.
+                mark(data_verdict::bare_line_ending);
+                content('.');
+                content('\r');
+                state_ = state::in_line;     // re-examine c there
+            }
+            break;
+
+        case state::done:
+            break;
+        }
+    }
+    return i;
+}
+
+}  // namespace postern::smtp

@@ -1,0 +1,611 @@
+// smtp/server_fsm.cpp: the receive-side state machine (see server_fsm.hpp).
+#include "smtp/server_fsm.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "smtp/address.hpp"
+#include "smtp/replies.hpp"
+
+namespace postern::smtp {
+
+// --- events -----------------------------------------------------------------------------
+
+event event::connected(std::optional<tls_summary> implicit_tls) {
+    event e;
+    e.what = kind::connected;
+    e.tls = std::move(implicit_tls);
+    return e;
+}
+event event::bytes(std::string_view data) {
+    event e;
+    e.what = kind::bytes;
+    e.data = data;
+    return e;
+}
+event event::tls_established(tls_summary s) {
+    event e;
+    e.what = kind::tls_done;
+    e.tls = std::move(s);
+    return e;
+}
+event event::tls_failure(std::string reason) {
+    event e;
+    e.what = kind::tls_failed;
+    e.reason = std::move(reason);
+    return e;
+}
+event event::commit_result(bool ok, std::string id, std::string reason) {
+    event e;
+    e.what = kind::committed;
+    e.commit_ok = ok;
+    e.commit_id = std::move(id);
+    e.commit_reason = std::move(reason);
+    return e;
+}
+event event::timed_out() {
+    event e;
+    e.what = kind::timeout;
+    return e;
+}
+event event::stop(bool now) {
+    event e;
+    e.what = now ? kind::shutdown_now : kind::shutdown;
+    return e;
+}
+event event::closed(std::string reason) {
+    event e;
+    e.what = kind::peer_closed;
+    e.reason = std::move(reason);
+    return e;
+}
+
+// --- the command table (STYLE E3) ---------------------------------------------------------
+
+const std::vector<command_spec>& server_fsm::commands() {
+    // Flags after Postfix's smtpd_cmd_table; group ends after RFC 2920 §3.1.
+    static const std::vector<command_spec> table = {
+        {"EHLO", &server_fsm::on_ehlo, pre_tls | ends_group},
+        {"HELO", &server_fsm::on_helo, pre_tls | ends_group},
+        {"STARTTLS", &server_fsm::on_starttls, pre_tls | ends_group | needs_no_argument},
+        {"MAIL", &server_fsm::on_mail, 0},
+        {"RCPT", &server_fsm::on_rcpt, 0},
+        {"DATA", &server_fsm::on_data, ends_group | needs_no_argument},
+        {"RSET", &server_fsm::on_rset, pre_tls | needs_no_argument},
+        {"NOOP", &server_fsm::on_noop, pre_tls | ends_group},     // §4.1.1.9: argument ignored
+        {"QUIT", &server_fsm::on_quit, pre_tls | ends_group | any_time},
+        {"VRFY", &server_fsm::on_vrfy, ends_group},
+        {"HELP", &server_fsm::on_help, pre_tls | ends_group},
+        {"EXPN", &server_fsm::on_not_implemented, ends_group},
+        {"TURN", &server_fsm::on_not_implemented, ends_group},
+        {"ETRN", &server_fsm::on_not_implemented, ends_group},
+        {"BDAT", &server_fsm::on_not_implemented, ends_group},
+        {"AUTH", &server_fsm::on_not_implemented, ends_group},
+        // An HTTP client pointed at an SMTP port (or a browser-based cross-protocol attack).
+        {"GET", &server_fsm::on_forbidden, forbidden | pre_tls | any_time},
+        {"POST", &server_fsm::on_forbidden, forbidden | pre_tls | any_time},
+        {"HEAD", &server_fsm::on_forbidden, forbidden | pre_tls | any_time},
+        {"PUT", &server_fsm::on_forbidden, forbidden | pre_tls | any_time},
+        {"CONNECT", &server_fsm::on_forbidden, forbidden | pre_tls | any_time},
+    };
+    return table;
+}
+
+// --- helpers ------------------------------------------------------------------------------
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Client-supplied text in a header we write: printable ASCII only, and none of the
+// characters that would end a comment, a domain literal or the header itself.
+std::string sanitise(std::string_view text, std::size_t max = 255) {
+    std::string out;
+    for (char c : text.substr(0, max)) {
+        const auto u = static_cast<unsigned char>(c);
+        const bool safe = u > 32 && u < 127 && c != '(' && c != ')' && c != '[' && c != ']' &&
+                          c != '\\' && c != ';' && c != '"';
+        out.push_back(safe ? c : '?');
+    }
+    return out.empty() ? std::string("unknown") : out;
+}
+
+// RFC 5322 §3.3 date-time in UTC, independent of the process locale.
+std::string rfc5322_date(std::chrono::system_clock::time_point t) {
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    return fmt::format("{}, {} {} {} {:02}:{:02}:{:02} +0000", days[tm.tm_wday], tm.tm_mday,
+                       months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+std::string first_word(std::string_view s) {
+    auto sp = s.find_first_of(" \t");
+    return std::string(s.substr(0, sp));
+}
+
+}  // namespace
+
+server_fsm::server_fsm(session_params params) : params_(std::move(params)) {
+    if (!params_.clock) params_.clock = [] { return std::chrono::system_clock::now(); };
+    for (auto& d : params_.policy.accepted_domains) d = lower(d);
+}
+
+void server_fsm::send(const reply& r) {
+    pending_out_ += r.wire();
+    for (auto& l : r.lines()) pending_log_.push_back({log_entry::kind::sent, std::move(l)});
+}
+
+void server_fsm::send_error(const reply& r) {
+    send(r);
+    // Postfix's smtpd_hard_error_limit: a client that keeps making errors is not a mailer.
+    if (++errors_ >= params_.policy.max_protocol_errors && !closed_) {
+        info(fmt::format("{} protocol errors: closing", errors_));
+        close_with(replies::too_many_errors(params_.policy.hostname));
+    }
+}
+
+void server_fsm::info(std::string text) { pending_log_.push_back({log_entry::kind::info, std::move(text)}); }
+
+void server_fsm::close_with(const reply& r) {
+    send(r);
+    next_ = next::close;
+    closed_ = true;
+}
+
+void server_fsm::reset_transaction() {
+    mail_given_ = false;
+    in_data_ = false;
+    data_.reset();
+    envelope_ = queue::envelope{};
+    notify_.clear();
+}
+
+void server_fsm::after_transaction() {
+    if (shutting_down_ && !closed_) close_with(replies::shutting_down(params_.policy.hostname));
+}
+
+bool server_fsm::need_tls() const { return params_.policy.require_tls && !tls_; }
+
+bool server_fsm::relay_permitted() const {
+    if (params_.policy.relay_for_anonymous) return true;
+    return params_.policy.relay_for_partners && tls_ && tls_->partner;
+}
+
+action server_fsm::take(action::kind k) {
+    action a;
+    a.what = k;
+    a.out = std::move(pending_out_);
+    a.log = std::move(pending_log_);
+    pending_out_.clear();
+    pending_log_.clear();
+    return a;
+}
+
+// --- the main loop --------------------------------------------------------------------------
+
+action server_fsm::resume(const event& ev) {
+    if (closed_) return take(action::kind::close);
+    next_ = next::read;
+
+    switch (ev.what) {
+    case event::kind::connected:
+        if (ev.tls) {
+            tls_ = *ev.tls;
+            info("implicit TLS");
+        }
+        if (tls_) {
+            // Reuse the STARTTLS path for the log lines of the TLS outcome.
+            tls_summary s = *tls_;
+            tls_.reset();
+            resume(event::tls_established(std::move(s)));
+            next_ = next::read;
+        }
+        switch (params_.admitted) {
+        case admission::normal:
+            send(replies::greeting(params_.policy.hostname));
+            break;
+        case admission::no_connector:
+            info("no receive connector matches this client");
+            send(replies::no_service(params_.policy.hostname));
+            break;
+        case admission::too_many_connections:
+            close_with(replies::too_many_connections(params_.policy.hostname));
+            break;
+        }
+        break;
+
+    case event::kind::bytes:
+        if (committing_) {          // the driver does not read while committing; be safe
+            lines_.feed(ev.data);
+            break;
+        }
+        if (in_data_) {
+            auto data = ev.data;
+            auto used = data_->feed(data);
+            data.remove_prefix(used);
+            if (data_->done()) {
+                in_data_ = false;
+                lines_.feed(data);
+                finish_data();
+            }
+        } else {
+            lines_.feed(ev.data);
+        }
+        process_input();
+        break;
+
+    case event::kind::tls_done: {
+        tls_ = ev.tls ? *ev.tls : tls_summary{};
+        const auto& t = *tls_;
+        info(fmt::format("TLS protocol={} cipher={} bits={}{}", t.protocol, t.cipher, t.cipher_bits,
+                         "" /* resumption is logged by the driver */));
+        if (t.certificate_presented) {
+            info(fmt::format("client certificate subject=\"{}\" issuer=\"{}\" sha256={} verified={}{}",
+                             t.subject, t.issuer, t.sha256, t.certificate_verified ? "yes" : "no",
+                             t.certificate_verified ? "" : " (" + t.verify_error + ")"));
+        } else {
+            info("client certificate: none");
+        }
+        if (params_.policy.mutual_tls) {
+            if (t.partner)
+                info("verdict: partner (mutual_tls satisfied)");
+            else
+                info(fmt::format("verdict: not a partner ({}); every command but QUIT gets 554 5.7.0",
+                                 t.partner_reason.empty() ? "no certificate" : t.partner_reason));
+        } else {
+            info(fmt::format("verdict: encryption_only achieved{}", t.partner ? ", client is a partner" : ""));
+        }
+        // RFC 3207 §4.2: the server discards knowledge from the client and starts over.
+        greeted_ = false;
+        esmtp_ = false;
+        helo_name_.clear();
+        reset_transaction();
+        process_input();
+        break;
+    }
+
+    case event::kind::tls_failed:
+        info("TLS handshake failed: " + ev.reason);
+        next_ = next::close;        // nothing can be said on a broken TLS layer
+        closed_ = true;
+        break;
+
+    case event::kind::committed:
+        committing_ = false;
+        if (ev.commit_ok) {
+            ++accepted_;
+            send(replies::queued(ev.commit_id));
+        } else {
+            info("queue store: " + ev.commit_reason);
+            send(replies::queue_unavailable());
+        }
+        reset_transaction();
+        after_transaction();
+        process_input();
+        break;
+
+    case event::kind::timeout:
+        if (in_data_) info("timeout in DATA: message discarded");
+        close_with(replies::timeout(params_.policy.hostname));
+        break;
+
+    case event::kind::shutdown:
+        shutting_down_ = true;
+        if (!mail_given_ && !in_data_ && !committing_) {
+            close_with(replies::shutting_down(params_.policy.hostname));
+        } else {
+            info("shutdown requested: finishing the current transaction");
+        }
+        break;
+
+    case event::kind::shutdown_now:
+        shutting_down_ = true;
+        if (in_data_ || mail_given_) info("shutdown grace over: transaction abandoned, nothing was acknowledged");
+        close_with(replies::shutting_down(params_.policy.hostname));
+        break;
+
+    case event::kind::peer_closed:
+        if (in_data_ || mail_given_) info("connection lost in a transaction: nothing was acknowledged");
+        if (!ev.reason.empty()) info("connection closed: " + ev.reason);
+        next_ = next::close;
+        closed_ = true;
+        pending_out_.clear();
+        break;
+    }
+
+    switch (next_) {
+    case next::none:
+    case next::read: return take(action::kind::read);
+    case next::start_tls: return take(action::kind::start_tls);
+    case next::close: return take(action::kind::close);
+    case next::commit: {
+        auto a = take(action::kind::commit);
+        a.envelope = std::move(envelope_);
+        a.body = std::move(commit_body_);
+        commit_body_.clear();
+        return a;
+    }
+    }
+    return take(action::kind::close);
+}
+
+void server_fsm::process_input() {
+    while (next_ == next::read && !closed_) {
+        if (in_data_) {
+            // DATA was just accepted: whatever the client already sent is message text.
+            auto rest = lines_.take_rest();
+            if (rest.empty()) break;
+            auto used = data_->feed(rest);
+            if (!data_->done()) break;
+            in_data_ = false;
+            lines_.feed(std::string_view(rest).substr(used));
+            finish_data();
+            continue;
+        }
+        auto l = lines_.next();
+        if (!l) break;
+        process_line(*l);
+    }
+}
+
+void server_fsm::process_line(const line& l) {
+    if (l.state == line::status::too_long) {
+        info("command line over 2048 octets discarded");
+        send_error(replies::line_too_long());
+        return;
+    }
+    if (l.state == line::status::nul) {
+        info("command line with NUL discarded");
+        send_error(replies::nul_in_command());
+        return;
+    }
+    pending_log_.push_back({log_entry::kind::received, redact_for_log(l.text)});
+
+    auto cmd = parse_command(l.text);
+    if (!cmd) {
+        send_error(replies::unknown_command());
+        return;
+    }
+    const auto& table = commands();
+    auto spec = std::find_if(table.begin(), table.end(), [&](const command_spec& s) { return s.verb == cmd->verb; });
+    if (spec == table.end()) {
+        send_error(replies::unknown_command());
+        return;
+    }
+    if (spec->flags & forbidden) {
+        (this->*spec->on)(*cmd);
+        return;
+    }
+    if (params_.admitted == admission::no_connector && !(spec->flags & any_time)) {
+        send_error(replies::no_service_only_quit());
+        return;
+    }
+    if (params_.policy.mutual_tls && tls_ && !tls_->partner && !(spec->flags & any_time)) {
+        send_error(replies::client_certificate_required());
+        return;
+    }
+    if (need_tls() && !(spec->flags & pre_tls)) {
+        send_error(replies::starttls_required());
+        return;
+    }
+    if ((spec->flags & needs_no_argument) && !cmd->argument.empty()) {
+        send_error(replies::no_parameters_allowed());
+        return;
+    }
+    (this->*spec->on)(*cmd);
+    if ((spec->flags & ends_group) && next_ == next::read && !in_data_ && lines_.buffered() > 0)
+        info(fmt::format("improper command pipelining after {}", cmd->verb));   // RFC 2920 §3.1
+}
+
+// --- handlers -------------------------------------------------------------------------------
+
+void server_fsm::on_ehlo(const command& c) {
+    if (c.argument.empty()) return send_error(replies::helo_syntax());
+    reset_transaction();                     // RFC 5321 §4.1.4: EHLO implies RSET
+    greeted_ = true;
+    esmtp_ = true;
+    helo_name_ = first_word(c.argument);
+    const auto& p = params_.policy;
+    std::string text = p.hostname;
+    text += "\nPIPELINING";
+    text += fmt::format("\nSIZE {}", p.max_message_size);
+    text += "\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN";
+    if (p.tls == server_policy::tls_offer::starttls && !tls_ && params_.tls_available) text += "\nSTARTTLS";
+    send(reply{250, {}, std::move(text)});
+}
+
+void server_fsm::on_helo(const command& c) {
+    if (c.argument.empty()) return send_error(replies::helo_syntax());
+    reset_transaction();
+    greeted_ = true;
+    esmtp_ = false;
+    helo_name_ = first_word(c.argument);
+    send(replies::helo_ok(params_.policy.hostname));
+}
+
+void server_fsm::on_mail(const command& c) {
+    if (!greeted_) return send_error(replies::helo_first());
+    if (mail_given_) return send_error(replies::nested_mail());
+    auto r = parse_mail_from(c.argument);
+    switch (r.error) {
+    case address_error::none: break;
+    case address_error::syntax: return send_error(replies::mail_syntax());
+    case address_error::bad_address: info("MAIL: " + r.detail); return send_error(replies::bad_sender_address());
+    case address_error::utf8_not_allowed: return send(replies::utf8_needs_smtputf8());
+    case address_error::unsupported_parameter: info("MAIL: " + r.detail); return send_error(replies::unsupported_parameter());
+    case address_error::bad_parameter: info("MAIL: " + r.detail); return send_error(replies::bad_parameter());
+    }
+    const auto& m = r.value;
+    const bool any_parameter = m.size || m.body != body_type::unspecified || m.smtputf8 || !m.ret.empty() ||
+                               !m.envid.empty();
+    if (!esmtp_ && any_parameter) return send_error(replies::unsupported_parameter());   // HELO: no extensions
+    if (m.size && *m.size > params_.policy.max_message_size) {
+        info(fmt::format("SIZE={} over max_message_size {}", *m.size, params_.policy.max_message_size));
+        return send(replies::message_too_big());
+    }
+    if (params_.storage_low && params_.storage_low()) {
+        info("queue store low on space (below min_free)");
+        return send(replies::queue_unavailable());
+    }
+    reset_transaction();
+    mail_given_ = true;
+    envelope_.mail_from = m.address;
+    envelope_.body_8bit = m.body == body_type::eight_bit_mime;
+    envelope_.smtputf8 = m.smtputf8;
+    envelope_.envid = m.envid;
+    envelope_.ret = m.ret;
+    envelope_.client_address = params_.client_ip.find(':') != std::string::npos
+                                   ? fmt::format("[{}]:{}", params_.client_ip, params_.client_port)
+                                   : fmt::format("{}:{}", params_.client_ip, params_.client_port);
+    envelope_.client_helo = helo_name_;
+    envelope_.receive_connector = params_.policy.connector_name;
+    envelope_.session_id = params_.session_id;
+    send(replies::sender_ok());
+}
+
+void server_fsm::on_rcpt(const command& c) {
+    if (!mail_given_) return send_error(replies::mail_first());
+    auto r = parse_rcpt_to(c.argument, envelope_.smtputf8);
+    switch (r.error) {
+    case address_error::none: break;
+    case address_error::syntax: return send_error(replies::rcpt_syntax());
+    case address_error::bad_address: info("RCPT: " + r.detail); return send_error(replies::bad_recipient_address());
+    case address_error::utf8_not_allowed: return send(replies::utf8_needs_smtputf8());
+    case address_error::unsupported_parameter: info("RCPT: " + r.detail); return send_error(replies::unsupported_parameter());
+    case address_error::bad_parameter: info("RCPT: " + r.detail); return send_error(replies::bad_parameter());
+    }
+    const auto& rc = r.value;
+    if (!esmtp_ && (!rc.notify.empty() || !rc.orcpt.empty())) return send_error(replies::unsupported_parameter());
+    if (envelope_.recipients.size() >= params_.policy.max_recipients) return send(replies::too_many_recipients());
+    std::string address = rc.address;
+    if (rc.postmaster) {
+        address = "postmaster@" + params_.policy.hostname;    // RFC 5321 §4.5.1: always ours
+    } else {
+        const auto domain = domain_of(address);
+        const auto& accepted = params_.policy.accepted_domains;
+        const bool ours = std::find(accepted.begin(), accepted.end(), domain) != accepted.end();
+        if (!ours && !relay_permitted()) {
+            info(fmt::format("relay denied: domain {} is not in accepted_domains and the client has no "
+                             "accept_any_recipient permission", sanitise(domain)));
+            return send(replies::relay_denied());
+        }
+    }
+    queue::recipient rec;
+    rec.address = std::move(address);
+    rec.orcpt = rc.orcpt;
+    envelope_.recipients.push_back(std::move(rec));
+    notify_.push_back(rc.notify);
+    send(replies::recipient_ok());
+}
+
+void server_fsm::on_data(const command&) {
+    if (!mail_given_) return send_error(replies::mail_first());
+    if (envelope_.recipients.empty()) return send_error(replies::no_valid_recipients());
+    const auto& p = params_.policy;
+    data_.emplace(dot_limits{p.max_message_size, p.max_header_size, p.max_hop_count});
+    in_data_ = true;
+    send(replies::start_data());
+}
+
+void server_fsm::finish_data() {
+    const auto verdict = data_->verdict();
+    const auto size = data_->size();
+    const auto hops = data_->received_headers();
+    if (verdict != data_verdict::ok) {
+        info(fmt::format("message rejected: {} ({} octets, {} Received: headers)", to_string(verdict), size, hops));
+        switch (verdict) {
+        case data_verdict::too_big: send(replies::message_too_big()); break;
+        case data_verdict::header_too_big: send(replies::header_too_big()); break;
+        case data_verdict::too_many_hops: send(replies::too_many_hops()); break;
+        default: send(replies::bad_message_content()); break;
+        }
+        reset_transaction();
+        after_transaction();
+        return;
+    }
+    ++transactions_;
+    envelope_.received_at = params_.clock();
+    commit_body_ = received_header();
+    commit_body_ += data_->take_body();
+    data_.reset();
+    info(fmt::format("message received: {} octets, {} recipients", size, envelope_.recipients.size()));
+    committing_ = true;
+    next_ = next::commit;
+}
+
+void server_fsm::on_rset(const command&) {
+    reset_transaction();
+    send(replies::reset_ok());
+    after_transaction();
+}
+
+void server_fsm::on_noop(const command&) { send(replies::ok()); }
+
+void server_fsm::on_quit(const command&) { close_with(replies::closing(params_.policy.hostname)); }
+
+void server_fsm::on_vrfy(const command& c) {
+    if (c.argument.empty()) return send_error(replies::argument_required());
+    send(replies::cannot_verify());
+}
+
+void server_fsm::on_help(const command&) { send(replies::help()); }
+
+void server_fsm::on_not_implemented(const command&) { send_error(replies::not_implemented()); }
+
+void server_fsm::on_forbidden(const command& c) {
+    info(fmt::format("{} is not an SMTP command: closing", c.verb));
+    close_with(replies::forbidden_command(params_.policy.hostname));
+}
+
+void server_fsm::on_starttls(const command&) {
+    if (params_.policy.tls != server_policy::tls_offer::starttls) return send_error(replies::not_implemented());
+    if (tls_) return send_error(replies::tls_already_active());
+    if (!params_.tls_available) return send(replies::tls_not_available());
+    if (mail_given_) return send_error(replies::transaction_in_progress());
+    send(replies::ready_to_start_tls());
+    // RFC 3207 §4.2 / CVE-2011-0411: nothing sent before the handshake may be acted on.
+    auto injected = lines_.take_rest();
+    if (!injected.empty())
+        info(fmt::format("discarded {} octets pipelined after STARTTLS", injected.size()));
+    next_ = next::start_tls;
+}
+
+// --- Received: (RFC 5321 §4.4, RFC 3848, RFC 6531 §3.7.3) ---------------------------------
+
+std::string server_fsm::received_header() const {
+    std::string protocol = !esmtp_ ? "SMTP" : envelope_.smtputf8 ? "UTF8SMTP" : "ESMTP";
+    if (tls_ && esmtp_) protocol += "S";
+    std::string h = fmt::format("Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {}.{}\r\n",
+                                sanitise(helo_name_), sanitise(params_.client_ip), sanitise(params_.policy.hostname),
+                                protocol, sanitise(params_.session_id.empty() ? "0" : params_.session_id),
+                                transactions_);
+    if (tls_) {
+        const char* verify = tls_->certificate_verified ? "OK" : tls_->certificate_presented ? "FAIL" : "NO";
+        h += fmt::format("\t(version={} cipher={} bits={} verify={})\r\n", sanitise(tls_->protocol),
+                         sanitise(tls_->cipher), tls_->cipher_bits, verify);
+    }
+    if (envelope_.recipients.size() == 1) {
+        std::string rcpt;
+        for (char c : envelope_.recipients.front().address)
+            rcpt.push_back(static_cast<unsigned char>(c) < 32 || c == '\x7f' ? '?' : c);
+        h += fmt::format("\tfor <{}>;", rcpt);
+    } else {
+        h += "\t;";
+    }
+    h += " " + rfc5322_date(envelope_.received_at == queue::sys_time{} ? params_.clock() : envelope_.received_at);
+    h += "\r\n";
+    return h;
+}
+
+}  // namespace postern::smtp
