@@ -1,0 +1,315 @@
+// bench/smtp_load.cpp: an SMTP load generator for measuring acceptance (not delivery).
+//
+// Opens N concurrent sessions; each does EHLO, STARTTLS, EHLO, then loops MAIL/RCPT/DATA
+// on the same connection with a message of S octets, until the duration has passed or
+// the total count is reached. Reports messages/s and the latency of a whole transaction
+// (MAIL sent -> 250 after the final dot): p50, p99, max.
+//
+//   smtp_load --port 2525 [--host 127.0.0.1] [--sessions 16] [--size 1024]
+//             [--duration 10 | --count 1000] [--ca ca.pem --sni mx.example.test]
+//             [--no-tls] [--to bob@example.test] [--from alice@client.test] [--json]
+//
+// One thread runs every session (the server gets the other cores); Boost.Asio 1.81 C++20
+// coroutines, OpenSSL through asio::ssl. Exit status 0 when at least one message was
+// accepted and no session failed to set up, 1 otherwise, 2 on bad usage.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <fmt/format.h>
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+    std::string host = "127.0.0.1";
+    std::string port;
+    int sessions = 1;
+    std::size_t size = 1024;
+    double duration = 10;
+    long count = 0;                       // > 0: stop after this many messages in total
+    std::string ca;                       // verify the server against this CA file
+    std::string sni;                      // and this name (default: none, no name check)
+    bool tls = true;
+    std::string from = "alice@client.test";
+    std::string to = "bob@example.test";
+    std::string helo = "load.client.test";
+    bool json = false;
+};
+
+struct reply {
+    int code = 0;
+    std::string text;                     // every line, joined with '\n'
+};
+
+struct shared_state {
+    options opt;
+    std::string body;                     // the message, CRLF lines, no terminator
+    clock_type::time_point start, deadline;
+    long tickets = 0;                     // count mode: messages left to send
+    int not_ready = 0;                    // sessions still setting up
+    std::optional<asio::steady_timer> gate;   // opened when every session is ready
+    std::vector<double> latencies_ms;
+    long accepted = 0, refused = 0, setup_failures = 0, broken = 0;
+    std::string first_error;
+};
+
+void note_error(shared_state& s, const std::string& what) {
+    if (s.first_error.empty()) s.first_error = what;
+}
+
+std::string make_body(std::size_t size, const options& o) {
+    std::string m = fmt::format(
+        "From: <{}>\r\nTo: <{}>\r\nSubject: load test\r\nMessage-ID: <load@client.test>\r\n"
+        "\r\n", o.from, o.to);
+    const std::string line(76, 'x');
+    while (m.size() + 78 <= size) m += line + "\r\n";
+    if (m.size() < size) m += std::string(size - m.size() > 2 ? size - m.size() - 2 : 0, 'y') + "\r\n";
+    return m;
+}
+
+// Reads one whole SMTP reply (multi-line aware) from a stream, keeping extra bytes in buf.
+template <class Stream>
+awaitable<reply> read_reply(Stream& stream, std::string& buf) {
+    reply r;
+    for (;;) {
+        std::size_t eol;
+        while ((eol = buf.find("\r\n")) == std::string::npos) {
+            char chunk[16384];
+            std::size_t n = co_await stream.async_read_some(asio::buffer(chunk), use_awaitable);
+            buf.append(chunk, n);
+        }
+        std::string line = buf.substr(0, eol);
+        buf.erase(0, eol + 2);
+        if (!r.text.empty()) r.text += '\n';
+        r.text += line;
+        if (line.size() < 4 || line[3] != '-') {
+            r.code = line.size() >= 3 ? std::atoi(line.substr(0, 3).c_str()) : 0;
+            co_return r;
+        }
+    }
+}
+
+template <class Stream>
+awaitable<reply> command(Stream& stream, std::string& buf, std::string_view line) {
+    std::string out(line);
+    out += "\r\n";
+    co_await asio::async_write(stream, asio::buffer(out), use_awaitable);
+    co_return co_await read_reply(stream, buf);
+}
+
+struct setup_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+void expect(const reply& r, int code, std::string_view step) {
+    if (r.code != code) throw setup_error(fmt::format("{}: expected {}, got: {}", step, code, r.text));
+}
+
+// The measured loop: MAIL, RCPT, DATA, body, one latency sample per transaction.
+template <class Stream>
+awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s) {
+    const std::string mail = fmt::format("MAIL FROM:<{}> SIZE={}", s.opt.from, s.body.size());
+    const std::string rcpt = fmt::format("RCPT TO:<{}>", s.opt.to);
+    std::string payload = s.body + ".\r\n";
+    for (;;) {
+        if (s.opt.count > 0) {
+            if (s.tickets <= 0) break;
+            --s.tickets;
+        } else if (clock_type::now() >= s.deadline) {
+            break;
+        }
+        auto t0 = clock_type::now();
+        reply r = co_await command(stream, buf, mail);
+        if (r.code == 250) {
+            r = co_await command(stream, buf, rcpt);
+            if (r.code == 250) {
+                r = co_await command(stream, buf, "DATA");
+                if (r.code == 354) {
+                    co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
+                    r = co_await read_reply(stream, buf);
+                    if (r.code == 250) {
+                        auto t1 = clock_type::now();
+                        s.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+                        ++s.accepted;
+                        continue;
+                    }
+                }
+            }
+        }
+        ++s.refused;
+        note_error(s, r.text);
+        if (r.code == 421) co_return;
+        if (r.code >= 400) {
+            reply rr = co_await command(stream, buf, "RSET");
+            if (rr.code != 250) co_return;
+        }
+    }
+    co_await command(stream, buf, "QUIT");
+}
+
+awaitable<void> wait_gate(shared_state& s) {
+    if (--s.not_ready == 0) {
+        s.start = clock_type::now();
+        s.deadline = s.start + std::chrono::duration_cast<clock_type::duration>(
+                                   std::chrono::duration<double>(s.opt.duration));
+        s.gate->cancel();
+        co_return;
+    }
+    boost::system::error_code ec;
+    co_await s.gate->async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
+awaitable<void> session(shared_state& s, ssl::context& tls) {
+    auto ex = co_await asio::this_coro::executor;
+    bool ready = false;
+    try {
+        tcp::resolver resolver(ex);
+        auto endpoints = co_await resolver.async_resolve(s.opt.host, s.opt.port, use_awaitable);
+        tcp::socket sock(ex);
+        co_await asio::async_connect(sock, endpoints, use_awaitable);
+        sock.set_option(tcp::no_delay(true));
+        std::string buf;
+        expect(co_await read_reply(sock, buf), 220, "banner");
+        expect(co_await command(sock, buf, "EHLO " + s.opt.helo), 250, "EHLO");
+        if (!s.opt.tls) {
+            ready = true;
+            co_await wait_gate(s);
+            co_await transactions(sock, buf, s);
+            co_return;
+        }
+        expect(co_await command(sock, buf, "STARTTLS"), 220, "STARTTLS");
+        if (!buf.empty()) throw setup_error("bytes after 220 to STARTTLS");
+        ssl::stream<tcp::socket&> stream(sock, tls);
+        if (!s.opt.sni.empty()) {
+            SSL_set_tlsext_host_name(stream.native_handle(), s.opt.sni.c_str());
+            if (!s.opt.ca.empty()) stream.set_verify_callback(ssl::host_name_verification(s.opt.sni));
+        }
+        co_await stream.async_handshake(ssl::stream_base::client, use_awaitable);
+        expect(co_await command(stream, buf, "EHLO " + s.opt.helo), 250, "EHLO after STARTTLS");
+        ready = true;
+        co_await wait_gate(s);
+        co_await transactions(stream, buf, s);
+        boost::system::error_code ec;
+        co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
+    } catch (const setup_error& e) {
+        ++s.setup_failures;
+        note_error(s, e.what());
+    } catch (const std::exception& e) {
+        if (ready) ++s.broken; else ++s.setup_failures;
+        note_error(s, e.what());
+    }
+    if (!ready) co_await wait_gate(s);
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    std::size_t i = static_cast<std::size_t>(p * (v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+}
+
+int usage(const char* msg) {
+    std::fprintf(stderr, "smtp_load: %s\n", msg);
+    std::fprintf(stderr,
+                 "usage: smtp_load --port P [--host H] [--sessions N] [--size BYTES] "
+                 "[--duration SECONDS | --count M] [--ca FILE] [--sni NAME] [--no-tls] "
+                 "[--from A] [--to A] [--json]\n");
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) return nullptr;
+            return argv[++i];
+        };
+        const char* v = nullptr;
+        if (a == "--no-tls") { o.tls = false; continue; }
+        if (a == "--json") { o.json = true; continue; }
+        if (a == "--help") return usage("help"), 0;
+        if (!(v = value())) return usage("missing value");
+        if (a == "--host") o.host = v;
+        else if (a == "--port") o.port = v;
+        else if (a == "--sessions") o.sessions = std::atoi(v);
+        else if (a == "--size") o.size = std::strtoull(v, nullptr, 10);
+        else if (a == "--duration") o.duration = std::atof(v);
+        else if (a == "--count") o.count = std::atol(v);
+        else if (a == "--ca") o.ca = v;
+        else if (a == "--sni") o.sni = v;
+        else if (a == "--from") o.from = v;
+        else if (a == "--to") o.to = v;
+        else if (a == "--helo") o.helo = v;
+        else return usage("unknown option");
+    }
+    if (o.port.empty() || o.sessions < 1) return usage("--port and --sessions >= 1 are required");
+
+    asio::io_context io(1);
+    ssl::context tls(ssl::context::tls_client);
+    tls.set_options(ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (!o.ca.empty()) {
+        tls.load_verify_file(o.ca);
+        tls.set_verify_mode(ssl::verify_peer);
+    } else {
+        tls.set_verify_mode(ssl::verify_none);
+    }
+
+    shared_state s;
+    s.opt = o;
+    s.body = make_body(o.size, o);
+    s.tickets = o.count;
+    s.not_ready = o.sessions;
+    s.gate.emplace(io, clock_type::time_point::max());
+    s.start = clock_type::now();
+    s.deadline = s.start + std::chrono::hours(24);
+
+    for (int i = 0; i < o.sessions; ++i)
+        asio::co_spawn(io, session(s, tls), asio::detached);
+    io.run();
+    auto end = clock_type::now();
+
+    double elapsed = std::chrono::duration<double>(end - s.start).count();
+    std::sort(s.latencies_ms.begin(), s.latencies_ms.end());
+    double rate = elapsed > 0 ? s.accepted / elapsed : 0;
+    double p50 = percentile(s.latencies_ms, 0.50), p99 = percentile(s.latencies_ms, 0.99);
+    double max = s.latencies_ms.empty() ? 0 : s.latencies_ms.back();
+    if (o.json) {
+        std::string err;
+        for (char c : s.first_error) {
+            if (c == '"' || c == '\\') err += '\\';
+            if (static_cast<unsigned char>(c) < 0x20) { err += ' '; continue; }
+            err += c;
+        }
+        std::printf("{\"sessions\": %d, \"size\": %zu, \"accepted\": %ld, \"refused\": %ld, "
+                    "\"setup_failures\": %ld, \"broken_sessions\": %ld, \"elapsed_s\": %.3f, "
+                    "\"messages_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
+                    "\"first_error\": \"%s\"}\n",
+                    o.sessions, s.body.size(), s.accepted, s.refused, s.setup_failures, s.broken,
+                    elapsed, rate, p50, p99, max, err.c_str());
+    } else {
+        std::printf("sessions %d, message %zu octets: %ld accepted, %ld refused, %ld setup failures, "
+                    "%ld broken sessions in %.2f s\n%.1f messages/s, latency p50 %.2f ms, p99 %.2f ms, "
+                    "max %.2f ms\n",
+                    o.sessions, s.body.size(), s.accepted, s.refused, s.setup_failures, s.broken,
+                    elapsed, rate, p50, p99, max);
+        if (!s.first_error.empty()) std::printf("first error: %s\n", s.first_error.c_str());
+    }
+    return (s.accepted > 0 && s.setup_failures == 0) ? 0 : 1;
+}
