@@ -22,7 +22,11 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <algorithm>
 #include <deque>
 #include <future>
 #include <limits>
@@ -126,6 +130,62 @@ private:
             return rocksdb::IOStatus::IOError("chmod 0600 " + file, std::strerror(errno));
         return created;
     }
+};
+
+// RocksDB's informational LOG, written with plain write(2) and errors ignored.
+// Why not RocksDB's own logger: Debian builds librocksdb with assertions on, and its
+// logger asserts (aborting the process) when it writes again after a failed write, which
+// is exactly what happens on a full disk. A diagnostic log must never take the queue down.
+class queue_info_log final : public rocksdb::Logger {
+public:
+    explicit queue_info_log(const std::filesystem::path& dir)
+        : Logger(rocksdb::InfoLogLevel::INFO_LEVEL), file_(dir / "LOG"), previous_(dir / "LOG.old") {
+        open_file();
+    }
+    ~queue_info_log() override {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
+    using rocksdb::Logger::Logv;
+    void Logv(const char* format, va_list args) override {
+        char line[2048];
+        auto now = std::chrono::system_clock::now();
+        auto seconds = std::chrono::system_clock::to_time_t(now);
+        auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+        std::tm utc{};
+        ::gmtime_r(&seconds, &utc);
+        int prefix = static_cast<int>(std::strftime(line, sizeof line, "%Y/%m/%d-%H:%M:%S", &utc));
+        prefix += std::snprintf(line + prefix, sizeof line - prefix, ".%06lld ", static_cast<long long>(micros));
+        int body = std::vsnprintf(line + prefix, sizeof line - prefix - 1, format, args);
+        if (body < 0) return;
+        std::size_t length = std::min(sizeof line - 2, static_cast<std::size_t>(prefix + body));
+        if (line[length - 1] != '\n') line[length++] = '\n';
+
+        std::lock_guard lock(mutex_);
+        if (fd_ < 0) return;
+        if (written_ + length > max_log_size) rotate();
+        if (fd_ >= 0 && ::write(fd_, line, length) > 0) written_ += length;
+    }
+
+private:
+    static constexpr std::uint64_t max_log_size = 8ull * 1024 * 1024;
+
+    void open_file() {
+        fd_ = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        struct stat st {};
+        written_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+        if (fd_ >= 0) ::fchmod(fd_, 0600);
+    }
+    void rotate() {
+        ::close(fd_);
+        ::rename(file_.c_str(), previous_.c_str());
+        open_file();
+    }
+
+    std::filesystem::path file_, previous_;
+    std::mutex mutex_;
+    int fd_ = -1;
+    std::uint64_t written_ = 0;
 };
 
 // Turns off RocksDB's own recovery from background errors (it would poll and resume on
@@ -249,8 +309,7 @@ void rocksdb_store::open_database() {
     db.max_subcompactions = 1;
     db.max_open_files = 256;
     db.max_total_wal_size = 64ull * 1024 * 1024;
-    db.keep_log_file_num = 4;
-    db.max_log_file_size = 8ull * 1024 * 1024;
+    db.info_log = std::make_shared<queue_info_log>(options_.dir);
     db.max_manifest_file_size = 64ull * 1024 * 1024;
     db.max_bgerror_resume_count = 0;  // recovery is ours: see error_listener
     db.listeners.push_back(std::make_shared<error_listener>(resume_needed_));
