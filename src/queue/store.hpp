@@ -42,7 +42,8 @@ public:
     virtual ~store() = default;
 
     /// Makes envelope + body durable in one synced write. Thread-safe; `done` is called
-    /// exactly once, from a store thread, after the write returned (or failed).
+    /// exactly once, from a store thread, after the write returned (or failed). Keep it
+    /// short (post to the session's executor): the next group's write waits for it.
     /// The store assigns envelope.id.
     virtual void commit(envelope env, std::string body, std::function<void(commit_result)> done) = 0;
 
