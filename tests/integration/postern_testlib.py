@@ -13,6 +13,7 @@ Main entry points:
   SmtpConn                   a raw line-level SMTP client for transcript-style tests
 """
 
+import atexit
 import csv
 import glob
 import json
@@ -206,10 +207,17 @@ class Pki:
 _PKI = None
 
 
+def keep_files():
+    """POSTERN_TEST_KEEP=1 keeps every temp directory (PKI, data_dir, Postfix) for a look."""
+    return os.environ.get("POSTERN_TEST_KEEP") == "1"
+
+
 def pki():
     global _PKI
     if _PKI is None:
         d = tempfile.mkdtemp(prefix="postern-pki-")
+        if not keep_files():
+            atexit.register(shutil.rmtree, d, True)
         _PKI = Pki(d)
     return _PKI
 
@@ -334,6 +342,11 @@ class Postern:
                 raise PosternError(f"postern did not stop within {timeout}s of SIGTERM\n"
                                    + self.stderr_text())
         return self.proc.returncode
+
+    def remove_files(self):
+        """Removes the server's temp directory (kept with POSTERN_TEST_KEEP=1)."""
+        if not keep_files() and self.proc.poll() is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     # -- observation
     def protocol_log(self, kind="smtp-receive"):
@@ -460,6 +473,8 @@ class PosternTestCase(unittest.TestCase):
                 failed = any(t is self for t, _ in errs)
             if failed or s.proc.returncode not in (0, None):
                 sys.stderr.write(f"\n--- postern stderr ({s.base}) ---\n{s.stderr_text()}\n")
+            elif not os.path.ismount(s.data_dir):
+                s.remove_files()
 
     def smtp(self, server, connector_name=None, timeout=10):
         c = SmtpConn("127.0.0.1", server.port(connector_name), timeout=timeout)
@@ -758,6 +773,10 @@ class PostfixInstance:
         except TimeoutError:
             pass
 
+    def remove_files(self):
+        if not keep_files():
+            shutil.rmtree(self.base, ignore_errors=True)
+
     def master_pid(self):
         with open(os.path.join(self.queue, "pid", "master.pid")) as f:
             return int(f.read().strip())
@@ -805,6 +824,8 @@ class SharedServerTestCase(unittest.TestCase):
             rc = server.stop()
             if rc not in (0, None):
                 sys.stderr.write(f"\n--- postern exited {rc} ---\n{server.stderr_text()}\n")
+            else:
+                server.remove_files()
 
     def smtp(self, connector_name=None, timeout=10):
         c = SmtpConn("127.0.0.1", self.server.port(connector_name), timeout=timeout)

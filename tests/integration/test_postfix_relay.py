@@ -23,6 +23,7 @@ class PostfixToPostern(unittest.TestCase):
 
     def start_pair(self, keyring):
         server = start_postern(config_text([connector(require_tls=True)]), keyring=keyring)
+        self.addCleanup(server.remove_files)
         self.addCleanup(self.report, server)
         self.addCleanup(server.stop)
         base = None
@@ -37,6 +38,7 @@ class PostfixToPostern(unittest.TestCase):
         with open(os.path.join(pf.conf, "tls_policy"), "w") as f:
             # the relayhost is an address: name the certificate identity to match
             f.write(f"[127.0.0.1]:{server.port()} secure match={SERVER_NAME}\n")
+        self.addCleanup(pf.remove_files)
         pf.start()
         self.addCleanup(pf.stop)
         self.addCleanup(self.report_postfix, pf)

@@ -12,15 +12,15 @@ from postern_testlib import (ACCEPTED_DOMAIN, PosternTestCase, SmtpConn, config_
 class Serve(PosternTestCase):
 
     def test_ready_file_names_every_listener(self):
-        server = self.start(config_text([connector("first"), connector("second", tls="none")]))
+        server = self.start(config_text([connector("first"), connector("second", tls="none", bind=["127.0.0.2:0"])]))
         ready = server.ready
         self.assertEqual(ready["pid"], server.proc.pid)
         names = sorted(l["connector"] for l in ready["listeners"])
         self.assertEqual(names, ["first", "second"])
         for l in ready["listeners"]:
-            self.assertEqual(l["address"], "127.0.0.1")
+            self.assertEqual(l["address"], {"first": "127.0.0.1", "second": "127.0.0.2"}[l["connector"]])
             self.assertNotEqual(l["port"], 0)
-            c = SmtpConn("127.0.0.1", l["port"])
+            c = SmtpConn(l["address"], l["port"])
             self.addCleanup(c.close)
             c.expect("220 mx.postern.test")
         self.assertEqual(ready["control_socket"], os.path.join(server.data_dir, "control.sock"))
