@@ -542,6 +542,8 @@ std::optional<std::string> rocksdb_store::space_refusal() {
     return std::nullopt;
 }
 
+// Space only, on purpose: a store in RocksDB's error state is not "low on space". Commits
+// are what drive Resume(), so refusing MAIL for that would keep the store stuck forever.
 bool rocksdb_store::low_on_space() const {
     auto now = std::chrono::steady_clock::now().time_since_epoch();
     std::int64_t checked = free_checked_at_.load(std::memory_order_relaxed);
