@@ -163,8 +163,10 @@ std::string install_certificate(keyring& ring, request_log& log, std::vector<x50
     pending->role = entry_role::server;
     const std::string label = pending->label;
     const std::string fingerprint = public_key_sha256(pending->key.get());
-    for (auto& intermediate : used_intermediates)
-        ring.add_certificate(ring.unique_label(label_for(intermediate.get())), std::move(intermediate));
+    for (auto& intermediate : used_intermediates) {
+        std::string intermediate_label = ring.unique_label(label_for(intermediate.get()));
+        ring.add_certificate(std::move(intermediate_label), std::move(intermediate));
+    }
     if (request_record* record = log.find_pending_by_key(fingerprint)) {
         record->state = request_state::installed;
         record->state_date = now_text();
