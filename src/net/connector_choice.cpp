@@ -1,0 +1,103 @@
+// net/connector_choice.cpp: connector choice (DESIGN.md §3) and connector -> policy.
+#include "net/connector_choice.hpp"
+
+#include <algorithm>
+
+#include <unistd.h>
+
+namespace postern::net {
+
+namespace ip = boost::asio::ip;
+
+ip::address unmapped(const ip::address& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) return ip::make_address_v4(ip::v4_mapped, a.to_v6());
+    return a;
+}
+
+std::string endpoint_text(const ip::tcp::endpoint& e) {
+    const auto a = unmapped(e.address());
+    if (a.is_v6()) return "[" + a.to_string() + "]:" + std::to_string(e.port());
+    return a.to_string() + ":" + std::to_string(e.port());
+}
+
+std::string bind_key(const config::endpoint& e) {
+    if (!e.text.empty()) return e.text;
+    if (e.host.find(':') != std::string::npos) return "[" + e.host + "]:" + std::to_string(e.port);
+    return e.host + ":" + std::to_string(e.port);
+}
+
+std::vector<std::size_t> connectors_on_bind(const config::configuration& cfg, const std::string& bind) {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < cfg.receive_connectors.size(); ++i) {
+        const auto& binds = cfg.receive_connectors[i].bind;
+        if (std::any_of(binds.begin(), binds.end(), [&](const config::endpoint& e) { return bind_key(e) == bind; }))
+            out.push_back(i);
+    }
+    return out;
+}
+
+std::optional<std::size_t> choose_connector(const config::configuration& cfg,
+                                            const std::vector<std::size_t>& candidates,
+                                            const ip::address& client) {
+    const auto address = unmapped(client);
+    std::optional<std::size_t> best;
+    int best_prefix = -1;
+    for (auto index : candidates) {
+        const auto& ranges = cfg.receive_connectors[index].remote_ip_ranges;
+        if (ranges.empty() && best_prefix < 0) {
+            best = index;
+            best_prefix = 0;
+        }
+        for (const auto& range : ranges) {
+            if (!range.contains(address)) continue;
+            if (static_cast<int>(range.prefix_length) > best_prefix) {
+                best = index;
+                best_prefix = static_cast<int>(range.prefix_length);
+            }
+        }
+    }
+    return best;
+}
+
+bool wants_mutual_tls(const config::receive_connector& c) {
+    return std::find(c.auth_mechanisms.begin(), c.auth_mechanisms.end(), config::auth_mechanism::mutual_tls) !=
+           c.auth_mechanisms.end();
+}
+
+namespace {
+
+std::string local_host_name() {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) == 0 && name[0]) return name;
+    return "localhost";
+}
+
+bool has_group(const config::receive_connector& c, config::permission_group g) {
+    return std::find(c.permission_groups.begin(), c.permission_groups.end(), g) != c.permission_groups.end();
+}
+
+}  // namespace
+
+smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c) {
+    smtp::server_policy p;
+    p.hostname = cfg.server.hostname.empty() ? local_host_name() : cfg.server.hostname;
+    p.connector_name = c.name;
+    switch (c.tls) {
+    case config::tls_mode::none: p.tls = smtp::server_policy::tls_offer::none; break;
+    case config::tls_mode::starttls: p.tls = smtp::server_policy::tls_offer::starttls; break;
+    case config::tls_mode::implicit: p.tls = smtp::server_policy::tls_offer::implicit; break;
+    }
+    p.require_tls = c.require_tls;
+    p.mutual_tls = wants_mutual_tls(c);
+    p.relay_for_anonymous = c.accept_any_recipient && has_group(c, config::permission_group::anonymous_users);
+    p.relay_for_partners = c.accept_any_recipient && has_group(c, config::permission_group::partners);
+    p.accepted_domains = cfg.server.accepted_domains;
+    p.max_message_size = c.max_message_size;
+    p.max_recipients = c.max_recipients;
+    p.max_header_size = c.max_header_size;
+    p.max_hop_count = c.max_hop_count;
+    p.max_protocol_errors = c.max_protocol_errors;
+    return p;
+}
+
+}  // namespace postern::net

@@ -1,0 +1,344 @@
+// net/server.cpp: listeners, admission (connector choice, connection limits), session
+// tracking and the two-step stop (DESIGN.md §3, §5; STYLE E6).
+#include "net/server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <system_error>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "net/connector_choice.hpp"
+#include "net/session.hpp"
+
+namespace postern::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+struct listener {
+    std::string key;                              // the bind as written
+    tcp::acceptor acceptor;
+};
+
+std::shared_ptr<SSL_CTX> native_of(std::shared_ptr<tls::server_context> ctx) {
+    if (!ctx) return nullptr;
+    SSL_CTX* native = ctx->native();
+    return std::shared_ptr<SSL_CTX>(std::move(ctx), native);   // aliasing: keeps the owner alive
+}
+
+tcp::endpoint resolve_bind(const config::endpoint& e) {
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(e.host, ec);
+    if (!ec) return {address, e.port};
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    auto results = resolver.resolve(e.host, std::to_string(e.port), tcp::resolver::passive, ec);
+    if (ec || results.empty())
+        throw std::system_error(ec ? std::error_code(ec) : std::make_error_code(std::errc::invalid_argument),
+                                "cannot resolve bind address " + bind_key(e));
+    return results.begin()->endpoint();
+}
+
+}  // namespace
+
+struct server::impl {
+    // Declared first, destroyed last: every I/O object below belongs to it.
+    asio::io_context io;
+    asio::strand<asio::io_context::executor_type> control{io.get_executor()};
+    asio::steady_timer grace_timer{control};
+    std::vector<std::unique_ptr<listener>> listeners;
+
+    server_options options;
+    queue::store& store;
+    log::protocol_log& receive_log;
+
+    mutable std::mutex mutex;                     // everything below
+    std::shared_ptr<const config::configuration> cfg;
+    std::shared_ptr<SSL_CTX> tls;
+    std::map<std::uint64_t, std::weak_ptr<session>> sessions;
+    std::uint64_t next_session = 0;
+    std::uint32_t admitted = 0;                   // counted toward max_inbound_connections
+    std::map<std::string, std::uint32_t> per_source;
+    bool stopping = false;
+    bool done = false;
+
+    impl(const config::configuration& c, std::shared_ptr<SSL_CTX> t, queue::store& s, log::protocol_log& l,
+         server_options o)
+        : options(o), store(s), receive_log(l), cfg(std::make_shared<const config::configuration>(c)),
+          tls(std::move(t)) {}
+
+    asio::awaitable<void> accept_loop(listener* l);
+    void admit(tcp::socket socket, const listener& l);
+    void session_ended(std::uint64_t id, bool counted, const std::string& source);
+    void begin_stop(std::chrono::seconds grace);
+    void check_done();
+    void for_each_session(bool now);
+};
+
+// --- accepting ---------------------------------------------------------------------------------
+
+asio::awaitable<void> server::impl::accept_loop(listener* l) {
+    asio::steady_timer backoff(control);
+    for (;;) {
+        auto [ec, socket] = co_await l->acceptor.async_accept(asio::make_strand(io),
+                                                              asio::as_tuple(asio::use_awaitable));
+        if (!l->acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            // EMFILE and friends: wait a little instead of spinning on the same error.
+            spdlog::warn("accept on {} failed: {}", l->key, ec.message());
+            backoff.expires_after(std::chrono::milliseconds(200));
+            co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+            continue;
+        }
+        admit(std::move(socket), *l);
+    }
+}
+
+void server::impl::admit(tcp::socket socket, const listener& l) {
+    boost::system::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    if (ec) return;                               // gone before we looked
+    const auto local = socket.local_endpoint(ec);
+    if (ec) return;
+    const std::string source = unmapped(remote.address()).to_string();
+
+    session_setup setup;
+    std::string connector_name;
+    bool log_enabled = true;
+    bool counted = false;
+    std::uint64_t id = 0;
+    {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+        const auto& c = *cfg;
+        auto choice = choose_connector(c, connectors_on_bind(c, l.key), remote.address());
+        if (!choice) {
+            setup.params.policy.hostname = policy_for(c, config::receive_connector{}).hostname;
+            setup.params.admitted = smtp::admission::no_connector;
+        } else {
+            const auto& rc = c.receive_connectors[*choice];
+            connector_name = rc.name;
+            log_enabled = rc.logging == config::protocol_logging::verbose;
+            setup.params.policy = policy_for(c, rc);
+            setup.implicit_tls = rc.tls == config::tls_mode::implicit;
+            setup.partner_names = rc.partner_names;
+            setup.partner_fingerprints = rc.partner_fingerprints;
+            setup.connection_timeout = rc.connection_timeout;
+            setup.inactivity_timeout = rc.connection_inactivity_timeout;
+            auto& from_source = per_source[source];
+            if (admitted >= c.server.max_inbound_connections || from_source >= rc.max_inbound_connections_per_source) {
+                setup.params.admitted = smtp::admission::too_many_connections;
+                if (from_source == 0) per_source.erase(source);
+            } else {
+                counted = true;
+                ++admitted;
+                ++from_source;
+            }
+        }
+        setup.tls = setup.params.policy.tls == smtp::server_policy::tls_offer::none ? nullptr : tls;
+        setup.params.tls_available = setup.tls != nullptr;
+        setup.report_tls_handshake_errors = c.debug.report_tls_handshake_errors;
+        id = next_session++;
+    }
+    setup.farewell_timeout = options.farewell_timeout;
+    setup.params.client_ip = source;
+    setup.params.client_port = remote.port();
+    setup.params.storage_low = [&store = store] { return store.low_on_space(); };
+
+    log::session_logger logger(&receive_log, connector_name, endpoint_text(local), endpoint_text(remote), log_enabled);
+    setup.params.session_id = logger.session_id();
+    if (setup.params.admitted == smtp::admission::too_many_connections)
+        logger.info("connection limit reached (max_inbound_connections or max_inbound_connections_per_source)");
+
+    auto s = std::make_shared<session>(std::move(socket), std::move(setup), store, std::move(logger));
+    {
+        std::lock_guard lock(mutex);
+        sessions.emplace(id, s);
+    }
+    auto executor = s->get_executor();
+    asio::co_spawn(executor, s->run(), [this, id, counted, source](std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::error("session ended with an exception: {}", ex.what());
+            }
+        }
+        session_ended(id, counted, source);
+    });
+}
+
+void server::impl::session_ended(std::uint64_t id, bool counted, const std::string& source) {
+    {
+        std::lock_guard lock(mutex);
+        sessions.erase(id);
+        if (counted) {
+            --admitted;
+            auto it = per_source.find(source);
+            if (it != per_source.end() && --it->second == 0) per_source.erase(it);
+        }
+    }
+    asio::post(control, [this] { check_done(); });
+}
+
+// --- stopping (STYLE E6) -------------------------------------------------------------------------
+
+void server::impl::for_each_session(bool now) {
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard lock(mutex);
+        for (auto& [id, weak] : sessions)
+            if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) asio::post(s->get_executor(), [s, now] { s->request_stop(now); });
+}
+
+void server::impl::begin_stop(std::chrono::seconds grace) {
+    bool first = false;
+    {
+        std::lock_guard lock(mutex);
+        first = !stopping;
+        stopping = true;
+    }
+    if (first) {
+        for (auto& l : listeners) {
+            boost::system::error_code ignored;
+            l->acceptor.close(ignored);
+        }
+        for_each_session(false);
+    }
+    const auto new_expiry = std::chrono::steady_clock::now() + grace;
+    if (first || new_expiry < grace_timer.expiry()) {
+        grace_timer.expires_at(new_expiry);
+        grace_timer.async_wait([this](boost::system::error_code ec) {
+            if (!ec) for_each_session(true);
+        });
+    }
+    check_done();
+}
+
+void server::impl::check_done() {
+    std::lock_guard lock(mutex);
+    if (!stopping || !sessions.empty() || done) return;
+    done = true;
+    grace_timer.cancel();                          // the last pending work: run() returns
+}
+
+// --- the public face ------------------------------------------------------------------------------
+
+server::server(const config::configuration& cfg, std::shared_ptr<tls::server_context> tls, queue::store& store,
+               log::protocol_log& receive_log, server_options options)
+    : server(cfg, native_of(std::move(tls)), store, receive_log, options) {}
+
+server::server(const config::configuration& cfg, std::shared_ptr<SSL_CTX> tls, queue::store& store,
+               log::protocol_log& receive_log, server_options options)
+    : impl_(std::make_unique<impl>(cfg, std::move(tls), store, receive_log, options)) {}
+
+server::~server() {
+    impl_->io.stop();
+}
+
+std::vector<bound_listener> server::start() {
+    auto cfg = impl_->cfg;
+    std::vector<bound_listener> bound;
+    std::map<std::string, std::size_t> seen;       // bind key -> index in `bound`
+    for (const auto& rc : cfg->receive_connectors) {
+        for (const auto& e : rc.bind) {
+            const auto key = bind_key(e);
+            if (auto it = seen.find(key); it != seen.end()) {
+                bound[it->second].connectors.push_back(rc.name);
+                continue;
+            }
+            const auto endpoint = resolve_bind(e);
+            auto l = std::make_unique<listener>(listener{key, tcp::acceptor(impl_->control)});
+            boost::system::error_code ec;
+            l->acceptor.open(endpoint.protocol(), ec);
+            if (!ec) l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+            if (!ec) l->acceptor.bind(endpoint, ec);
+            if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+            if (ec)
+                throw std::system_error(std::error_code(ec), "receive connector " + rc.name + ": cannot listen on " + key);
+            seen.emplace(key, bound.size());
+            bound.push_back({rc.name, {rc.name}, key, l->acceptor.local_endpoint()});
+            spdlog::info("receive connector {} listening on {}", rc.name, endpoint_text(bound.back().endpoint));
+            impl_->listeners.push_back(std::move(l));
+        }
+    }
+    for (auto& l : impl_->listeners) {
+        asio::co_spawn(impl_->control, impl_->accept_loop(l.get()), [key = l->key](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::error("listener {} stopped: {}", key, ex.what());
+            }
+        });
+    }
+    return bound;
+}
+
+void server::run() {
+    const unsigned extra = impl_->options.threads > 1 ? impl_->options.threads - 1 : 0;
+    std::vector<std::thread> threads;
+    threads.reserve(extra);
+    for (unsigned i = 0; i < extra; ++i) threads.emplace_back([this] { impl_->io.run(); });
+    impl_->io.run();
+    for (auto& t : threads) t.join();
+}
+
+void server::stop(std::chrono::seconds grace) {
+    asio::post(impl_->control, [i = impl_.get(), grace] { i->begin_stop(grace); });
+}
+
+void server::set_tls_context(std::shared_ptr<tls::server_context> tls) { set_tls_context(native_of(std::move(tls))); }
+
+void server::set_tls_context(std::shared_ptr<SSL_CTX> tls) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->tls = std::move(tls);
+}
+
+std::vector<std::string> server::update_configuration(const config::configuration& cfg) {
+    auto binds_of = [](const config::configuration& c) {
+        std::set<std::string> keys;
+        for (const auto& rc : c.receive_connectors)
+            for (const auto& e : rc.bind) keys.insert(bind_key(e));
+        return keys;
+    };
+    std::lock_guard lock(impl_->mutex);
+    const auto before = binds_of(*impl_->cfg);
+    const auto after = binds_of(cfg);
+    std::vector<std::string> not_applied;
+    std::set_symmetric_difference(before.begin(), before.end(), after.begin(), after.end(),
+                                  std::back_inserter(not_applied));
+    impl_->cfg = std::make_shared<const config::configuration>(cfg);
+    return not_applied;
+}
+
+std::size_t server::active_sessions() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->sessions.size();
+}
+
+bool server::stopped() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->done;
+}
+
+}  // namespace postern::net

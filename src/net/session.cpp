@@ -1,0 +1,253 @@
+// net/session.cpp: the coroutine driver of smtp::server_fsm over plain TCP or TLS.
+#include "net/session.hpp"
+
+#include <algorithm>
+
+#include <openssl/err.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "tls/server_context.hpp"
+
+namespace postern::net {
+
+namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
+using std::chrono::steady_clock;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 64 * 1024;
+
+std::string describe(const boost::system::error_code& ec) {
+    std::string text = ec.message();
+    // The category message of an SSL error is generic; the OpenSSL reason is the useful part.
+    if (ec.category() == asio::error::get_ssl_category()) {
+        char buf[256];
+        ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+        text = buf;
+    }
+    return text;
+}
+}  // namespace
+
+session::session(asio::ip::tcp::socket socket, session_setup setup, queue::store& store, log::session_logger logger)
+    : socket_(std::move(socket)),
+      setup_(std::move(setup)),
+      store_(store),
+      logger_(std::move(logger)),
+      fsm_(setup_.params),
+      deadline_(socket_.get_executor()),
+      wake_(socket_.get_executor()),
+      buffer_(read_chunk) {}
+
+void session::request_stop(bool now) {
+    stop_level_ = std::max(stop_level_, now ? 2 : 1);
+    wake_.cancel();
+}
+
+steady_clock::time_point session::read_deadline() const {
+    return std::min(steady_clock::now() + setup_.inactivity_timeout, session_deadline_);
+}
+
+void session::write_log(const std::vector<smtp::log_entry>& entries) {
+    for (const auto& e : entries) {
+        switch (e.what) {
+        case smtp::log_entry::kind::received: logger_.received(e.text); break;
+        case smtp::log_entry::kind::sent: logger_.sent(e.text); break;
+        case smtp::log_entry::kind::info: logger_.info(e.text); break;
+        }
+    }
+}
+
+asio::awaitable<void> session::run() {
+    auto self = shared_from_this();            // the session lives as long as its coroutine
+    logger_.connect();
+    session_deadline_ = steady_clock::now() + setup_.connection_timeout;
+    try {
+        std::optional<smtp::tls_summary> implicit;
+        if (setup_.implicit_tls && setup_.params.admitted == smtp::admission::normal) {
+            if (!setup_.tls) {
+                logger_.info("implicit TLS connector without a TLS context: closing");
+                co_await farewell();
+                logger_.disconnect();
+                co_return;
+            }
+            auto hs = co_await handshake();
+            if (!hs.ok) {
+                logger_.info("TLS handshake failed: " + hs.reason);
+                co_await farewell();
+                logger_.disconnect();
+                co_return;
+            }
+            implicit = std::move(hs.summary);
+        }
+        auto act = fsm_.resume(smtp::event::connected(std::move(implicit)));
+        for (;;) {
+            write_log(act.log);
+            const bool closing = act.what == smtp::action::kind::close;
+            if (!act.out.empty() && !co_await write_all(act.out, closing)) break;
+            if (closing) break;
+            switch (act.what) {
+            case smtp::action::kind::read:
+                act = fsm_.resume(co_await next_event());
+                break;
+            case smtp::action::kind::start_tls: {
+                auto hs = co_await handshake();
+                act = fsm_.resume(hs.ok ? smtp::event::tls_established(std::move(hs.summary))
+                                        : smtp::event::tls_failure(std::move(hs.reason)));
+                break;
+            }
+            case smtp::action::kind::commit: {
+                auto r = co_await commit(std::move(act.envelope), std::move(act.body));
+                act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason)));
+                break;
+            }
+            case smtp::action::kind::close:
+                break;
+            }
+        }
+    } catch (const std::exception& e) {
+        logger_.info(std::string("session error: ") + e.what());
+    }
+    co_await farewell();
+    logger_.disconnect();
+}
+
+asio::awaitable<smtp::event> session::next_event() {
+    if (stop_level_ > stop_seen_) {
+        stop_seen_ = stop_level_;
+        co_return smtp::event::stop(stop_seen_ == 2);
+    }
+    deadline_.expires_at(read_deadline());
+    wake_.expires_at(steady_clock::time_point::max());
+    auto r = co_await (read_some() || deadline_.async_wait(use_tuple) || wake_.async_wait(use_tuple));
+    switch (r.index()) {
+    case 0: {
+        auto [ec, n] = std::get<0>(r);
+        if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return smtp::event::closed();
+        if (ec) co_return smtp::event::closed(describe(ec));
+        co_return smtp::event::bytes(std::string_view(buffer_.data(), n));
+    }
+    case 1:
+        if (steady_clock::now() >= session_deadline_) logger_.info("connection_timeout reached");
+        else logger_.info("connection_inactivity_timeout reached");
+        co_return smtp::event::timed_out();
+    default:
+        stop_seen_ = stop_level_;
+        co_return smtp::event::stop(stop_seen_ == 2);
+    }
+}
+
+asio::awaitable<session::io_result> session::read_some() {
+    if (tls_) co_return co_await tls_->async_read_some(asio::buffer(buffer_), use_tuple);
+    co_return co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
+}
+
+asio::awaitable<session::io_result> session::write_out(const std::string& out) {
+    if (tls_) co_return co_await asio::async_write(*tls_, asio::buffer(out), use_tuple);
+    co_return co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+}
+
+asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
+    auto limit = setup_.inactivity_timeout;
+    if (closing) limit = std::min(limit, setup_.farewell_timeout);
+    deadline_.expires_after(limit);
+    auto r = co_await (write_out(out) || deadline_.async_wait(use_tuple));
+    if (r.index() == 1) {
+        logger_.info("write timed out");
+        co_return false;
+    }
+    auto [ec, n] = std::get<0>(r);
+    if (ec) {
+        logger_.info("write failed: " + describe(ec));
+        co_return false;
+    }
+    co_return true;
+}
+
+asio::awaitable<session::handshake_result> session::handshake() {
+    handshake_result result;
+    SSL* ssl = SSL_new(setup_.tls.get());
+    if (!ssl) {
+        result.reason = "cannot create a TLS session";
+        co_return result;
+    }
+    tls_.emplace(socket_, ssl);               // the stream owns ssl from here on
+    deadline_.expires_at(read_deadline());
+    auto r = co_await (tls_->async_handshake(asio::ssl::stream_base::server, use_tuple) ||
+                       deadline_.async_wait(use_tuple));
+    if (r.index() == 1) {
+        result.reason = "handshake timed out";
+    } else if (auto [ec] = std::get<0>(r); ec) {
+        result.reason = describe(ec);
+    } else {
+        const SSL* native = tls_->native_handle();
+        const auto info = tls::inspect(native);
+        auto& s = result.summary;
+        s.protocol = info.protocol;
+        s.cipher = info.cipher;
+        s.cipher_bits = info.cipher_bits;
+        s.certificate_presented = info.peer.presented;
+        s.certificate_verified = info.peer.verified;
+        s.verify_error = info.peer.verify_error;
+        s.subject = info.peer.subject;
+        s.issuer = info.peer.issuer;
+        s.sha256 = info.peer.sha256;
+        if (!setup_.partner_names.empty() || !setup_.partner_fingerprints.empty())
+            s.partner = tls::is_partner(native, setup_.partner_names, setup_.partner_fingerprints, &s.partner_reason);
+        else
+            s.partner_reason = "the connector names no partner (partner_names, partner_fingerprints)";
+        if (info.resumed) logger_.info("TLS session resumed");
+        result.ok = true;
+        co_return result;
+    }
+    if (setup_.report_tls_handshake_errors)
+        spdlog::warn("receive connector {}: TLS handshake failed: {}", setup_.params.policy.connector_name,
+                     result.reason);
+    // The TLS layer is unusable; the farewell closes the TCP connection without close_notify.
+    tls_.reset();
+    co_return result;
+}
+
+asio::awaitable<queue::commit_result> session::commit(queue::envelope env, std::string body) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiate = [this, executor](auto handler, queue::envelope e, std::string b) {
+        // The store calls back from its own thread: hand the result to this session's
+        // strand, and keep the io_context running until then.
+        using handler_type = decltype(handler);
+        auto shared = std::make_shared<handler_type>(std::move(handler));
+        auto work = std::make_shared<asio::executor_work_guard<asio::any_io_executor>>(executor);
+        store_.commit(std::move(e), std::move(b), [shared, work, executor](queue::commit_result result) {
+            asio::post(executor, [shared, work, result = std::move(result)]() mutable {
+                std::move(*shared)(std::move(result));
+            });
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::commit_result)>(
+        initiate, asio::use_awaitable, std::move(env), std::move(body));
+}
+
+asio::awaitable<void> session::farewell() {
+    boost::system::error_code ignored;
+    if (tls_) {
+        // close_notify (RFC 8446 §6.1), bounded: a client that never answers does not hold us.
+        deadline_.expires_after(setup_.farewell_timeout);
+        co_await (tls_->async_shutdown(use_tuple) || deadline_.async_wait(use_tuple));
+    }
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+}
+
+}  // namespace postern::net

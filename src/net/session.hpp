@@ -1,0 +1,91 @@
+// net/session.hpp: the coroutine driver of one SMTP server session (STYLE E4, E5).
+//
+// Standards: RFC 5321 §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RFC 8314 (implicit TLS).
+// The driver does I/O only; every protocol decision is smtp::server_fsm's. It owns the
+// socket, the TLS stream once there is one, and the deadlines: every read, write and
+// handshake races a steady_timer (Asio 1.81 has no cancel_after). The message is handed
+// to queue::store::commit() and the 250 is written only after the store reported success.
+// Security: the read buffer is handed to the machine in full; after STARTTLS the machine
+// drops whatever was pipelined, and the driver keeps no bytes of its own across the switch.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "log/protocol_log.hpp"
+#include "queue/store.hpp"
+#include "smtp/server_fsm.hpp"
+
+namespace postern::net {
+
+struct session_setup {
+    smtp::session_params params;
+    std::shared_ptr<SSL_CTX> tls;                 // null: no TLS
+    bool implicit_tls = false;
+    std::vector<std::string> partner_names;
+    std::vector<std::string> partner_fingerprints;
+    std::chrono::seconds connection_timeout{600};
+    std::chrono::seconds inactivity_timeout{300};
+    std::chrono::seconds farewell_timeout{10};
+    bool report_tls_handshake_errors = true;
+};
+
+class session : public std::enable_shared_from_this<session> {
+public:
+    session(boost::asio::ip::tcp::socket socket, session_setup setup, queue::store& store,
+            log::session_logger logger);
+
+    /// Runs the whole session; never throws (errors end the session and are logged).
+    boost::asio::awaitable<void> run();
+
+    /// Must run on the session's executor. `now` = grace over.
+    void request_stop(bool now);
+
+    boost::asio::any_io_executor get_executor() { return socket_.get_executor(); }
+
+private:
+    struct handshake_result {
+        bool ok = false;
+        smtp::tls_summary summary;
+        std::string reason;
+    };
+
+    using io_result = std::tuple<boost::system::error_code, std::size_t>;
+
+    boost::asio::awaitable<smtp::event> next_event();
+    boost::asio::awaitable<io_result> read_some();
+    boost::asio::awaitable<io_result> write_out(const std::string& out);
+    boost::asio::awaitable<bool> write_all(const std::string& out, bool closing);
+    boost::asio::awaitable<handshake_result> handshake();
+    boost::asio::awaitable<queue::commit_result> commit(queue::envelope env, std::string body);
+    boost::asio::awaitable<void> farewell();
+    void write_log(const std::vector<smtp::log_entry>& entries);
+    std::chrono::steady_clock::time_point read_deadline() const;
+
+    boost::asio::ip::tcp::socket socket_;
+    std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+    session_setup setup_;
+    queue::store& store_;
+    log::session_logger logger_;
+    smtp::server_fsm fsm_;
+    boost::asio::steady_timer deadline_;
+    boost::asio::steady_timer wake_;              // cancelled to interrupt a read for stop
+    std::chrono::steady_clock::time_point session_deadline_;
+    std::vector<char> buffer_;
+    int stop_level_ = 0;                          // 0 running, 1 polite, 2 now
+    int stop_seen_ = 0;
+};
+
+}  // namespace postern::net
