@@ -1,0 +1,214 @@
+// app/serve_command.cpp: `postern serve -c FILE [--ready-file PATH]`.
+//
+// Start-up order (DESIGN.md §3 [server] user):
+//   1. load and validate the configuration (nothing starts on a bad file);
+//   2. as root: prepare data_dir (0700, given to the service user), open the key ring;
+//   3. open the queue store and the protocol log with the service user's identity, so
+//      every file they create belongs to it;
+//   4. bind every listener; write the ready-file; drop to the service user for good;
+//   5. serve until SIGTERM/SIGINT (graceful: shutdown_timeout, then 421 4.3.2).
+// SIGHUP reloads the configuration and the key ring; a bad new file or key ring leaves
+// the running one in place.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <optional>
+#include <pthread.h>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "app/commands.hpp"
+#include "app/privileges.hpp"
+#include "app/ready_file.hpp"
+#include "config/schema.hpp"
+#include "log/protocol_log.hpp"
+#include "net/server.hpp"
+#include "queue/store.hpp"
+#include "tls/expiry.hpp"
+#include "tls/server_context.hpp"
+
+namespace postern::app {
+
+namespace {
+
+struct serve_options {
+    std::string config_file;
+    std::string ready_file;
+};
+
+/// Runs `fn` with the effective uid/gid of `account` (when given), then returns to root.
+/// glibc applies set*id to every thread of the process, so threads started inside `fn`
+/// (RocksDB's, the protocol log's) follow the final drop as well.
+template <class Fn>
+auto as_account(const std::optional<service_account>& account, Fn&& fn) {
+    if (!account) return fn();
+    if (::setegid(account->gid) != 0 || ::seteuid(account->uid) != 0)
+        throw std::runtime_error("cannot assume the identity of " + account->name);
+    struct back_to_root {
+        ~back_to_root() {
+            if (::seteuid(0) != 0 || ::setegid(0) != 0) std::abort();   // cannot continue half-dropped
+        }
+    } restore;
+    return fn();
+}
+
+std::optional<config::configuration> load_or_report(const std::string& file) {
+    auto result = config::load_file(file);
+    for (const auto& w : result.warnings) spdlog::warn("{}", w.to_string());
+    for (const auto& e : result.errors) spdlog::error("{}", e.to_string());
+    if (!result.ok()) return std::nullopt;
+    return std::move(result.config);
+}
+
+void warn_about_expiry(const config::configuration& cfg) {
+    try {
+        for (const auto& line : tls::expiry_warnings(cfg)) spdlog::warn("{}", line);
+    } catch (const std::exception& e) {
+        spdlog::warn("key ring: cannot check certificate expiry: {}", e.what());
+    }
+}
+
+std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) {
+    bool needs_tls = false;
+    for (const auto& rc : cfg.receive_connectors) needs_tls |= rc.tls != config::tls_mode::none;
+    if (!needs_tls) return nullptr;
+    auto ctx = tls::server_context::build(cfg);
+    spdlog::info("tls: serving certificate \"{}\" ({}), {} days left", ctx->certificate_label(),
+                 ctx->certificate_subject(), ctx->days_left());
+    warn_about_expiry(cfg);
+    return ctx;
+}
+
+/// SIGHUP: new configuration and key ring for new sessions; sessions in progress keep
+/// theirs, so no message is cut.
+void reload(const std::string& file, net::server& server) {
+    spdlog::info("reload: reading {}", file);
+    auto cfg = load_or_report(file);
+    if (!cfg) {
+        spdlog::error("reload: configuration refused; the running configuration stays in place");
+        return;
+    }
+    std::shared_ptr<tls::server_context> tls;
+    try {
+        tls = open_tls(*cfg);
+    } catch (const std::exception& e) {
+        spdlog::error("reload: {}; the running key ring stays in place", e.what());
+        return;
+    }
+    if (tls) server.set_tls_context(tls);
+    for (const auto& bind : server.update_configuration(*cfg))
+        spdlog::warn("reload: bind {} changed; it takes effect at the next restart", bind);
+    spdlog::info("reload: done");
+}
+
+int serve(const serve_options& opt) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("postern"));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+    // Signals are taken by one thread with sigwait(); every thread started from here on
+    // inherits the blocked mask, so no signal interrupts a worker.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&signals, s);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    auto cfg = load_or_report(opt.config_file);
+    if (!cfg) {
+        std::fprintf(stderr, "postern: %s: configuration refused\n", opt.config_file.c_str());
+        return 1;
+    }
+
+    std::optional<service_account> account;
+    if (!cfg->server.user.empty()) {
+        if (::geteuid() == 0) {
+            account = find_service_account(cfg->server.user);
+        } else if (find_service_account(cfg->server.user).uid != ::geteuid()) {
+            throw std::runtime_error("[server] user \"" + cfg->server.user +
+                                     "\": switching users needs root; start as root or as that user");
+        }
+    } else if (::geteuid() == 0) {
+        spdlog::warn("running as root: set [server] user so Postern drops privileges after binding");
+    }
+
+    prepare_private_directory(cfg->server.data_dir, account);
+    if (account) give_tree_to(cfg->server.data_dir, *account);   // queue, logs, key ring: the service's own
+
+    auto tls = open_tls(*cfg);
+
+    std::unique_ptr<queue::store> store;
+    std::unique_ptr<log::protocol_log> receive_log;
+    as_account(account, [&] {
+        store = queue::open_rocksdb_store({cfg->server.data_dir / "queue", cfg->queue.min_free});
+        receive_log = std::make_unique<log::protocol_log>(log::protocol_log_options{
+            cfg->log.dir, log::log_kind::receive, cfg->log.max_age, cfg->log.max_size});
+        return 0;
+    });
+
+    net::server server(*cfg, tls, *store, *receive_log);
+    std::vector<ready_listener> listeners;
+    for (const auto& l : server.start()) {
+        spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),
+                     l.endpoint.address().to_string() + ":" + std::to_string(l.endpoint.port()));
+        listeners.push_back({l.connector, l.endpoint.address().to_string(), l.endpoint.port()});
+    }
+
+    // Written as root (its directory may be root's), as the last step before the drop;
+    // nothing is served until run() below, after the drop.
+    if (!opt.ready_file.empty())
+        write_file_atomically(opt.ready_file, ready_file_json(::getpid(), listeners, cfg->server.control_socket));
+    if (account) {
+        drop_privileges(*account);
+        spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);
+    }
+
+    std::atomic<bool> finished{false};
+    std::thread signal_thread([&] {
+        const auto grace = cfg->server.shutdown_timeout;
+        bool stopping = false;
+        while (!finished) {
+            int sig = 0;
+            if (sigwait(&signals, &sig) != 0) continue;
+            if (sig == SIGHUP && !stopping) {
+                reload(opt.config_file, server);
+            } else if (sig == SIGTERM || sig == SIGINT) {
+                // A second stop signal cuts the grace period short.
+                spdlog::info("stopping: sessions have {}s to finish", stopping ? 0 : grace.count());
+                server.stop(stopping ? std::chrono::seconds(0) : grace);
+                stopping = true;
+            }
+        }
+    });
+
+    server.run();
+    finished = true;
+    pthread_kill(signal_thread.native_handle(), SIGUSR2);
+    signal_thread.join();
+    receive_log->flush();
+    spdlog::info("stopped");
+    return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, int& exit_code) {
+    auto opt = std::make_shared<serve_options>();
+    auto* cmd = app.add_subcommand("serve", "Run the mail server");
+    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->required();
+    cmd->add_option("--ready-file", opt->ready_file,
+                    "Write listeners and pid as JSON here once every listener accepts");
+    cmd->callback([opt, &exit_code] {
+        try {
+            exit_code = serve(*opt);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern: %s\n", e.what());
+            exit_code = 1;
+        }
+    });
+}
+
+}  // namespace postern::app
