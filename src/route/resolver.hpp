@@ -1,0 +1,75 @@
+// route/resolver.hpp: next hops for a recipient domain, by DNS through libunbound.
+//
+// The MX rules of DESIGN.md §3: MX in preference order; A/AAAA fallback only when the MX
+// answer is NODATA; SERVFAIL, a bogus answer or a timeout defers; null MX (RFC 7505)
+// bounces with 556 5.1.10; MX hosts at or above our own preference are dropped, and if
+// none are left the message defers ("mail loops back to myself").
+// The DNSSEC status of every answer is kept, because domain validation may trust an MX
+// host name only when the MX answer was DNSSEC-validated.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+#include "config/schema.hpp"
+
+namespace postern::route {
+
+enum class dnssec { insecure, secure, bogus };
+
+struct host {
+    std::string name;                          // MX exchange, or the domain itself (A/AAAA fallback)
+    std::uint16_t preference = 0;
+    std::vector<boost::asio::ip::address> addresses;   // A then AAAA, as answered
+    dnssec address_status = dnssec::insecure;
+};
+
+enum class lookup_status {
+    ok,                 // hosts non-empty
+    null_mx,            // permanent: 556 5.1.10
+    no_such_domain,     // NXDOMAIN: permanent, 550 5.1.2
+    defer,              // SERVFAIL, bogus, timeout, loops to myself, no addresses: transient
+};
+
+struct next_hops {
+    lookup_status status = lookup_status::defer;
+    std::vector<host> hosts;                   // in the order to try them
+    dnssec mx_status = dnssec::insecure;       // of the MX answer (secure: MX names count for DV)
+    bool from_mx = false;                      // false: A/AAAA fallback on NODATA
+    std::string reason;                        // for logs and DSNs: "SERVFAIL for example.test MX"
+};
+
+class resolver {
+public:
+    /// Uses [dns] resolver (forward only to that address) or unbound_config, else the
+    /// system's resolv.conf. Throws std::runtime_error on a bad setting.
+    explicit resolver(const config::dns_section& dns);
+    virtual ~resolver();
+
+    /// Thread-safe, asynchronous; `done` is called once, from a resolver thread.
+    /// `own_names` are our own host names (to drop MX at or above our own preference).
+    virtual void resolve(const std::string& domain, const std::vector<std::string>& own_names,
+                         std::function<void(next_hops)> done);
+
+    /// Address records only (for smart hosts given by name).
+    virtual void resolve_host(const std::string& name, std::function<void(host, std::string error)> done);
+
+protected:
+    resolver() = default;                      // for test doubles
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// The send connector whose address_spaces match `domain` most specifically: exact name,
+/// then the longest "*.suffix", then "*". Null when none matches.
+const config::send_connector* choose_send_connector(const config::configuration& cfg,
+                                                    const std::string& domain);
+
+}  // namespace postern::route
