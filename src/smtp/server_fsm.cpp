@@ -201,15 +201,8 @@ action server_fsm::resume(const event& ev) {
     switch (ev.what) {
     case event::kind::connected:
         if (ev.tls) {
-            tls_ = *ev.tls;
             info("implicit TLS");
-        }
-        if (tls_) {
-            // Reuse the STARTTLS path for the log lines of the TLS outcome.
-            tls_summary s = *tls_;
-            tls_.reset();
-            resume(event::tls_established(std::move(s)));
-            next_ = next::read;
+            tls_established(*ev.tls);
         }
         switch (params_.admitted) {
         case admission::normal:
@@ -245,35 +238,10 @@ action server_fsm::resume(const event& ev) {
         process_input();
         break;
 
-    case event::kind::tls_done: {
-        tls_ = ev.tls ? *ev.tls : tls_summary{};
-        const auto& t = *tls_;
-        info(fmt::format("TLS protocol={} cipher={} bits={}{}", t.protocol, t.cipher, t.cipher_bits,
-                         "" /* resumption is logged by the driver */));
-        if (t.certificate_presented) {
-            info(fmt::format("client certificate subject=\"{}\" issuer=\"{}\" sha256={} verified={}{}",
-                             t.subject, t.issuer, t.sha256, t.certificate_verified ? "yes" : "no",
-                             t.certificate_verified ? "" : " (" + t.verify_error + ")"));
-        } else {
-            info("client certificate: none");
-        }
-        if (params_.policy.mutual_tls) {
-            if (t.partner)
-                info("verdict: partner (mutual_tls satisfied)");
-            else
-                info(fmt::format("verdict: not a partner ({}); every command but QUIT gets 554 5.7.0",
-                                 t.partner_reason.empty() ? "no certificate" : t.partner_reason));
-        } else {
-            info(fmt::format("verdict: encryption_only achieved{}", t.partner ? ", client is a partner" : ""));
-        }
-        // RFC 3207 §4.2: the server discards knowledge from the client and starts over.
-        greeted_ = false;
-        esmtp_ = false;
-        helo_name_.clear();
-        reset_transaction();
+    case event::kind::tls_done:
+        tls_established(ev.tls ? *ev.tls : tls_summary{});
         process_input();
         break;
-    }
 
     case event::kind::tls_failed:
         info("TLS handshake failed: " + ev.reason);
@@ -338,6 +306,33 @@ action server_fsm::resume(const event& ev) {
     }
     }
     return take(action::kind::close);
+}
+
+void server_fsm::tls_established(const tls_summary& summary) {
+    tls_ = summary;
+    const auto& t = *tls_;
+    info(fmt::format("TLS protocol={} cipher={} bits={}", t.protocol, t.cipher, t.cipher_bits));
+    if (t.certificate_presented) {
+        info(fmt::format("client certificate subject=\"{}\" issuer=\"{}\" sha256={} verified={}{}", t.subject,
+                         t.issuer, t.sha256, t.certificate_verified ? "yes" : "no",
+                         t.certificate_verified ? "" : " (" + t.verify_error + ")"));
+    } else {
+        info("client certificate: none");
+    }
+    if (params_.policy.mutual_tls) {
+        if (t.partner)
+            info("verdict: partner (mutual_tls satisfied)");
+        else
+            info(fmt::format("verdict: not a partner ({}); every command but QUIT gets 554 5.7.0",
+                             t.partner_reason.empty() ? "no certificate" : t.partner_reason));
+    } else {
+        info(fmt::format("verdict: encryption_only achieved{}", t.partner ? ", client is a partner" : ""));
+    }
+    // RFC 3207 §4.2: the server discards knowledge obtained from the client and starts over.
+    greeted_ = false;
+    esmtp_ = false;
+    helo_name_.clear();
+    reset_transaction();
 }
 
 void server_fsm::process_input() {

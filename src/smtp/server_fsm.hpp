@@ -201,6 +201,7 @@ private:
     void process_input();
     void process_line(const line& l);
     void finish_data();
+    void tls_established(const tls_summary& summary);
     void send(const reply& r);
     void send_error(const reply& r);          // a 5xx to a command: counts toward max_protocol_errors
     void info(std::string text);
