@@ -223,9 +223,11 @@ keyring keyring::parse(std::string_view der, std::string_view password, const st
                     break;
                 }
         }
-        if (!match) {
+        if (!match && key.attrs.local_key_id.empty()) {
+            // Only keys without localKeyID: a pending key of ours must stay pending even when
+            // a certificate with its public key sits in the ring as a pinned peer.
             for (auto& cert : walker.certificates)
-                if (!cert.paired && EVP_PKEY_eq(X509_get0_pubkey(cert.cert.get()), key.key.get()) == 1) {
+                if (!cert.paired && cert.attrs.local_key_id.empty() && EVP_PKEY_eq(X509_get0_pubkey(cert.cert.get()), key.key.get()) == 1) {
                     match = &cert;
                     break;
                 }
