@@ -70,6 +70,9 @@ bool is_domain_name(std::string_view text);
 std::string format_size(std::uint64_t octets);
 std::string format_duration(seconds value);
 
+/// A TOML basic string literal, quotes and escapes included.
+std::string toml_string(std::string_view text);
+
 /// gethostname(), made canonical through getaddrinfo(AI_CANONNAME) when possible.
 std::string system_fqdn();
 

@@ -415,6 +415,10 @@ void resolve(std::filesystem::path& p, const std::filesystem::path& data_dir) {
 
 void fill_defaults(configuration& c) {
     if (c.server.hostname.empty()) c.server.hostname = detail::system_fqdn();
+    // A relative data_dir means the working directory, as for any process; it is made
+    // explicit so that the paths under it (and `config show`) do not depend on it later.
+    if (!c.server.data_dir.empty() && c.server.data_dir.is_relative())
+        c.server.data_dir = std::filesystem::absolute(c.server.data_dir).lexically_normal();
     if (c.server.control_socket.empty()) c.server.control_socket = "control.sock";
     resolve(c.server.control_socket, c.server.data_dir);
     resolve(c.tls.keyring, c.server.data_dir);
