@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,11 @@ struct protocol_log_options {
     log_kind kind = log_kind::receive;
     std::chrono::seconds max_age = std::chrono::hours(24 * 30);
     std::uint64_t max_size = 1024ull * 1024 * 1024;
+    /// A file that has passed this size is closed and the next line starts file N+1
+    /// (Exchange's per-file limit is 10 MB too).
+    std::uint64_t max_file_size = 10ull * 1024 * 1024;
+    /// Where line times come from; empty = system_clock::now. Tests move time forward.
+    std::function<std::chrono::system_clock::time_point()> clock{};
 };
 
 class protocol_log {

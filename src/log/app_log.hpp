@@ -1,0 +1,41 @@
+// log/app_log.hpp: the server log (spdlog to stderr) and the masking of secrets.
+//
+// The server log is for operators: start-up, listeners, reloads, TLS handshake failures
+// ([debug] report_tls_handshake_errors), and the [debug] traces. Anything that may carry
+// a client's secret goes through redact_smtp_line() first (DESIGN.md §3 smtp_io_trace,
+// §6 "AUTH data as <secret>").
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+namespace postern::log {
+
+/// What a secret is replaced with, in the protocol log and the server log alike.
+inline constexpr std::string_view secret_placeholder = "<secret>";
+
+/// Sets up the default spdlog logger: stderr, "2026-03-01T14:05:09.123Z level message".
+/// `level` is an spdlog level name ("info", "debug", ...); unknown names mean "info".
+void init_app_log(std::string_view level = "info");
+
+/// One SMTP command line, safe to log: the initial response of "AUTH <mechanism> <data>"
+/// becomes "AUTH <mechanism> <secret>". Other lines are returned unchanged.
+std::string redact_smtp_line(std::string_view line);
+
+/// Tracks an SMTP dialogue in one direction and masks the lines that carry AUTH secrets:
+/// the initial response, and every client line between a 334 challenge and the final
+/// reply. Feed it every line of the session, client and server, in order.
+class auth_redactor {
+public:
+    /// A line the client sent; returns it as it may be logged.
+    std::string client_line(std::string_view line);
+    /// A reply the server sent (needed to know when the exchange ends).
+    void server_line(std::string_view line);
+
+private:
+    bool in_auth_ = false;
+};
+
+}  // namespace postern::log
