@@ -20,7 +20,7 @@ def send_messages(server, count, size=2048, tag="m"):
     from postern_testlib import pki
     ids = []
     with smtplib.SMTP("127.0.0.1", server.port(), timeout=30) as s:
-        s.starttls(context=pki().client_context(), server_hostname=SERVER_NAME)
+        s.starttls(context=pki().client_context())
         s.ehlo()
         for i in range(count):
             s.mail("alice@client.test")
@@ -73,6 +73,7 @@ class Restart(PosternTestCase):
         def client(n):
             try:
                 with smtplib.SMTP("127.0.0.1", first.port(), timeout=30) as s:
+                    s.ehlo()
                     while not stop.is_set():
                         s.mail("alice@client.test")
                         s.rcpt(f"bob@{ACCEPTED_DOMAIN}")
