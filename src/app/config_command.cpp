@@ -1,6 +1,7 @@
 // app/config_command.cpp: `postern config check | show | set` (DESIGN.md §4).
 //
-// check: warnings and errors on stderr, exit 0 when the file is valid, 1 when not.
+// check: warnings and errors on stderr (or all as --json on stdout), exit 0 when the
+//        file is valid, 1 when not.
 // show:  the effective configuration, defaults included, as TOML or --json.
 // set:   edits values in place, validates the result, then replaces the file atomically.
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
 #include "config/edit.hpp"
@@ -28,8 +31,23 @@ void print(const std::vector<config::diagnostic>& list) {
     for (const auto& d : list) std::cerr << d.to_string() << "\n";
 }
 
-int run_check(const std::string& file) {
+nlohmann::ordered_json to_json(const std::vector<config::diagnostic>& list) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& d : list)
+        out.push_back({{"file", d.file.string()}, {"line", d.line}, {"key", d.key}, {"message", d.message}});
+    return out;
+}
+
+int run_check(const std::string& file, bool json) {
     auto result = config::load_file(file);
+    if (json) {
+        nlohmann::ordered_json report = {{"file", file},
+                                 {"valid", result.ok()},
+                                 {"errors", to_json(result.errors)},
+                                 {"warnings", to_json(result.warnings)}};
+        std::cout << report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+        return result.ok() ? exit_ok : exit_failure;
+    }
     print(result.errors);
     print(result.warnings);
     if (!result.ok()) return exit_failure;
@@ -120,7 +138,9 @@ void add_config_command(CLI::App& app, int& exit_code) {
 
     auto* check = cmd->add_subcommand("check", "validate the file: errors and warnings name file, line and key");
     check->fallthrough();
-    check->callback([file, &exit_code] { exit_code = run_check(*file); });
+    auto check_json = std::make_shared<bool>(false);
+    check->add_flag("--json", *check_json, "the verdict, errors and warnings as JSON on stdout");
+    check->callback([file, check_json, &exit_code] { exit_code = run_check(*file, *check_json); });
 
     auto s = std::make_shared<show_args>();
     auto* show = cmd->add_subcommand("show", "print the effective configuration, defaults included");
