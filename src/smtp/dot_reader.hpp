@@ -78,7 +78,6 @@ private:
     std::uint64_t header_size_ = 0;
     std::uint32_t hops_ = 0;
     bool in_header_ = true;
-    bool line_is_continuation_ = false;
     char prefix_[9] = {};                  // first octets of the line: "Received:"
     std::size_t prefix_length_ = 0;
 };
