@@ -1,0 +1,605 @@
+// delivery/client_fsm.cpp: the send-side SMTP dialogue (see client_fsm.hpp).
+#include "delivery/client_fsm.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace postern::delivery {
+
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string upper(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return out;
+}
+
+/// "2.1.5 " at the start of a reply line (RFC 2034 §4): returns the code and its length.
+std::optional<std::pair<smtp::enhanced_code, std::size_t>> leading_status(std::string_view text, char klass) {
+    if (text.size() < 6 || text[0] != klass || text[1] != '.') return std::nullopt;
+    std::size_t i = 2;
+    unsigned subject = 0, detail = 0;
+    auto number = [&](unsigned& value) {
+        const std::size_t start = i;
+        while (i < text.size() && is_digit(text[i]) && i - start < 3) value = value * 10 + (text[i++] - '0');
+        return i > start;
+    };
+    if (!number(subject) || i >= text.size() || text[i] != '.') return std::nullopt;
+    ++i;
+    if (!number(detail)) return std::nullopt;
+    if (i < text.size() && text[i] != ' ') return std::nullopt;
+    const std::size_t length = i < text.size() ? i + 1 : i;
+    return std::pair{smtp::enhanced_code{static_cast<std::uint8_t>(klass - '0'), static_cast<std::uint16_t>(subject),
+                                         static_cast<std::uint16_t>(detail)},
+                     length};
+}
+
+verdict verdict_of(const smtp::reply& r) {
+    if (r.code / 100 == 2) return verdict::delivered;
+    if (r.code / 100 == 4) return verdict::transient;
+    return verdict::permanent;
+}
+
+}  // namespace
+
+// --- replies ------------------------------------------------------------------------------
+
+std::optional<smtp::reply> parse_reply_lines(const std::vector<std::string>& lines, std::string* error) {
+    auto bad = [&](std::string why) -> std::optional<smtp::reply> {
+        if (error) *error = std::move(why);
+        return std::nullopt;
+    };
+    if (lines.empty()) return bad("empty reply");
+    smtp::reply r;
+    std::string text;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const std::string& line = lines[i];
+        if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]))
+            return bad("reply line without a 3-digit code: \"" + line.substr(0, 40) + "\"");
+        const auto code = static_cast<std::uint16_t>((line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0'));
+        if (line[0] < '2' || line[0] > '5') return bad(fmt::format("reply code {} out of range", code));
+        const bool last = i + 1 == lines.size();
+        if (line.size() > 3 && line[3] != (last ? ' ' : '-'))
+            return bad("reply line with a bad separator: \"" + line.substr(0, 40) + "\"");
+        if (i == 0) r.code = code;
+        else if (code != r.code) return bad(fmt::format("multi-line reply mixes codes {} and {}", r.code, code));
+        std::string_view body = line.size() > 4 ? std::string_view(line).substr(4) : std::string_view{};
+        if (auto st = leading_status(body, line[0])) {
+            if (i == 0) r.status = st->first;
+            if (st->first == r.status) body.remove_prefix(st->second);
+        }
+        if (i) text += '\n';
+        text += body;
+    }
+    r.text = std::move(text);
+    return r;
+}
+
+reply_parser::status reply_parser::next(smtp::reply& out, std::string* error) {
+    for (;;) {
+        const auto nl = buffer_.find('\n');
+        if (nl == std::string::npos) {
+            if (buffer_.size() > max_line) {
+                if (error) *error = "reply line longer than " + std::to_string(max_line) + " octets";
+                return status::malformed;
+            }
+            return status::need_more;
+        }
+        if (nl > max_line) {
+            if (error) *error = "reply line longer than " + std::to_string(max_line) + " octets";
+            return status::malformed;
+        }
+        // A bare LF ends a line too: being lenient here cannot smuggle anything, since
+        // replies are never relayed.
+        std::string line = buffer_.substr(0, nl > 0 && buffer_[nl - 1] == '\r' ? nl - 1 : nl);
+        buffer_.erase(0, nl + 1);
+        const bool last = line.size() <= 3 || line[3] != '-';
+        lines_.push_back(std::move(line));
+        if (!last) {
+            if (lines_.size() > max_lines) {
+                if (error) *error = "reply with more than " + std::to_string(max_lines) + " lines";
+                return status::malformed;
+            }
+            continue;
+        }
+        auto parsed = parse_reply_lines(lines_, error);
+        lines_.clear();
+        if (!parsed) return status::malformed;
+        out = std::move(*parsed);
+        return status::complete;
+    }
+}
+
+bool reply_parser::complete_reply_buffered() const {
+    std::size_t pos = 0;
+    while (pos < buffer_.size()) {
+        const auto nl = buffer_.find('\n', pos);
+        if (nl == std::string::npos) return false;
+        const std::string_view line(buffer_.data() + pos, nl - pos);
+        if (line.size() <= 3 || line[3] != '-') return true;
+        pos = nl + 1;
+    }
+    return false;
+}
+
+capabilities parse_ehlo(const smtp::reply& reply) {
+    capabilities caps;
+    caps.esmtp = reply.code == 250;
+    std::string_view rest = reply.text;
+    bool first = true;
+    while (!rest.empty() || first) {
+        const auto nl = rest.find('\n');
+        const std::string_view line = rest.substr(0, nl);
+        rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+        if (first) {          // the first line names the server (RFC 5321 §4.1.1.1)
+            first = false;
+            continue;
+        }
+        const auto space = line.find(' ');
+        const std::string keyword = upper(line.substr(0, space));
+        const std::string_view param = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+        if (keyword == "STARTTLS") caps.starttls = true;
+        else if (keyword == "PIPELINING") caps.pipelining = true;
+        else if (keyword == "8BITMIME") caps.eightbitmime = true;
+        else if (keyword == "SMTPUTF8") caps.smtputf8 = true;
+        else if (keyword == "ENHANCEDSTATUSCODES") caps.enhanced_status_codes = true;
+        else if (keyword == "DSN") caps.dsn = true;
+        else if (keyword == "SIZE") {
+            caps.size = true;
+            std::uint64_t limit = 0;
+            auto [p, ec] = std::from_chars(param.data(), param.data() + param.size(), limit);
+            caps.size_limit = ec == std::errc() ? limit : 0;   // RFC 1870 §4: 0 or absent = no limit
+        }
+    }
+    return caps;
+}
+
+std::string dot_stuff(std::string_view body) {
+    std::string out;
+    out.reserve(body.size() + body.size() / 64 + 8);
+    bool line_start = true;
+    for (char c : body) {
+        if (line_start && c == '.') out += '.';   // RFC 5321 §4.5.2
+        out += c;
+        line_start = c == '\n';
+    }
+    if (!out.empty() && !line_start) out += "\r\n";   // the final CRLF before the dot
+    out += ".\r\n";
+    return out;
+}
+
+// --- the machine --------------------------------------------------------------------------
+
+client_fsm::client_fsm(client_settings settings) : settings_(std::move(settings)) {
+    tls_active_ = settings_.implicit_tls;
+}
+
+void client_fsm::sent(const std::string& line) { log_.push_back({transcript_line::kind::sent, line}); }
+
+client_action client_fsm::read(wait_stage s, std::string out) {
+    client_action a;
+    a.what = client_action::kind::read;
+    a.stage = s;
+    a.out = std::move(out);
+    return a;
+}
+
+std::string client_fsm::stage_name() const {
+    switch (state_) {
+    case state::start:
+    case state::greeting: return "greeting";
+    case state::ehlo: return "EHLO";
+    case state::helo: return "HELO";
+    case state::starttls: return "STARTTLS";
+    case state::handshake: return "TLS handshake";
+    case state::ready: return "idle";
+    case state::pipelined: return "MAIL/RCPT/DATA";
+    case state::mail: return "MAIL";
+    case state::rcpt: return "RCPT";
+    case state::data: return "DATA";
+    case state::data_end:
+    case state::dot_only: return "end of data";
+    case state::rset: return "RSET";
+    case state::quit: return "QUIT";
+    case state::closed: return "closed";
+    }
+    return "unknown";
+}
+
+client_action client_fsm::resume(const client_event& ev) {
+    client_action act = step(ev);
+    act.log = std::move(log_);
+    log_.clear();
+    return act;
+}
+
+client_action client_fsm::step(const client_event& ev) {
+    using k = client_event::kind;
+    if (state_ == state::closed) {
+        client_action a;
+        a.what = client_action::kind::close;
+        return a;
+    }
+    switch (ev.what) {
+    case k::connected:
+        state_ = state::greeting;
+        return read(wait_stage::greeting);
+    case k::bytes:
+        parser_.feed(ev.data);
+        return drain_replies();
+    case k::tls_established:
+        if (state_ != state::handshake) return fail(stage_name(), {}, "TLS established out of sequence");
+        tls_active_ = true;
+        caps_ = {};                       // RFC 3207 §4.2: forget everything learnt before TLS
+        state_ = state::ehlo;
+        sent("EHLO " + settings_.helo_name);
+        return read(wait_stage::helo, "EHLO " + settings_.helo_name + "\r\n");
+    case k::tls_failed:
+        return fail("TLS handshake", {}, ev.data.empty() ? "TLS handshake failed" : ev.data, false, true);
+    case k::closed: {
+        std::string why = "connection closed by the next hop during " + stage_name();
+        if (!ev.data.empty()) why += ": " + ev.data;
+        if (state_ == state::quit) return close_quietly();
+        return fail_transaction_and_close({}, why);
+    }
+    case k::timed_out:
+        if (state_ == state::quit) return close_quietly();
+        return fail_transaction_and_close({}, "timeout waiting for the reply to " + stage_name());
+    case k::send:
+        if (state_ != state::ready) return fail(stage_name(), {}, "transaction requested out of sequence");
+        return begin_transaction(ev.tx);
+    case k::quit:
+        if (state_ != state::ready) return fail(stage_name(), {}, "QUIT requested out of sequence");
+        state_ = state::quit;
+        sent("QUIT");
+        return read(wait_stage::quit, "QUIT\r\n");
+    }
+    return fail(stage_name(), {}, "unknown event");
+}
+
+client_action client_fsm::drain_replies() {
+    for (;;) {
+        smtp::reply r;
+        std::string error;
+        const auto st = parser_.next(r, &error);
+        if (st == reply_parser::status::need_more) return read(current_wait());
+        if (st == reply_parser::status::malformed)
+            return fail_transaction_and_close({}, "malformed reply during " + stage_name() + ": " + error);
+        for (auto& line : r.lines()) log_.push_back({transcript_line::kind::received, std::move(line)});
+        client_action act = on_reply(r);
+        // Keep going only while the machine just waits for more replies (a pipelined
+        // group); anything else goes to the driver, which asks input_pending() first.
+        if (act.what != client_action::kind::read || !act.out.empty() || !parser_.complete_reply_buffered())
+            return act;
+    }
+}
+
+wait_stage client_fsm::current_wait() const {
+    switch (state_) {
+    case state::start:
+    case state::greeting: return wait_stage::greeting;
+    case state::ehlo:
+    case state::helo: return wait_stage::helo;
+    case state::starttls:
+    case state::handshake: return wait_stage::starttls;
+    case state::pipelined:
+        if (pipelined_seen_ == 0) return wait_stage::mail;
+        if (tx_ && pipelined_seen_ <= tx_->recipients.size()) return wait_stage::rcpt;
+        return wait_stage::data_start;
+    case state::mail: return wait_stage::mail;
+    case state::rcpt: return wait_stage::rcpt;
+    case state::data: return wait_stage::data_start;
+    case state::data_end:
+    case state::dot_only: return wait_stage::data_end;
+    case state::rset: return wait_stage::rset;
+    case state::ready:
+    case state::quit:
+    case state::closed: return wait_stage::quit;
+    }
+    return wait_stage::quit;
+}
+
+client_action client_fsm::on_reply(const smtp::reply& r) {
+    switch (state_) {
+    case state::greeting:
+        if (r.code != 220) return fail("greeting", r, "the next hop refused the session", r.permanent(), false, true);
+        state_ = state::ehlo;
+        sent("EHLO " + settings_.helo_name);
+        return read(wait_stage::helo, "EHLO " + settings_.helo_name + "\r\n");
+    case state::ehlo:
+        if (r.code == 250) {
+            caps_ = parse_ehlo(r);
+            return after_hello();
+        }
+        if (r.permanent()) {              // RFC 5321 §4.1.4: an old server; try HELO
+            state_ = state::helo;
+            sent("HELO " + settings_.helo_name);
+            return read(wait_stage::helo, "HELO " + settings_.helo_name + "\r\n");
+        }
+        return fail("EHLO", r, "EHLO refused", false, false, true);
+    case state::helo:
+        if (r.code != 250) return fail("HELO", r, "HELO refused", r.permanent(), false, true);
+        caps_ = {};
+        return after_hello();
+    case state::starttls:
+        if (r.code != 220) return fail("STARTTLS", r, "STARTTLS refused", false, true, true);
+        // RFC 3207 §4.2: anything the server sent after its 220 was not protected by TLS
+        // and could have been injected by a man in the middle.
+        discarded_ = parser_.buffered();
+        parser_.clear();
+        if (discarded_)
+            log_.push_back({transcript_line::kind::info,
+                            fmt::format("discarded {} octets received after the 220 to STARTTLS", discarded_)});
+        state_ = state::handshake;
+        {
+            client_action a;
+            a.what = client_action::kind::start_tls;
+            a.stage = wait_stage::starttls;
+            return a;
+        }
+    case state::rset:
+        if (r.code != 250) return fail_transaction_and_close(r, "RSET refused");
+        return send_mail();
+    case state::mail:
+        mail_reply_ = r;
+        if (r.code == 421) return fail_transaction_and_close(r, {});
+        if (r.code / 100 != 2) return finish_from_replies();
+        next_rcpt_ = 0;
+        return send_rcpt_or_data();
+    case state::rcpt:
+        rcpt_replies_[next_rcpt_] = r;
+        if (r.code == 421) return fail_transaction_and_close(r, {});
+        if (r.code / 100 == 2) ++accepted_;
+        ++next_rcpt_;
+        return send_rcpt_or_data();
+    case state::pipelined:
+        return on_pipelined_reply(r);
+    case state::data:
+        if (r.code == 354) return send_body();
+        if (r.code == 421) return fail_transaction_and_close(r, {});
+        data_reply_ = r;
+        return finish_from_replies();
+    case state::data_end:
+        if (r.code == 421) {
+            // The message was refused with the connection; 421 is transient by definition.
+            data_reply_ = r;
+            auto act = finish_from_replies();
+            state_ = state::closed;
+            act.what = client_action::kind::close;
+            return act;
+        }
+        data_reply_ = r;
+        return finish_from_replies();
+    case state::dot_only:
+        // RFC 2920 §3.1: a 354 after every RCPT failed; the empty message we sent to close
+        // the data phase is not a delivery, so its reply changes nothing.
+        return finish_from_replies();
+    case state::quit:
+        return close_quietly();
+    case state::start:
+    case state::ready:
+    case state::handshake:
+    case state::closed:
+        break;
+    }
+    return fail_transaction_and_close(r, "unexpected reply during " + stage_name());
+}
+
+client_action client_fsm::after_hello() {
+    if (!tls_active_ && settings_.starttls != client_settings::starttls_use::never) {
+        if (caps_.starttls) {
+            state_ = state::starttls;
+            sent("STARTTLS");
+            return read(wait_stage::starttls, "STARTTLS\r\n");
+        }
+        if (settings_.starttls == client_settings::starttls_use::required)
+            return fail("STARTTLS", {}, "STARTTLS not offered", false, true, true);
+    }
+    state_ = state::ready;
+    client_action a;
+    a.what = client_action::kind::idle;
+    return a;
+}
+
+client_action client_fsm::begin_transaction(const transaction& tx) {
+    auto refuse_all = [&](smtp::enhanced_code status, std::string reason) {
+        std::vector<recipient_result> results;
+        for (const auto& rcpt : tx.recipients) {
+            recipient_result rr;
+            rr.recipient = rcpt;
+            rr.what = verdict::permanent;
+            rr.status = status;
+            rr.reason = reason;
+            results.push_back(std::move(rr));
+        }
+        log_.push_back({transcript_line::kind::info, reason});
+        client_action a;
+        a.what = client_action::kind::transaction_done;
+        a.results = std::move(results);
+        return a;
+    };
+    // RFC 6152 §3: an 8-bit body must not go to a server without 8BITMIME; we do not
+    // downgrade (that would change the signed bytes), so it bounces with 5.6.3.
+    if (tx.body_8bit && !caps_.eightbitmime)
+        return refuse_all({5, 6, 3}, "the next hop does not support 8BITMIME, needed for this 8-bit message");
+    // RFC 6531 §3.2: without SMTPUTF8 at the next hop the message cannot go on: 5.6.7.
+    if (tx.smtputf8 && !caps_.smtputf8)
+        return refuse_all({5, 6, 7}, "the next hop does not support SMTPUTF8, needed for this message");
+    // RFC 1870 §6: a message larger than the advertised SIZE would be refused anyway.
+    if (caps_.size && caps_.size_limit > 0 && tx.body.size() > caps_.size_limit)
+        return refuse_all({5, 3, 4}, fmt::format("message size {} exceeds the next hop's SIZE limit {}",
+                                                  tx.body.size(), caps_.size_limit));
+    tx_ = tx;
+    mail_reply_.reset();
+    data_reply_.reset();
+    rcpt_replies_.assign(tx.recipients.size(), std::nullopt);
+    next_rcpt_ = 0;
+    accepted_ = 0;
+    pipelined_seen_ = 0;
+    if (used_) {                           // connection reuse: start from a clean slate
+        state_ = state::rset;
+        sent("RSET");
+        return read(wait_stage::rset, "RSET\r\n");
+    }
+    return send_mail();
+}
+
+std::string client_fsm::mail_command() const {
+    std::string line = "MAIL FROM:<" + tx_->mail_from + ">";
+    if (caps_.size) line += fmt::format(" SIZE={}", tx_->body.size());
+    if (tx_->body_8bit) line += " BODY=8BITMIME";
+    if (tx_->smtputf8) line += " SMTPUTF8";
+    return line;
+}
+
+client_action client_fsm::send_mail() {
+    used_ = true;
+    const std::string mail = mail_command();
+    sent(mail);
+    if (caps_.pipelining) {
+        // RFC 2920 §3.1: MAIL, every RCPT and DATA in one group; DATA is last because its
+        // 354 must be seen before the body goes out.
+        std::string out = mail + "\r\n";
+        for (const auto& rcpt : tx_->recipients) {
+            const std::string line = "RCPT TO:<" + rcpt + ">";
+            sent(line);
+            out += line + "\r\n";
+        }
+        sent("DATA");
+        out += "DATA\r\n";
+        state_ = state::pipelined;
+        return read(wait_stage::mail, std::move(out));
+    }
+    state_ = state::mail;
+    return read(wait_stage::mail, mail + "\r\n");
+}
+
+client_action client_fsm::send_rcpt_or_data() {
+    if (next_rcpt_ < tx_->recipients.size()) {
+        state_ = state::rcpt;
+        const std::string line = "RCPT TO:<" + tx_->recipients[next_rcpt_] + ">";
+        sent(line);
+        return read(wait_stage::rcpt, line + "\r\n");
+    }
+    if (accepted_ == 0) return finish_from_replies();
+    state_ = state::data;
+    sent("DATA");
+    return read(wait_stage::data_start, "DATA\r\n");
+}
+
+client_action client_fsm::on_pipelined_reply(const smtp::reply& r) {
+    const std::size_t n = tx_->recipients.size();
+    const std::size_t index = pipelined_seen_++;
+    if (index == 0) mail_reply_ = r;
+    else if (index <= n) {
+        rcpt_replies_[index - 1] = r;
+        if (r.code / 100 == 2 && mail_reply_ && mail_reply_->code / 100 == 2) ++accepted_;
+    }
+    if (r.code == 421) return fail_transaction_and_close(r, {});
+    if (index <= n) return read(index < n ? wait_stage::rcpt : wait_stage::data_start);
+    // The DATA reply: the group is complete.
+    const bool envelope_ok = mail_reply_->code / 100 == 2 && accepted_ > 0;
+    if (r.code == 354) {
+        if (envelope_ok) return send_body();
+        // RFC 2920 §3.1: the server said 354 although nothing was accepted; end the data
+        // phase with an empty message so the dialogue stays in step.
+        state_ = state::dot_only;
+        sent(".");
+        return read(wait_stage::data_end, ".\r\n");
+    }
+    if (envelope_ok) data_reply_ = r;
+    return finish_from_replies();
+}
+
+client_action client_fsm::send_body() {
+    state_ = state::data_end;
+    client_action a;
+    a.what = client_action::kind::write_data;
+    a.stage = wait_stage::data_end;
+    a.out = dot_stuff(tx_->body);
+    log_.push_back({transcript_line::kind::info, fmt::format("message body: {} octets", tx_->body.size())});
+    sent(".");
+    return a;
+}
+
+std::vector<recipient_result> client_fsm::results_from_replies(const std::optional<smtp::reply>& connection_reply,
+                                                              const std::string& reason) const {
+    std::vector<recipient_result> results;
+    if (!tx_) return results;
+    for (std::size_t i = 0; i < tx_->recipients.size(); ++i) {
+        recipient_result rr;
+        rr.recipient = tx_->recipients[i];
+        const auto& rcpt = rcpt_replies_[i];
+        if (mail_reply_ && mail_reply_->code / 100 != 2) {
+            rr.remote = mail_reply_;
+            rr.what = verdict_of(*mail_reply_);
+        } else if (rcpt && rcpt->code / 100 != 2) {
+            rr.remote = rcpt;
+            rr.what = verdict_of(*rcpt);
+        } else if (rcpt && data_reply_) {
+            rr.remote = data_reply_;
+            rr.what = verdict_of(*data_reply_);
+        } else {
+            // The dialogue broke off before this recipient had its answer (421, timeout,
+            // lost connection): nothing is known, so try again later.
+            rr.remote = connection_reply;
+            rr.what = verdict::transient;
+            rr.reason = reason;
+        }
+        results.push_back(std::move(rr));
+    }
+    return results;
+}
+
+client_action client_fsm::finish_from_replies() {
+    client_action a;
+    a.what = client_action::kind::transaction_done;
+    a.results = results_from_replies(std::nullopt, "no reply from the next hop");
+    tx_.reset();
+    state_ = state::ready;
+    return a;
+}
+
+client_action client_fsm::fail(std::string stage, std::optional<smtp::reply> remote, std::string reason,
+                               bool permanent, bool tls_setup, bool say_quit) {
+    client_action a;
+    a.what = client_action::kind::close;
+    a.results = results_from_replies(remote, reason);
+    session_failure f;
+    f.stage = std::move(stage);
+    f.remote = std::move(remote);
+    f.reason = std::move(reason);
+    f.permanent = permanent;
+    f.tls_setup = tls_setup;
+    a.failure = std::move(f);
+    if (say_quit) {
+        sent("QUIT");
+        a.out = "QUIT\r\n";
+    }
+    tx_.reset();
+    state_ = state::closed;
+    return a;
+}
+
+client_action client_fsm::fail_transaction_and_close(const std::optional<smtp::reply>& remote,
+                                                     const std::string& reason) {
+    std::string why = reason;
+    if (why.empty() && remote) why = "the next hop closed the session";
+    // After a 421 the server closes (RFC 5321 §3.8); after a timeout or a broken line
+    // there is nobody to say QUIT to.
+    return fail(stage_name(), remote, why, false, false, false);
+}
+
+client_action client_fsm::close_quietly() {
+    state_ = state::closed;
+    client_action a;
+    a.what = client_action::kind::close;
+    return a;
+}
+
+}  // namespace postern::delivery

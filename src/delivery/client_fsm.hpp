@@ -1,0 +1,209 @@
+// delivery/client_fsm.hpp: the send side of SMTP as a state machine without I/O.
+//
+// Standards: RFC 5321 (SMTP; §4.1.1.1 HELO fallback, §4.5.2 dot transparency, §4.5.3.1.10
+// 452 too many recipients), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 1870 (SIZE),
+// RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 2034/3463 (enhanced status codes).
+//
+// The driver (delivery/client_session) owns the socket and calls resume() with what
+// happened; the machine answers with one action: write `out` (always first, may be empty),
+// then read / start TLS / report a finished transaction / wait for the next one / close.
+//
+//     auto act = fsm.resume(client_event::connected());
+//     while (act.what != client_action::kind::close)
+//         act = fsm.resume(perform(act));
+//
+// Security:
+//  - STARTTLS injection, client side (RFC 3207 §4.2; the client twin of CVE-2011-0411):
+//    bytes the server sends after its 220 to STARTTLS and before the handshake are
+//    discarded, and every capability learnt before TLS is forgotten; EHLO is sent again.
+//  - The body is dot-stuffed here, so no line of the message can end DATA early.
+//  - A message the next hop cannot carry (8-bit body without 8BITMIME, SMTPUTF8 without
+//    SMTPUTF8, larger than its SIZE) is refused before MAIL, never downgraded.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "delivery/outcome.hpp"
+#include "smtp/reply.hpp"
+
+namespace postern::delivery {
+
+/// Reads SMTP replies (RFC 5321 §4.2.1): "250-first", "250 last"; the enhanced status
+/// code (RFC 2034) is taken off every line that carries one.
+class reply_parser {
+public:
+    enum class status { need_more, complete, malformed };
+
+    /// Appends bytes. Call next() until it says need_more.
+    void feed(std::string_view bytes) { buffer_.append(bytes); }
+    /// The next complete reply, if the buffer holds one.
+    status next(smtp::reply& out, std::string* error = nullptr);
+    /// Bytes received but not yet part of a reply (discarded on STARTTLS).
+    std::size_t buffered() const { return buffer_.size(); }
+    void clear() { buffer_.clear(); lines_.clear(); }
+    /// True when the buffer already holds a whole reply (its last line included).
+    bool complete_reply_buffered() const;
+
+    /// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; real servers send more).
+    static constexpr std::size_t max_line = 4096;
+    /// Most lines in one reply (an EHLO answer has a few dozen at most).
+    static constexpr std::size_t max_lines = 200;
+
+private:
+    std::string buffer_;
+    std::vector<std::string> lines_;    // lines of the reply being read
+};
+
+/// Builds one reply from its raw lines ("250-x", "250 y"), without CRLF.
+/// Exposed for tests; empty optional when a line is malformed or codes disagree.
+std::optional<smtp::reply> parse_reply_lines(const std::vector<std::string>& lines, std::string* error = nullptr);
+
+/// What the next hop offered in its EHLO reply (RFC 5321 §4.1.1.1).
+struct capabilities {
+    bool esmtp = false;                 // EHLO answered 250 (false after a HELO fallback)
+    bool starttls = false;
+    bool pipelining = false;
+    bool eightbitmime = false;
+    bool smtputf8 = false;
+    bool enhanced_status_codes = false;
+    bool size = false;
+    std::uint64_t size_limit = 0;       // 0: SIZE without a limit
+    bool dsn = false;
+};
+capabilities parse_ehlo(const smtp::reply& reply);
+
+/// One mail transaction: one sender, the recipients for this next hop, one body.
+struct transaction {
+    std::string mail_from;              // "" = null sender (bounces)
+    std::vector<std::string> recipients;
+    bool body_8bit = false;             // BODY=8BITMIME was given when we received it
+    bool smtputf8 = false;
+    std::string body;                   // as queued: CRLF lines, not dot-stuffed
+};
+
+/// The body as it goes on the wire after 354: dot-stuffed (RFC 5321 §4.5.2), ending in
+/// CRLF, followed by ".\r\n".
+std::string dot_stuff(std::string_view body);
+
+/// Lines for the protocol log, in the order they crossed the wire.
+struct transcript_line {
+    enum class kind { sent, received, info } what;
+    std::string text;
+};
+
+struct client_settings {
+    enum class starttls_use { never, if_offered, required };
+    std::string helo_name = "localhost";      // [server] hostname
+    starttls_use starttls = starttls_use::if_offered;
+    bool implicit_tls = false;                // the connection is already TLS (smart_host_tls)
+};
+
+/// Which RFC 5321 §4.5.3.2 timeout applies to the wait the driver is about to do.
+enum class wait_stage { greeting, helo, starttls, mail, rcpt, data_start, data_block, data_end, rset, quit };
+
+struct client_event {
+    enum class kind { connected, bytes, tls_established, tls_failed, closed, timed_out, send, quit } what;
+    std::string data;                         // bytes; failure reason
+    transaction tx;                           // kind::send
+
+    static client_event connected() { return {kind::connected, {}, {}}; }
+    static client_event bytes(std::string_view b) { return {kind::bytes, std::string(b), {}}; }
+    static client_event tls_established() { return {kind::tls_established, {}, {}}; }
+    static client_event tls_failed(std::string reason) { return {kind::tls_failed, std::move(reason), {}}; }
+    static client_event closed(std::string reason = {}) { return {kind::closed, std::move(reason), {}}; }
+    static client_event timed_out() { return {kind::timed_out, {}, {}}; }
+    static client_event send(transaction t) { return {kind::send, {}, std::move(t)}; }
+    static client_event quit() { return {kind::quit, {}, {}}; }
+};
+
+/// Why a connection ended before its work was done.
+struct session_failure {
+    std::string stage;                        // "greeting", "EHLO", "STARTTLS", "TLS handshake", ...
+    std::optional<smtp::reply> remote;
+    std::string reason;
+    bool permanent = false;                   // a 5xx greeting or HELO: this host will not take mail
+    bool tls_setup = false;                   // no STARTTLS, 454 or a failed handshake (DESIGN §3)
+};
+
+struct client_action {
+    enum class kind {
+        read,           // write `out`, then read; `stage` says which timeout applies
+        write_data,     // write `out` (the dot-stuffed body) in blocks, then read (data_end)
+        start_tls,      // write `out` (empty), then run the TLS client handshake
+        transaction_done, // `results` holds one entry per recipient of the transaction
+        idle,           // ready: resume with send(tx) or quit()
+        close,          // write `out` (may be empty), then close; `failure` when it failed
+    } what = kind::read;
+    std::string out;
+    wait_stage stage = wait_stage::greeting;
+    std::vector<recipient_result> results;
+    std::optional<session_failure> failure;
+    std::vector<transcript_line> log;
+};
+
+class client_fsm {
+public:
+    explicit client_fsm(client_settings settings);
+
+    client_action resume(const client_event& ev);
+
+    const capabilities& offered() const { return caps_; }
+    bool tls_active() const { return tls_active_; }
+    /// Bytes received after the 220 to STARTTLS and thrown away (RFC 3207 §4.2).
+    std::size_t discarded_after_starttls() const { return discarded_; }
+    /// True when a whole reply is already buffered: the driver resumes with empty bytes
+    /// instead of reading (a server may answer several commands in one segment).
+    bool input_pending() const { return parser_.complete_reply_buffered(); }
+
+private:
+    enum class state {
+        start, greeting, ehlo, helo, starttls, handshake, ready,
+        pipelined, mail, rcpt, data, data_end, dot_only, rset, quit, closed
+    };
+
+    client_action step(const client_event& ev);
+    client_action drain_replies();
+    client_action on_reply(const smtp::reply& r);
+    client_action after_hello();
+    client_action begin_transaction(const transaction& tx);
+    client_action send_mail();
+    client_action send_rcpt_or_data();
+    client_action on_pipelined_reply(const smtp::reply& r);
+    client_action send_body();
+    client_action finish_from_replies();
+    std::vector<recipient_result> results_from_replies(const std::optional<smtp::reply>& connection_reply,
+                                                       const std::string& reason) const;
+    client_action fail(std::string stage, std::optional<smtp::reply> remote, std::string reason,
+                       bool permanent = false, bool tls_setup = false, bool say_quit = false);
+    client_action fail_transaction_and_close(const std::optional<smtp::reply>& remote, const std::string& reason);
+    client_action close_quietly();
+    client_action read(wait_stage s, std::string out = {});
+    wait_stage current_wait() const;
+    std::string mail_command() const;
+    std::string stage_name() const;
+    void sent(const std::string& line);
+
+    client_settings settings_;
+    state state_ = state::start;
+    capabilities caps_;
+    bool tls_active_ = false;
+    bool used_ = false;                       // a transaction ran on this connection: RSET first
+    std::size_t discarded_ = 0;
+    reply_parser parser_;
+    std::vector<transcript_line> log_;
+
+    // the transaction in progress
+    std::optional<transaction> tx_;
+    std::optional<smtp::reply> mail_reply_;
+    std::optional<smtp::reply> data_reply_;     // to DATA when it was refused, else to the final dot
+    std::vector<std::optional<smtp::reply>> rcpt_replies_;
+    std::size_t next_rcpt_ = 0;               // index of the RCPT to send or whose reply is due
+    std::size_t accepted_ = 0;
+    std::size_t pipelined_seen_ = 0;          // replies read in the pipelined group
+};
+
+}  // namespace postern::delivery
