@@ -1,0 +1,131 @@
+// delivery/engine.hpp: the send side: takes queued mail to its next hops.
+//
+// Standards: RFC 5321 (SMTP client; §4.5.3.2 timeouts, §4.5.4.1 retry strategy), RFC 3207
+// (STARTTLS), RFC 3464 (DSN bounces and delay notices), RFC 6125 (certificate names).
+// Contract: DESIGN.md §3 ([[send_connector]], [queue], [dns] mx_port, [debug]), §6 (the
+// send protocol log, with one '*' TLS verdict line per attempt).
+//
+// How a main program uses it (src/app/ does this; delivery/ knows nothing of app/):
+//
+//     auto cfg      = config::load_file(path).config.value();
+//     auto store    = queue::open_rocksdb_store({cfg.server.data_dir / "queue", cfg.queue.min_free});
+//     route::resolver resolver(cfg.dns);
+//     log::protocol_log send_log({cfg.log.dir, log::log_kind::send, cfg.log.max_age, cfg.log.max_size});
+//     auto client_tls = delivery::client_tls_material::load(cfg);   // key ring roots + identities
+//
+//     delivery::engine engine(cfg, *store, resolver, client_tls, send_log);
+//     engine.start();             // own threads; scans the queue: mail left by a restart goes out
+//     ...                         // the receive side, after each successful store commit:
+//     engine.wake();              // any thread, cheap; new mail goes out at once
+//     ...
+//     engine.update_configuration(new_cfg);                          // reload: next attempts
+//     engine.set_client_tls(delivery::client_tls_material::load(new_cfg));
+//     ...
+//     engine.stop(cfg.server.shutdown_timeout);   // blocks until every connection is closed
+//
+// Delivery is at-least-once: a recipient's state changes in the store only after the next
+// hop answered, so a crash between the next hop's 250 and our update sends that recipient
+// again after the restart, and nothing is ever lost. A message leaves the store only when
+// every recipient is delivered or bounced.
+//
+// Threads: one io_context on `options.threads` threads; each connection is a coroutine on
+// its own strand; the scheduler's state is guarded by one mutex and never held across I/O.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/schema.hpp"
+#include "log/protocol_log.hpp"
+#include "queue/store.hpp"
+#include "route/resolver.hpp"
+#include "tls/openssl_ptr.hpp"
+
+namespace postern::delivery {
+
+/// The key material the send side needs, read once from the key ring (and again on
+/// reload): trusted roots for verifying next hops, and the certificates with keys that a
+/// send connector may present (`client_certificate`, mutual TLS).
+struct client_tls_material {
+    struct identity {
+        std::string label;
+        tls::x509_ptr certificate;
+        std::vector<tls::x509_ptr> chain;       // intermediates, nearest first
+        tls::evp_pkey_ptr key;
+    };
+    std::vector<tls::x509_ptr> roots;          // key ring trusted roots (and pinned peers)
+    std::vector<identity> identities;
+
+    /// Reads [tls] keyring + stash. A missing key ring gives empty material (then only
+    /// trust_system_store connectors can verify anything). Throws tls::tls_error on a
+    /// damaged key ring or a wrong password.
+    static std::shared_ptr<const client_tls_material> load(const config::configuration& cfg);
+    const identity* find(const std::string& label) const;
+};
+
+/// RFC 5321 §4.5.3.2 timeouts; tests shorten them.
+struct client_timeouts {
+    std::chrono::seconds connect{30};
+    std::chrono::seconds greeting{300};         // §4.5.3.2.1
+    std::chrono::seconds command{300};          // EHLO, STARTTLS, MAIL (§4.5.3.2.2), RCPT (§4.5.3.2.3), RSET, QUIT
+    std::chrono::seconds data_start{120};       // §4.5.3.2.4
+    std::chrono::seconds data_block{180};       // §4.5.3.2.5
+    std::chrono::seconds data_end{600};         // §4.5.3.2.6
+    std::chrono::seconds tls_handshake{300};
+};
+
+struct engine_options {
+    unsigned threads = 1;
+    client_timeouts timeouts;
+    /// How often the queue is looked at even without wake(): catches due retries.
+    std::chrono::seconds poll_interval{1};
+    /// How long a host that failed TLS may be sent to in plaintext (opportunistic only).
+    std::chrono::seconds plaintext_memory{std::chrono::hours(1)};
+};
+
+struct engine_stats {
+    std::uint64_t attempts = 0;                 // connections tried
+    std::uint64_t delivered = 0;                // recipients
+    std::uint64_t deferred = 0;                 // recipient attempts that will be retried
+    std::uint64_t bounced = 0;                  // recipients bounced (DSN sent or not possible)
+    std::uint64_t dsn_sent = 0;                 // DSN messages committed
+    std::uint64_t active_connections = 0;
+};
+
+class engine {
+public:
+    /// `store`, `resolver` and `send_log` must outlive the engine. `client_tls` may be null
+    /// (no key ring): then only trust_system_store connectors can verify certificates.
+    engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+           std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
+           engine_options options = {});
+    ~engine();                                  // stop(0) when still running
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    /// Starts the threads and the first scan of the queue.
+    void start();
+    /// Thread-safe, never blocks: look at the queue now (a commit just succeeded).
+    void wake();
+    /// Thread-safe. No new transaction starts; transactions under way get `grace`, then
+    /// their connections are cut (a recipient cut mid-DATA stays pending: at-least-once).
+    /// Returns when every thread has ended.
+    void stop(std::chrono::seconds grace);
+
+    /// Thread-safe. Next attempts use the new send connectors, [queue] and [debug].
+    void update_configuration(const config::configuration& cfg);
+    /// Thread-safe. New connections use the new key material.
+    void set_client_tls(std::shared_ptr<const client_tls_material> client_tls);
+
+    engine_stats stats() const;
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace postern::delivery
