@@ -166,6 +166,14 @@ void validate_receive_connectors(const configuration& config, const source_lines
             out.error(key("name"), line("name"),
                       fmt::format("\"{}\" is already the name of receive_connector[{}]", c.name, it->second));
         if (c.bind.empty()) out.error(key("bind"), line("bind"), "needs at least one address:port");
+        for (const auto& partner : c.partner_names) {
+            // RFC 6125 reference identifiers: a host name, or "*.domain" for a wildcard certificate.
+            std::string_view host = partner;
+            if (host.substr(0, 2) == "*.") host.remove_prefix(2);
+            if (!is_domain_name(host))
+                out.error(key("partner_names"), line("partner_names"),
+                          fmt::format("\"{}\" is not a host name a certificate could carry", partner));
+        }
 
         if (c.tls == tls_mode::none && c.require_tls)
             out.error(key("require_tls"), line("require_tls"),

@@ -168,6 +168,15 @@ dir = "protocol"
     EXPECT_EQ(r.config->server.control_socket, "/run/postern.sock");
 }
 
+TEST(config_load, a_relative_data_dir_is_made_absolute_once) {
+    auto r = load("[server]\nuser = \"p\"\ndata_dir = \"state\"\n");
+    ASSERT_TRUE(r.ok()) << all(r.errors);
+    auto expected = (std::filesystem::current_path() / "state").lexically_normal();
+    EXPECT_EQ(r.config->server.data_dir, expected);
+    EXPECT_EQ(r.config->tls.keyring, expected / "keyring.p12");
+    EXPECT_EQ(r.config->server.control_socket, expected / "control.sock");
+}
+
 TEST(config_load, fingerprints_are_normalised) {
     auto r = load(std::string(minimal_receive) + R"(require_tls = true
 auth_mechanisms = ["mutual_tls"]
@@ -347,6 +356,12 @@ TEST(config_errors, duplicate_connector_names) {
     EXPECT_TRUE(has_error(load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"a.test\"]\n"
                                "[[send_connector]]\nname = \"x\"\naddress_spaces = [\"b.test\"]\n"),
                           "send_connector[1].name", 5, "already the name"));
+}
+
+TEST(config_errors, bad_partner_name) {
+    EXPECT_TRUE(has_error(load(std::string(minimal_receive) + "require_tls = true\nauth_mechanisms = [\"mutual_tls\"]\n"
+                               "partner_names = [\"*.partner.test\", \"not a name\"]\n"),
+                          "receive_connector[0].partner_names", 11, "not a name"));
 }
 
 TEST(config_errors, bad_connector_name) {
