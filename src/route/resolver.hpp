@@ -8,6 +8,7 @@
 // host name only when the MX answer was DNSSEC-validated.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,11 +45,17 @@ struct next_hops {
     std::string reason;                        // for logs and DSNs: "SERVFAIL for example.test MX"
 };
 
+struct resolver_options {
+    /// Bound on one resolve() or resolve_host() call, every query included: what is still
+    /// unanswered then counts as a timeout (and defers, unless some MX host has addresses).
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+};
+
 class resolver {
 public:
     /// Uses [dns] resolver (forward only to that address) or unbound_config, else the
     /// system's resolv.conf. Throws std::runtime_error on a bad setting.
-    explicit resolver(const config::dns_section& dns);
+    explicit resolver(const config::dns_section& dns, resolver_options options = {});
     virtual ~resolver();
 
     /// Thread-safe, asynchronous; `done` is called once, from a resolver thread.

@@ -1,0 +1,56 @@
+// route/address_space.cpp: address space matching and the choice of a send connector.
+#include "route/address_space.hpp"
+
+#include <limits>
+
+#include "route/resolver.hpp"
+
+namespace postern::route {
+
+std::string normalize_domain(std::string_view name) {
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    std::string out(name);
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+bool same_domain(std::string_view a, std::string_view b) {
+    return normalize_domain(a) == normalize_domain(b);
+}
+
+std::optional<std::size_t> address_space_rank(std::string_view pattern, std::string_view domain) {
+    constexpr std::size_t exact_rank = std::numeric_limits<std::size_t>::max();
+    const std::string want = normalize_domain(domain);
+    const std::string space = normalize_domain(pattern);
+    if (want.empty() || space.empty()) return std::nullopt;
+    if (space == "*") return 0;
+    if (space.starts_with("*.")) {
+        // "*.partner.test" covers a.partner.test and x.y.partner.test, but neither
+        // partner.test itself nor evilpartner.test: the match must end on a label boundary.
+        const std::string_view suffix = std::string_view(space).substr(1);   // ".partner.test"
+        if (want.size() > suffix.size() && want.ends_with(suffix)) return suffix.size();
+        return std::nullopt;
+    }
+    if (space == want) return exact_rank;
+    return std::nullopt;
+}
+
+const config::send_connector* choose_send_connector(const config::configuration& cfg,
+                                                    const std::string& domain) {
+    const config::send_connector* best = nullptr;
+    std::size_t best_rank = 0;
+    for (const auto& connector : cfg.send_connectors) {
+        for (const auto& space : connector.address_spaces) {
+            auto rank = address_space_rank(space, domain);
+            // On equal rank the connector listed first in the file keeps the domain.
+            if (rank && (!best || *rank > best_rank)) {
+                best = &connector;
+                best_rank = *rank;
+            }
+        }
+    }
+    return best;
+}
+
+}  // namespace postern::route
