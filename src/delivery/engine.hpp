@@ -40,32 +40,12 @@
 #include <vector>
 
 #include "config/schema.hpp"
+#include "delivery/client_tls.hpp"
 #include "log/protocol_log.hpp"
 #include "queue/store.hpp"
 #include "route/resolver.hpp"
-#include "tls/openssl_ptr.hpp"
 
 namespace postern::delivery {
-
-/// The key material the send side needs, read once from the key ring (and again on
-/// reload): trusted roots for verifying next hops, and the certificates with keys that a
-/// send connector may present (`client_certificate`, mutual TLS).
-struct client_tls_material {
-    struct identity {
-        std::string label;
-        tls::x509_ptr certificate;
-        std::vector<tls::x509_ptr> chain;       // intermediates, nearest first
-        tls::evp_pkey_ptr key;
-    };
-    std::vector<tls::x509_ptr> roots;          // key ring trusted roots (and pinned peers)
-    std::vector<identity> identities;
-
-    /// Reads [tls] keyring + stash. A missing key ring gives empty material (then only
-    /// trust_system_store connectors can verify anything). Throws tls::tls_error on a
-    /// damaged key ring or a wrong password.
-    static std::shared_ptr<const client_tls_material> load(const config::configuration& cfg);
-    const identity* find(const std::string& label) const;
-};
 
 /// RFC 5321 §4.5.3.2 timeouts; tests shorten them.
 struct client_timeouts {

@@ -1,0 +1,323 @@
+// delivery/tls_policy.cpp: outbound TLS levels, client contexts and verdicts.
+#include "delivery/tls_policy.hpp"
+
+#include <filesystem>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <fmt/format.h>
+
+#include "delivery/client_tls.hpp"
+#include "tls/certificate_info.hpp"
+#include "tls/error.hpp"
+#include "tls/keyring/keyring.hpp"
+#include "tls/keyring/stash.hpp"
+#include "tls/server_context.hpp"
+
+namespace postern::delivery {
+
+namespace {
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    while (!s.empty() && s.back() == '.') s.pop_back();   // "mx.example.test." from DNS
+    return s;
+}
+
+int record_index() {
+    static const int index = SSL_get_ex_new_index(0, const_cast<char*>("postern client verify record"), nullptr,
+                                                  nullptr, nullptr);
+    return index;
+}
+
+/// Never stops the handshake; notes the first chain error and, separately, a name
+/// mismatch, so the verdict can say "trusted, but the wrong name".
+int record_client_verify(int preverify_ok, X509_STORE_CTX* store_ctx) {
+    if (preverify_ok) return 1;
+    auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* record = ssl ? static_cast<verify_record*>(SSL_get_ex_data(ssl, record_index())) : nullptr;
+    if (!record) return 1;
+    const int error = X509_STORE_CTX_get_error(store_ctx);
+    if (error == X509_V_ERR_HOSTNAME_MISMATCH) {
+        record->name_mismatch = true;
+    } else if (record->first_chain_error == X509_V_OK) {
+        record->first_chain_error = error;
+        record->chain_error_depth = X509_STORE_CTX_get_error_depth(store_ctx);
+    }
+    return 1;
+}
+
+int version_for(const config::configuration& cfg) {
+    return cfg.tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;   // nothing lower exists
+}
+
+}  // namespace
+
+auth_level to_auth_level(config::tls_auth_level level) {
+    switch (level) {
+    case config::tls_auth_level::encryption_only: return auth_level::encryption_only;
+    case config::tls_auth_level::certificate_validation: return auth_level::certificate_validation;
+    case config::tls_auth_level::domain_validation: return auth_level::domain_validation;
+    }
+    return auth_level::domain_validation;
+}
+
+const char* to_string(auth_level level) {
+    switch (level) {
+    case auth_level::none: return "none";
+    case auth_level::encryption_only: return "encryption_only";
+    case auth_level::certificate_validation: return "certificate_validation";
+    case auth_level::domain_validation: return "domain_validation";
+    }
+    return "unknown";
+}
+
+peer_expectation expectation_for(const config::send_connector& connector, const std::string& recipient_domain,
+                                 const std::string& mx_host, bool mx_dnssec_secure) {
+    peer_expectation want;
+    want.require_tls = connector.require_tls;
+    want.required = connector.ignore_starttls ? auth_level::none
+                    : connector.require_tls  ? to_auth_level(connector.auth_level)
+                                             : auth_level::encryption_only;
+    const std::string domain = lower(recipient_domain);
+    const std::string mx = lower(mx_host);
+    if (!connector.tls_domain.empty()) {
+        want.names.push_back(lower(connector.tls_domain));
+    } else {
+        want.names.push_back(domain);
+        // OpenSSL's X509_check_host: a name with a leading dot matches any host below it.
+        want.names.push_back("." + domain);
+        if (mx_dnssec_secure && !mx.empty() && mx != domain) want.names.push_back(mx);
+    }
+    // SNI: the name we expect; an authenticated MX name is what that server knows itself as.
+    if (!connector.tls_domain.empty()) want.sni = want.names.front();
+    else if (mx_dnssec_secure && !mx.empty()) want.sni = mx;
+    else want.sni = domain;
+    if (want.required < auth_level::domain_validation) want.names.clear();
+    return want;
+}
+
+attempt_plan plan_attempt(const config::send_connector& connector, bool smart_host,
+                          const std::optional<std::string>& tls_failure) {
+    attempt_plan plan;
+    if (smart_host && connector.smart_host_tls_mode == config::smart_host_tls::implicit) {
+        plan.implicit_tls = true;
+        plan.starttls = client_settings::starttls_use::never;
+        return plan;
+    }
+    if (connector.ignore_starttls) {
+        plan.starttls = client_settings::starttls_use::never;
+        return plan;
+    }
+    if (connector.require_tls) {
+        plan.starttls = client_settings::starttls_use::required;   // never plaintext
+        return plan;
+    }
+    if (tls_failure) {
+        // DESIGN §3: after a 454 or a failed handshake, the next attempt may go in plaintext.
+        plan.starttls = client_settings::starttls_use::never;
+        plan.plaintext_after_tls_failure = true;
+        plan.previous_tls_failure = *tls_failure;
+        return plan;
+    }
+    plan.starttls = client_settings::starttls_use::if_offered;
+    return plan;
+}
+
+std::string tls_verdict::log_line() const {
+    std::string line;
+    if (tls)
+        line = fmt::format("TLS protocol={} cipher={} subject=\"{}\" issuer=\"{}\" sha256={}", protocol, cipher,
+                           subject, issuer, sha256.empty() ? "-" : sha256);
+    else
+        line = "TLS not used";
+    line += fmt::format("; achieved={} required={}", to_string(achieved), to_string(required));
+    if (ok()) line += "; verdict=pass";
+    else line += "; verdict=fail";
+    if (!failure.empty()) line += "; reason=" + failure;
+    return line;
+}
+
+std::shared_ptr<SSL_CTX> make_client_context(const config::configuration& cfg,
+                                             const config::send_connector& connector,
+                                             const client_tls_material* material) {
+    tls::load_providers();
+    ERR_clear_error();
+    std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), &SSL_CTX_free);
+    if (!ctx) throw tls::tls_error("cannot create a TLS client context: " + tls::openssl_errors());
+    SSL_CTX* c = ctx.get();
+    if (!SSL_CTX_set_min_proto_version(c, version_for(cfg)) || !SSL_CTX_set_max_proto_version(c, 0))
+        throw tls::tls_error("cannot set the TLS versions: " + tls::openssl_errors());
+    if (!SSL_CTX_set_cipher_list(c, cfg.tls.ciphers.c_str()))
+        throw tls::tls_error("[tls] ciphers = \"" + cfg.tls.ciphers + "\": no usable cipher");
+    if (!SSL_CTX_set_ciphersuites(c, cfg.tls.ciphersuites.c_str()))
+        throw tls::tls_error("[tls] ciphersuites = \"" + cfg.tls.ciphersuites + "\": no usable suite");
+    // AEAD only, whatever the configuration said (DESIGN §3): drop anything else here too.
+    STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(c);
+    std::string aead_only;
+    for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+        const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(ciphers, i);
+        if (SSL_CIPHER_get_version(cipher) == std::string_view("TLSv1.3")) continue;
+        if (!SSL_CIPHER_is_aead(cipher)) continue;
+        if (!aead_only.empty()) aead_only += ':';
+        aead_only += SSL_CIPHER_get_name(cipher);
+    }
+    if (!aead_only.empty()) SSL_CTX_set_cipher_list(c, aead_only.c_str());
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+
+    X509_STORE* store = SSL_CTX_get_cert_store(c);
+    if (material) {
+        for (const auto& root : material->roots) X509_STORE_add_cert(store, root.get());
+        for (const auto& peer : material->pinned_peers) X509_STORE_add_cert(store, peer.get());
+        // A pinned peer certificate is a trust anchor by itself, without its issuer.
+        if (!material->pinned_peers.empty()) X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    }
+    if (connector.trust_system_store && SSL_CTX_set_default_verify_paths(c) != 1)
+        throw tls::tls_error("send connector \"" + connector.name + "\": cannot load the system CA store: " +
+                             tls::openssl_errors());
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, &record_client_verify);
+
+    if (!connector.client_certificate.empty()) {
+        const auto* id = material ? material->find(connector.client_certificate) : nullptr;
+        if (!id)
+            throw tls::tls_error("send connector \"" + connector.name + "\": client_certificate \"" +
+                                 connector.client_certificate + "\" is not a certificate with a key in the key ring");
+        if (SSL_CTX_use_certificate(c, id->certificate.get()) != 1 || SSL_CTX_use_PrivateKey(c, id->key.get()) != 1 ||
+            SSL_CTX_check_private_key(c) != 1)
+            throw tls::tls_error("send connector \"" + connector.name + "\": client_certificate \"" +
+                                 connector.client_certificate + "\" is unusable: " + tls::openssl_errors());
+        for (const auto& intermediate : id->chain) SSL_CTX_add1_chain_cert(c, intermediate.get());
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+bool prepare_connection(SSL* ssl, const peer_expectation& want, verify_record* record, std::string* error) {
+    SSL_set_ex_data(ssl, record_index(), record);
+    if (!want.sni.empty() && SSL_set_tlsext_host_name(ssl, want.sni.c_str()) != 1) {
+        if (error) *error = "cannot set SNI \"" + want.sni + "\": " + tls::openssl_errors();
+        return false;
+    }
+    if (!want.names.empty()) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        // RFC 6125 §6.4.3: "*" only as the whole left-most label.
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        for (std::size_t i = 0; i < want.names.size(); ++i) {
+            const auto& name = want.names[i];
+            const int ok = i == 0 ? X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size())
+                                  : X509_VERIFY_PARAM_add1_host(param, name.c_str(), name.size());
+            if (ok != 1) {
+                if (error) *error = "cannot set the expected name \"" + name + "\": " + tls::openssl_errors();
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_record& record) {
+    tls_verdict v;
+    v.tls = true;
+    v.required = want.required;
+    const tls::session_info info = tls::inspect(ssl);
+    v.protocol = info.protocol;
+    v.cipher = info.cipher;
+    v.subject = info.peer.subject;
+    v.issuer = info.peer.issuer;
+    v.sha256 = info.peer.sha256;
+    v.achieved = auth_level::encryption_only;
+    std::string failure;
+    if (!info.peer.presented) {
+        failure = "no certificate presented";
+    } else if (record.first_chain_error != X509_V_OK) {
+        failure = fmt::format("certificate not trusted: {} (depth {})",
+                              X509_verify_cert_error_string(record.first_chain_error), record.chain_error_depth);
+    } else if (SSL_get_verify_result(ssl) != X509_V_OK && !record.name_mismatch) {
+        failure = std::string("certificate not trusted: ") + X509_verify_cert_error_string(SSL_get_verify_result(ssl));
+    } else {
+        v.achieved = auth_level::certificate_validation;
+        if (!want.names.empty()) {
+            if (record.name_mismatch) {
+                std::string wanted;
+                for (const auto& n : want.names) wanted += (wanted.empty() ? "" : ", ") + n;
+                std::string has;
+                for (const auto& n : info.peer.dns_names) has += (has.empty() ? "" : ", ") + n;
+                failure = "certificate name mismatch (wanted " + wanted + "; certificate has " +
+                          (has.empty() ? std::string("no DNS names") : has) + ")";
+            } else {
+                v.achieved = auth_level::domain_validation;
+            }
+        }
+    }
+    if (v.achieved < v.required) v.failure = failure;
+    return v;
+}
+
+tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure) {
+    tls_verdict v;
+    v.required = want.required;
+    v.achieved = auth_level::none;
+    v.failure = std::move(failure);
+    return v;
+}
+
+void tls_failure_memory::remember(const std::string& host, std::string reason, std::chrono::steady_clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    hosts_[host] = {std::move(reason), now + keep_};
+}
+
+void tls_failure_memory::forget(const std::string& host) {
+    std::lock_guard lock(mutex_);
+    hosts_.erase(host);
+}
+
+std::optional<std::string> tls_failure_memory::recall(const std::string& host,
+                                                      std::chrono::steady_clock::time_point now) const {
+    std::lock_guard lock(mutex_);
+    auto it = hosts_.find(host);
+    if (it == hosts_.end() || it->second.until <= now) return std::nullopt;
+    return it->second.reason;
+}
+
+// --- key material ---------------------------------------------------------------------------
+
+std::shared_ptr<const client_tls_material> client_tls_material::load(const config::configuration& cfg) {
+    auto material = std::make_shared<client_tls_material>();
+    std::error_code ec;
+    if (!std::filesystem::exists(cfg.tls.keyring, ec)) return material;
+    tls::secret password = tls::read_stash(cfg.tls.stash);
+    tls::keyring ring = tls::keyring::read(cfg.tls.keyring, password.view());
+    for (const auto& entry : ring.entries()) {
+        switch (entry.role) {
+        case tls::entry_role::root:
+            material->roots.push_back(tls::up_ref(entry.certificate.get()));
+            break;
+        case tls::entry_role::peer:
+            material->pinned_peers.push_back(tls::up_ref(entry.certificate.get()));
+            break;
+        case tls::entry_role::server: {
+            identity id;
+            id.label = entry.label;
+            id.certificate = tls::up_ref(entry.certificate.get());
+            id.key = tls::up_ref(entry.key.get());
+            for (const X509* intermediate : ring.chain_for(entry.certificate.get()))
+                id.chain.push_back(tls::up_ref(const_cast<X509*>(intermediate)));
+            material->identities.push_back(std::move(id));
+            break;
+        }
+        case tls::entry_role::pending:
+        case tls::entry_role::intermediate:
+            break;
+        }
+    }
+    return material;
+}
+
+const client_tls_material::identity* client_tls_material::find(const std::string& label) const {
+    for (const auto& id : identities)
+        if (id.label == label) return &id;
+    return nullptr;
+}
+
+}  // namespace postern::delivery
