@@ -56,6 +56,7 @@ class MutualTlsByName(SharedServerTestCase):
 
     def test_refusal_reason_is_in_protocol_log(self):
         c = self.refused("unlisted")
+        c.close()
         rows = self.server.protocol_log().wait_session_closed(c.local_port)
         info = " ".join(r["data"] + " " + r["context"] for r in rows if r["event"] == "*")
         # the TLS outcome names the peer certificate (DESIGN §6)

@@ -22,6 +22,7 @@ class ProtocolLogFormat(SharedServerTestCase):
         c.send_raw("Subject: secret body text\r\n\r\nthe body must never be logged\r\n.\r\n")
         c.expect("250")
         c.expect("221", "QUIT")
+        c.close()
         return self.server.protocol_log().wait_session_closed(c.local_port)
 
     def test_headers_and_fields(self):
