@@ -35,7 +35,10 @@ head -c 24 /dev/urandom | base64 > "$work/data/keyring.sth"
 "$postern" keyring --keyring "$work/data/keyring.p12" --stash "$work/data/keyring.sth" list
 
 step "Configuration (examples/demo-relay.toml)"
-sed -e "s#@DATA_DIR@#$work/data#" "$top/examples/demo-relay.toml" > "$work/postern.toml"
+# Started as root, the server drops to an unprivileged user once its port is bound.
+service_user=""
+if [ "$(id -u)" -eq 0 ]; then service_user=nobody; chmod 0755 "$work"; fi
+sed -e "s#@DATA_DIR@#$work/data#" -e "s#@USER@#$service_user#" "$top/examples/demo-relay.toml" > "$work/postern.toml"
 "$postern" config check -c "$work/postern.toml"
 
 step "postern serve"
@@ -48,6 +51,8 @@ for _ in $(seq 1 100); do
 done
 [ -s "$work/ready.json" ] || { echo "server did not become ready"; cat "$work/server.log"; exit 1; }
 cat "$work/ready.json"
+server_uid=$(awk '/^Uid:/ {print $2}' "/proc/$server_pid/status")
+echo "serving as uid $server_uid ($(getent passwd "$server_uid" | cut -d: -f1))"
 
 step "Sending: plaintext first (refused), then over verified STARTTLS (accepted)"
 python3 - "$work/ready.json" "$work/ca/ca.pem" <<'PY'
