@@ -149,9 +149,7 @@ protected:
             if (!server_done) server_done = SSL_do_handshake(srv.get()) == 1;
         }
         EXPECT_TRUE(client_done && server_done) << tls::openssl_errors();
-        auto v = evaluate(client.get(), want, record);
-        SSL_set_ex_data(client.get(), 0, nullptr);
-        return v;
+        return evaluate(client.get(), want, record);
     }
 
     static peer_expectation domain_validation(const std::string& domain) {
