@@ -29,7 +29,7 @@ head -c 24 /dev/urandom | base64 > "$work/data/keyring.sth"
 "$postern" keyring --keyring "$work/data/keyring.p12" --stash "$work/data/keyring.sth" \
     request --subject "CN=mx.demo.test" --san DNS:mx.demo.test,DNS:localhost,IP:127.0.0.1 \
     --label mx --out "$work/mx.csr"
-"$postern" ca --dir "$work/ca" sign "$work/mx.csr" --out "$work/mx.pem" --days 30
+"$postern" ca --dir "$work/ca" sign "$work/mx.csr" --out "$work/mx.pem" --days 90
 "$postern" keyring --keyring "$work/data/keyring.p12" --stash "$work/data/keyring.sth" trust "$work/ca/ca.pem"
 "$postern" keyring --keyring "$work/data/keyring.p12" --stash "$work/data/keyring.sth" install "$work/mx.pem"
 "$postern" keyring --keyring "$work/data/keyring.p12" --stash "$work/data/keyring.sth" list
