@@ -3,6 +3,7 @@ warnings", §4 exit status), and `serve` does not start on them."""
 
 import os
 import re
+import shutil
 import tempfile
 import unittest
 
@@ -14,6 +15,7 @@ class ConfigCheck(PosternTestCase):
 
     def write(self, text):
         d = tempfile.mkdtemp(prefix="postern-cfg-")
+        self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, "postern.toml")
         with open(path, "w") as f:
             f.write(text.replace("{data_dir}", os.path.join(d, "data")))
