@@ -164,8 +164,6 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
 
     log::session_logger logger(&receive_log, connector_name, endpoint_text(local), endpoint_text(remote), log_enabled);
     setup.params.session_id = logger.session_id();
-    if (setup.params.admitted == smtp::admission::too_many_connections)
-        logger.info("connection limit reached (max_inbound_connections or max_inbound_connections_per_source)");
 
     auto s = std::make_shared<session>(std::move(socket), std::move(setup), store, std::move(logger));
     {

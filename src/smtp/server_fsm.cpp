@@ -175,7 +175,9 @@ void server_fsm::after_transaction() {
     if (shutting_down_ && !closed_) close_with(replies::shutting_down(params_.policy.hostname));
 }
 
-bool server_fsm::need_tls() const { return params_.policy.require_tls && !tls_; }
+// mutual_tls implies require_tls (config validation insists); checked here as well so a
+// client certificate requirement can never be sidestepped in plaintext.
+bool server_fsm::need_tls() const { return (params_.policy.require_tls || params_.policy.mutual_tls) && !tls_; }
 
 bool server_fsm::relay_permitted() const {
     if (params_.policy.relay_for_anonymous) return true;
@@ -213,6 +215,7 @@ action server_fsm::resume(const event& ev) {
             send(replies::no_service(params_.policy.hostname));
             break;
         case admission::too_many_connections:
+            info("connection limit reached (max_inbound_connections or max_inbound_connections_per_source)");
             close_with(replies::too_many_connections(params_.policy.hostname));
             break;
         }

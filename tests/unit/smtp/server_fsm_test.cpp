@@ -518,3 +518,12 @@ TEST(server_fsm, log_records_lines_in_order) {
     EXPECT_EQ(t.log[1], (log_entry{log_entry::kind::received, "NOOP"}));
     EXPECT_EQ(t.log[2], (log_entry{log_entry::kind::sent, "250 2.0.0 OK"}));
 }
+
+TEST(server_fsm, mutual_tls_alone_still_refuses_plaintext_mail) {
+    auto p = test_policy();
+    p.mutual_tls = true;                         // require_tls forgotten: never plaintext anyway
+    harness t(p);
+    t.connect();
+    t.line("EHLO c");
+    EXPECT_EQ(t.line("MAIL FROM:<a@c.test>"), "530 5.7.0 Must issue a STARTTLS command first\r\n");
+}
