@@ -86,7 +86,12 @@ private:
 };
 
 // --- a throwaway server certificate --------------------------------------------------------------
-std::shared_ptr<SSL_CTX> test_tls_context() {
+struct key_and_certificate {
+    EVP_PKEY* key;
+    X509* cert;
+};
+
+key_and_certificate self_signed(const char* common_name) {
     EVP_PKEY* key = EVP_EC_gen("P-256");
     X509* cert = X509_new();
     X509_set_version(cert, 2);
@@ -95,17 +100,25 @@ std::shared_ptr<SSL_CTX> test_tls_context() {
     X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
     X509_set_pubkey(cert, key);
     X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("mx.test"), -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
     X509_set_issuer_name(cert, name);
     X509_sign(cert, key, EVP_sha256());
+    return {key, cert};
+}
+
+void use(SSL_CTX* ctx, key_and_certificate kc) {
+    SSL_CTX_use_certificate(ctx, kc.cert);
+    SSL_CTX_use_PrivateKey(ctx, kc.key);
+    X509_free(kc.cert);
+    EVP_PKEY_free(kc.key);
+}
+
+std::shared_ptr<SSL_CTX> test_tls_context() {
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_use_certificate(ctx, cert);
-    SSL_CTX_use_PrivateKey(ctx, key);
+    use(ctx, self_signed("mx.test"));
     // Request a client certificate but complete the handshake without one (DESIGN §5).
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
-    X509_free(cert);
-    EVP_PKEY_free(key);
     return {ctx, SSL_CTX_free};
 }
 
@@ -177,8 +190,9 @@ public:
         socket_.close(ignored);
     }
 
-    void start_tls() {
+    void start_tls(const char* certificate_name = nullptr) {
         client_ctx_.reset(SSL_CTX_new(TLS_client_method()));
+        if (certificate_name) use(client_ctx_.get(), self_signed(certificate_name));
         tls_.emplace(socket_, SSL_new(client_ctx_.get()));
         bool done = false;
         boost::system::error_code result;
@@ -430,4 +444,27 @@ TEST(connector_choice, most_specific_range_wins_and_mapped_addresses_are_ipv4) {
     EXPECT_EQ(net::choose_connector(cfg, on_bind, asio::ip::make_address("198.51.100.1")), 0u);
     EXPECT_EQ(net::endpoint_text(tcp::endpoint(asio::ip::make_address("::ffff:192.0.2.9"), 25)), "192.0.2.9:25");
     EXPECT_EQ(net::endpoint_text(tcp::endpoint(asio::ip::make_address("2001:db8::1"), 25)), "[2001:db8::1]:25");
+}
+
+TEST(server, mutual_tls_client_that_is_not_a_partner_gets_554) {
+    auto cfg = test_config();
+    auto& rc = cfg.receive_connectors[0];
+    rc.require_tls = true;
+    rc.auth_mechanisms = {config::auth_mechanism::mutual_tls};
+    rc.partner_names = {"partner.test"};
+    running_server s(cfg);
+    client c(s.endpoint());
+    c.reply();
+    c.command("EHLO client.test");
+    EXPECT_EQ(c.command("STARTTLS"), "220 2.0.0 Ready to start TLS\n");
+    c.start_tls("partner.test");                 // right name, but chains to no trusted root
+    EXPECT_EQ(c.command("EHLO client.test"), "554 5.7.0 Client certificate required\n");
+    EXPECT_EQ(c.command("MAIL FROM:<a@client.test>"), "554 5.7.0 Client certificate required\n");
+    EXPECT_EQ(c.command("QUIT"), "221 2.0.0 mx.test Bye\n");
+    c.close();
+    s.stop(5s);
+    auto log = s.protocol_log();
+    EXPECT_NE(log.find("client certificate subject="), std::string::npos);
+    EXPECT_NE(log.find("verified=no"), std::string::npos);
+    EXPECT_NE(log.find("verdict: not a partner (client certificate not verified"), std::string::npos);
 }
