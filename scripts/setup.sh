@@ -19,7 +19,7 @@ install_packages() {
         cmake g++ make pkg-config clang libclang-rt-14-dev
         libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
         libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest
-        openssl python3 swaks postfix sslscan testssl.sh unbound iproute2 procps util-linux
+        openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
     )
     local missing=()
     for p in "${packages[@]}"; do
