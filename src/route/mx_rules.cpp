@@ -158,6 +158,11 @@ mx_plan plan_from_mx(std::string_view domain_in, const mx_answer& mx,
     std::shuffle(plan.hosts.begin(), plan.hosts.end(), tie_order);
     std::stable_sort(plan.hosts.begin(), plan.hosts.end(),
                      [](const host_to_resolve& x, const host_to_resolve& y) { return x.preference < y.preference; });
+    if (plan.hosts.size() > max_mx_hosts) {
+        plan.skipped.push_back(fmt::format("{} MX hosts of {} beyond the first {} not tried",
+                                           plan.hosts.size() - max_mx_hosts, domain, max_mx_hosts));
+        plan.hosts.resize(max_mx_hosts);
+    }
     return plan;
 }
 

@@ -78,6 +78,11 @@ std::string describe_failure(const answer_outcome& outcome, std::string_view nam
 /// wants a host name there, and such a name does not resolve to that address.
 bool is_address_literal_name(std::string_view name);
 
+/// At most this many MX hosts are looked up and tried, the best first. A domain with
+/// hundreds of MX records must not cost hundreds of queries per message (Postfix bounds
+/// the same with smtp_mx_address_limit).
+constexpr std::size_t max_mx_hosts = 10;
+
 /// First round. `tie_order` shuffles MX records of equal preference (RFC 5321 §5.1:
 /// "randomized to spread the load"); tests pass a seeded engine.
 mx_plan plan_from_mx(std::string_view domain, const mx_answer& mx,

@@ -305,7 +305,9 @@ private:
                 auto left = std::chrono::ceil<std::chrono::milliseconds>(earliest - clock::now()).count();
                 timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 60'000));
             }
-            if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) break;
+            // A failed poll (EINTR, or ENOMEM under memory pressure) is simply repeated:
+            // leaving the loop would leave every later lookup unanswered.
+            if (::poll(fds, 2, timeout_ms) < 0) continue;
             if (fds[1].revents & POLLIN) drain_wake_pipe();
             if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) ub_process(ctx_);
             expire(clock::now());

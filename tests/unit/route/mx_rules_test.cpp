@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include <fmt/format.h>
+
 #include "route/mx_rules.hpp"
 
 namespace postern::route {
@@ -278,6 +280,24 @@ TEST(describe_failure, texts) {
               "timeout for mx.example.test AAAA");
     EXPECT_EQ(describe_failure({answer_kind::bogus, dnssec::bogus, ""}, "example.test", "MX"),
               "DNSSEC-bogus answer for example.test MX");
+}
+
+}  // namespace
+}  // namespace postern::route
+
+namespace postern::route {
+namespace {
+
+TEST(mx_rules_limits, only_the_best_hosts_are_looked_up) {
+    std::mt19937 engine{7};
+    std::vector<mx_record> records;
+    for (std::uint16_t i = 0; i < 25; ++i) records.push_back({static_cast<std::uint16_t>(100 - i), fmt::format("mx{}.big.test", i)});
+    auto plan = plan_from_mx("big.test", {{answer_kind::data, dnssec::insecure, {}}, records}, {}, engine);
+    ASSERT_EQ(plan.hosts.size(), max_mx_hosts);
+    EXPECT_EQ(plan.hosts.front().preference, 76);
+    EXPECT_EQ(plan.hosts.back().preference, 85);
+    ASSERT_EQ(plan.skipped.size(), 1u);
+    EXPECT_EQ(plan.skipped[0], "15 MX hosts of big.test beyond the first 10 not tried");
 }
 
 }  // namespace

@@ -505,6 +505,17 @@ TEST(resolver_timeouts, stopping_answers_every_open_lookup_once) {
     EXPECT_NE(reason.find("resolver stopped"), std::string::npos) << reason;
 }
 
+TEST(resolver_settings, system_mode_answers_localhost_without_the_network) {
+    // No [dns] setting: resolv.conf, /etc/hosts and, when installed, the root trust
+    // anchor. "localhost" is answered locally (hosts file, RFC 6761 §6.3), so this
+    // stays on the machine.
+    resolver system{config::dns_section{}, resolver_options{10s}};
+    auto [h, error] = resolve_host_now(system, "localhost");
+    EXPECT_EQ(error, "");
+    ASSERT_FALSE(h.addresses.empty());
+    EXPECT_TRUE(h.addresses.front().is_loopback()) << h.addresses.front().to_string();
+}
+
 TEST(resolver_settings, bad_settings_throw) {
     config::dns_section not_an_address;
     not_an_address.resolver = "dns.example.test:53";
