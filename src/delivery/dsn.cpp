@@ -1,0 +1,118 @@
+// delivery/dsn.cpp: RFC 3464 bounces and delay notices.
+#include "delivery/dsn.hpp"
+
+#include <ctime>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace postern::delivery {
+
+namespace {
+
+/// RFC 5322 §3.3 date-time, in UTC.
+std::string rfc5322_date(queue::sys_time t) {
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    return buf;
+}
+
+bool non_ascii(const std::string& s) {
+    for (unsigned char c : s)
+        if (c >= 0x80) return true;
+    return false;
+}
+
+/// Header field values must not break lines or carry control bytes from remote replies.
+std::string one_line(std::string s) {
+    for (auto& c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    return s;
+}
+
+std::string address_type(const std::string& address) { return non_ascii(address) ? "utf-8" : "rfc822"; }
+
+}  // namespace
+
+std::string header_section(const std::string& body) {
+    const auto end = body.find("\r\n\r\n");
+    if (end == std::string::npos) return body.size() > 65536 ? body.substr(0, 65536) : body;
+    return body.substr(0, end + 2);
+}
+
+dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
+                      const std::string& reporting_mta, const std::string& headers, queue::sys_time now) {
+    dsn_message dsn;
+    auto& env = dsn.envelope;
+    env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
+    queue::recipient to;
+    to.address = original.mail_from;
+    env.recipients.push_back(to);
+    env.received_at = now;
+    env.smtputf8 = non_ascii(original.mail_from);
+    env.body_8bit = env.smtputf8;
+    env.receive_connector = "dsn";
+    env.client_helo = reporting_mta;
+
+    std::random_device rd;
+    const std::string boundary = fmt::format("postern-dsn-{:08x}{:08x}", rd(), rd());
+    const bool failure = kind == dsn_kind::failure;
+
+    std::string b;
+    b += "From: Mail Delivery System <MAILER-DAEMON@" + reporting_mta + ">\r\n";
+    b += "To: <" + original.mail_from + ">\r\n";
+    b += failure ? "Subject: Undelivered Mail Returned to Sender\r\n" : "Subject: Delayed Mail (still being retried)\r\n";
+    b += "Date: " + rfc5322_date(now) + "\r\n";
+    b += fmt::format("Message-ID: <{}.{}@{}>\r\n", original.id.empty() ? "dsn" : original.id, boundary, reporting_mta);
+    b += "Auto-Submitted: auto-replied\r\n";   // RFC 3834
+    b += "MIME-Version: 1.0\r\n";
+    b += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
+    b += "\r\nThis is a MIME-encapsulated message.\r\n\r\n";
+
+    // Part 1: for people.
+    b += "--" + boundary + "\r\n";
+    b += "Content-Type: text/plain; charset=utf-8\r\n\r\n";
+    b += "This is the mail system at " + reporting_mta + ".\r\n\r\n";
+    if (failure)
+        b += "Your message could not be delivered to one or more recipients.\r\n"
+             "It has been removed from the queue. The reasons follow.\r\n\r\n";
+    else
+        b += "Your message has not been delivered yet to one or more recipients.\r\n"
+             "It is still in the queue and will be retried; you do not need to resend it.\r\n\r\n";
+    for (const auto& r : recipients) b += "<" + r.address + ">: " + one_line(r.diagnostic) + "\r\n";
+    b += "\r\n";
+
+    // Part 2: for programs (RFC 3464 §2).
+    b += "--" + boundary + "\r\n";
+    b += "Content-Type: message/delivery-status\r\n\r\n";
+    b += "Reporting-MTA: dns; " + reporting_mta + "\r\n";
+    if (!original.envid.empty()) b += "Original-Envelope-Id: " + one_line(original.envid) + "\r\n";
+    b += "Arrival-Date: " + rfc5322_date(original.received_at) + "\r\n";
+    for (const auto& r : recipients) {
+        b += "\r\n";
+        if (!r.orcpt.empty()) b += "Original-Recipient: " + one_line(r.orcpt) + "\r\n";
+        b += "Final-Recipient: " + address_type(r.address) + "; " + r.address + "\r\n";
+        b += failure ? "Action: failed\r\n" : "Action: delayed\r\n";
+        b += "Status: " + r.status + "\r\n";
+        if (!r.remote_mta.empty()) b += "Remote-MTA: dns; " + one_line(r.remote_mta) + "\r\n";
+        b += "Diagnostic-Code: smtp; " + one_line(r.diagnostic) + "\r\n";
+        b += "Last-Attempt-Date: " + rfc5322_date(now) + "\r\n";
+    }
+    b += "\r\n";
+
+    // Part 3: the original headers (RFC 3462 text/rfc822-headers).
+    b += "--" + boundary + "\r\n";
+    b += "Content-Type: text/rfc822-headers\r\n\r\n";
+    std::string h = headers;
+    if (!h.empty() && h.size() >= 2 && h.compare(h.size() - 2, 2, "\r\n") != 0) h += "\r\n";
+    b += h;
+    b += "\r\n--" + boundary + "--\r\n";
+    if (!env.body_8bit) env.body_8bit = non_ascii(headers);
+    dsn.body = std::move(b);
+    return dsn;
+}
+
+}  // namespace postern::delivery

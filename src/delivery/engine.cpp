@@ -1,0 +1,798 @@
+// delivery/engine.cpp: queue scan, per-destination connections, results into the store.
+//
+// Flow: scan() reads the queue and groups due recipients into jobs per destination
+// (scheduler.hpp); dispatch() opens connections within max_per_destination and
+// [server] max_outbound_connections; each connection resolves its next hops (smart
+// hosts in order, else MX), opens a client_session to the first host that takes it, and
+// sends job after job over it (RSET between); finish_recipients() turns results into
+// recipient states, DSNs and finally removal of the message.
+#include "delivery/engine.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "delivery/client_session.hpp"
+#include "delivery/dsn.hpp"
+#include "delivery/scheduler.hpp"
+#include "delivery/tls_policy.hpp"
+
+namespace postern::delivery {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+/// Writes one session's lines to the send protocol log (DESIGN §6).
+class log_sink : public transcript_sink {
+public:
+    log_sink(log::protocol_log& log, std::string connector, bool enabled)
+        : log_(log), connector_(std::move(connector)), enabled_(enabled) {}
+    void connected(const std::string& local, const std::string& remote) override {
+        logger_.emplace(&log_, connector_, local, remote, enabled_);
+        logger_->connect();
+    }
+    void line(transcript_line::kind what, std::string_view text) override {
+        if (!logger_) return;
+        switch (what) {
+        case transcript_line::kind::sent: logger_->sent(text); break;
+        case transcript_line::kind::received: logger_->received(text); break;
+        case transcript_line::kind::info: logger_->info(text); break;
+        }
+    }
+    void disconnected() override {
+        if (logger_) logger_->disconnect();
+    }
+
+private:
+    log::protocol_log& log_;
+    std::string connector_;
+    bool enabled_;
+    std::optional<log::session_logger> logger_;
+};
+
+/// store::commit as an awaitable: its callback comes from a store thread and is posted
+/// back to the awaiting coroutine's executor.
+asio::awaitable<queue::commit_result> commit_async(queue::store& store, queue::envelope env, std::string body) {
+    auto executor = co_await asio::this_coro::executor;
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::commit_result)>(
+        [&store, executor](auto handler, queue::envelope e, std::string b) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            store.commit(std::move(e), std::move(b), [shared, executor](queue::commit_result r) {
+                asio::post(executor, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+            });
+        },
+        asio::use_awaitable, std::move(env), std::move(body));
+}
+
+asio::awaitable<route::next_hops> resolve_async(route::resolver& resolver, std::string domain,
+                                                std::vector<std::string> own_names) {
+    auto executor = co_await asio::this_coro::executor;
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::next_hops)>(
+        [&resolver, executor](auto handler, std::string d, std::vector<std::string> own) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            resolver.resolve(d, own, [shared, executor](route::next_hops hops) {
+                asio::post(executor, [shared, hops = std::move(hops)]() mutable { (*shared)(std::move(hops)); });
+            });
+        },
+        asio::use_awaitable, std::move(domain), std::move(own_names));
+}
+
+asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(route::resolver& resolver, std::string name) {
+    auto executor = co_await asio::this_coro::executor;
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
+        [&resolver, executor](auto handler, std::string n) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
+                asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
+                    (*shared)(std::move(p));
+                });
+            });
+        },
+        asio::use_awaitable, std::move(name));
+}
+
+const config::send_connector* find_connector(const config::configuration& cfg, const std::string& name) {
+    for (const auto& c : cfg.send_connectors)
+        if (c.name == name) return &c;
+    return nullptr;
+}
+
+recipient_result make_result(verdict what, std::string reason, smtp::enhanced_code status = {}) {
+    recipient_result r;
+    r.what = what;
+    r.reason = std::move(reason);
+    r.status = status;
+    return r;
+}
+
+struct candidate {
+    std::string host;                      // name for logs
+    asio::ip::tcp::endpoint endpoint;
+    bool smart_host = false;
+    std::string mx_name;                   // for domain validation when the MX answer is secure
+    bool mx_secure = false;
+};
+
+}  // namespace
+
+struct engine::impl {
+    impl(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+         std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log, engine_options options)
+        : cfg_(std::make_shared<const config::configuration>(cfg)),
+          store_(store),
+          resolver_(resolver),
+          material_(std::move(client_tls)),
+          send_log_(send_log),
+          options_(options),
+          tls_memory_(options.plaintext_memory),
+          strand_(asio::make_strand(io_)),
+          timer_(strand_) {}
+
+    // --- state shared between threads (mutex_) ---------------------------------------
+    struct destination_state {
+        std::deque<job> queue;
+        unsigned active = 0;
+    };
+    mutable std::mutex mutex_;
+    std::condition_variable idle_cv_;
+    std::shared_ptr<const config::configuration> cfg_;
+    queue::store& store_;
+    route::resolver& resolver_;
+    std::shared_ptr<const client_tls_material> material_;
+    std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector
+    log::protocol_log& send_log_;
+    engine_options options_;
+    tls_failure_memory tls_memory_;
+    std::map<destination, destination_state> destinations_;
+    std::set<std::pair<std::string, std::size_t>> in_flight_;     // (message id, recipient index)
+    std::set<std::string> notices_in_progress_;
+    std::map<client_session*, asio::any_io_executor> sessions_;
+    unsigned active_connections_ = 0;
+    unsigned active_tasks_ = 0;                                    // connections + notice tasks
+    engine_stats stats_;
+    bool started_ = false;
+    bool stopping_ = false;
+    std::uint64_t saved_counter_ = 0;
+    /// Serialises load-modify-update of envelopes: two connections may finish recipients
+    /// of the same message (different domains) at the same time.
+    std::mutex envelope_mutex_;
+
+    // --- the loop ------------------------------------------------------------------------
+    // Declared after everything coroutines touch, so it is destroyed first.
+    asio::io_context io_;
+    asio::strand<asio::io_context::executor_type> strand_;
+    asio::steady_timer timer_;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::vector<std::thread> threads_;
+    std::atomic<bool> wake_pending_{false};
+
+    std::shared_ptr<const config::configuration> config() const {
+        std::lock_guard lock(mutex_);
+        return cfg_;
+    }
+
+    void debug(const std::string& text) const {
+        if (config()->debug.smtp_client_debug) spdlog::info("smtp-client {}", text);
+    }
+
+    // --- scanning --------------------------------------------------------------------------
+
+    asio::awaitable<void> scan_loop() {
+        for (;;) {
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_) break;
+            }
+            wake_pending_ = false;
+            try {
+                scan();
+            } catch (const std::exception& e) {
+                spdlog::error("delivery: queue scan failed: {}", e.what());
+            }
+            if (wake_pending_) continue;
+            timer_.expires_after(options_.poll_interval);
+            co_await timer_.async_wait(use_tuple);
+        }
+        finish_task();
+    }
+
+    void scan() {
+        const auto cfg = config();
+        const auto now = std::chrono::system_clock::now();
+        for (const auto& env : store_.list()) {
+            if (finished(env)) {
+                remove_message(env.id);
+                continue;
+            }
+            if (delay_notice_due(env, cfg->queue, now)) start_delay_notice(env.id);
+            plan p;
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_) return;
+                p = plan_message(*cfg, env, now, [&](std::size_t i) { return in_flight_.contains({env.id, i}); });
+                for (const auto& j : p.jobs) {
+                    for (auto i : j.recipients) in_flight_.insert({env.id, i});
+                    destinations_[j.where].queue.push_back(j);
+                }
+                for (const auto& u : p.unroutable) in_flight_.insert({env.id, u.recipient});
+            }
+            for (const auto& u : p.unroutable) {
+                begin_task();
+                asio::co_spawn(io_, fail_unroutable(u), asio::detached);
+            }
+        }
+        dispatch();
+    }
+
+    void begin_task() {
+        std::lock_guard lock(mutex_);
+        ++active_tasks_;
+    }
+
+    asio::awaitable<void> fail_unroutable(unroutable_recipient u) {
+        try {
+            std::vector<std::size_t> indices{u.recipient};
+            std::vector<recipient_result> results;
+            results.push_back(make_result(verdict::permanent, u.reason, {5, 4, 4}));
+            co_await finish_recipients(u.message_id, std::move(indices), std::move(results));
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: {}: {}", u.message_id, e.what());
+        }
+        finish_task();
+    }
+
+    void dispatch() {
+        const auto cfg = config();
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        for (auto& [where, state] : destinations_) {
+            const auto* connector = find_connector(*cfg, where.connector);
+            const unsigned per_destination = connector ? std::max(1u, connector->max_per_destination) : 1u;
+            while (!state.queue.empty() && state.active < per_destination &&
+                   (state.active == 0 || state.queue.size() > state.active) &&
+                   active_connections_ < std::max(1u, cfg->server.max_outbound_connections)) {
+                ++state.active;
+                ++active_connections_;
+                ++active_tasks_;
+                ++stats_.attempts;
+                asio::co_spawn(asio::make_strand(io_), run_connection(where), asio::detached);
+            }
+        }
+    }
+
+    void finish_task() {
+        std::lock_guard lock(mutex_);
+        --active_tasks_;
+        idle_cv_.notify_all();
+    }
+
+    // --- one connection ---------------------------------------------------------------------
+
+    std::shared_ptr<SSL_CTX> context_for(const config::configuration& cfg, const config::send_connector& c) {
+        std::lock_guard lock(mutex_);
+        auto it = contexts_.find(c.name);
+        if (it != contexts_.end()) return it->second;
+        auto ctx = make_client_context(cfg, c, material_.get());
+        contexts_[c.name] = ctx;
+        return ctx;
+    }
+
+    session_settings settings_for(const config::configuration& cfg) const {
+        session_settings s;
+        s.helo_name = cfg.server.hostname.empty() ? "localhost" : cfg.server.hostname;
+        s.timeouts = options_.timeouts;
+        s.io_trace = cfg.debug.smtp_io_trace;
+        s.trace_tls_handshake = cfg.debug.trace_tls_handshake;
+        s.report_tls_handshake_errors = cfg.debug.report_tls_handshake_errors;
+        s.client_debug = cfg.debug.smtp_client_debug;
+        return s;
+    }
+
+    /// The hosts to try, in order; on failure `failure` says what every recipient gets.
+    asio::awaitable<std::vector<candidate>> candidates_for(const config::configuration& cfg,
+                                                           const config::send_connector& c, const destination& where,
+                                                           recipient_result& failure) {
+        std::vector<candidate> out;
+        if (!c.smart_hosts.empty()) {
+            std::string errors;
+            for (const auto& sh : c.smart_hosts) {
+                boost::system::error_code ec;
+                auto address = asio::ip::make_address(sh.host, ec);
+                if (!ec) {
+                    out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false});
+                    continue;
+                }
+                auto [h, error] = co_await resolve_host_async(resolver_, sh.host);
+                if (!error.empty()) errors += (errors.empty() ? "" : "; ") + error;
+                for (const auto& a : h.addresses) out.push_back({sh.host, {a, sh.port}, true, {}, false});
+            }
+            if (out.empty()) failure = make_result(verdict::transient, "smart hosts unresolvable: " + errors);
+            co_return out;
+        }
+        std::vector<std::string> own_names{cfg.server.hostname};
+        auto hops = co_await resolve_async(resolver_, where.domain, std::move(own_names));
+        switch (hops.status) {
+        case route::lookup_status::ok:
+            for (const auto& h : hops.hosts)
+                for (const auto& a : h.addresses)
+                    out.push_back({h.name, {a, cfg.dns.mx_port}, false, hops.from_mx ? h.name : std::string(),
+                                   hops.from_mx && hops.mx_status == route::dnssec::secure});
+            if (out.empty()) failure = make_result(verdict::transient, "no addresses for the next hops of " + where.domain);
+            break;
+        case route::lookup_status::null_mx:
+            // DESIGN §5 / RFC 7505 §4.2: the domain says it takes no mail.
+            failure = make_result(verdict::permanent,
+                                  "556 5.1.10 " + where.domain + " does not accept mail (null MX)", {5, 1, 10});
+            break;
+        case route::lookup_status::no_such_domain:
+            failure = make_result(verdict::permanent, "no such domain: " + where.domain +
+                                                          (hops.reason.empty() ? "" : " (" + hops.reason + ")"),
+                                  {5, 1, 2});
+            break;
+        case route::lookup_status::defer:
+            failure = make_result(verdict::transient, hops.reason.empty() ? "DNS lookup deferred" : hops.reason, {4, 4, 3});
+            break;
+        }
+        co_return out;
+    }
+
+    asio::awaitable<void> run_connection(destination where) {
+        std::string error;
+        try {
+            co_await connection(where);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        if (!error.empty()) {
+            spdlog::error("delivery: connection to {} failed: {}", where.to_string(), error);
+            try {
+                co_await fail_queued(where, make_result(verdict::transient, "internal error: " + error));
+            } catch (const std::exception& e) {
+                spdlog::error("delivery: {}", e.what());
+            }
+        }
+        {
+            std::lock_guard lock(mutex_);
+            --destinations_[where].active;
+            --active_connections_;
+        }
+        dispatch();
+        finish_task();
+    }
+
+    asio::awaitable<void> connection(const destination& where) {
+        const auto cfg = config();
+        const auto* connector = find_connector(*cfg, where.connector);
+        if (!connector) {
+            co_await fail_queued(where, make_result(verdict::transient, "send connector " + where.connector + " is gone"));
+            co_return;
+        }
+        std::string first_domain = where.domain;
+        {
+            std::lock_guard lock(mutex_);
+            auto& q = destinations_[where].queue;
+            if (q.empty()) co_return;
+            if (first_domain.empty()) {
+                if (auto env = store_.load_envelope(q.front().message_id); env && !q.front().recipients.empty())
+                    first_domain = recipient_domain(env->recipients[q.front().recipients.front()].address);
+            }
+        }
+        recipient_result failure = make_result(verdict::transient, "no next hop");
+        auto hosts = co_await candidates_for(*cfg, *connector, where, failure);
+        std::shared_ptr<SSL_CTX> ctx;
+        try {
+            if (!connector->ignore_starttls) ctx = context_for(*cfg, *connector);
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: send connector {}: {}", connector->name, e.what());
+        }
+        const auto executor = co_await asio::this_coro::executor;
+        std::unique_ptr<log_sink> sink;
+        std::unique_ptr<client_session> session;
+        for (const auto& host : hosts) {
+            bool retry_plain = false;
+            do {
+                const auto key = endpoint_text(host.endpoint);
+                session_target target;
+                target.host = host.host;
+                target.endpoint = host.endpoint;
+                target.plan = plan_attempt(*connector, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
+                target.expectation = expectation_for(*connector, first_domain, host.mx_name, host.mx_secure);
+                target.tls = ctx;
+                debug(fmt::format("{}: trying {} ({}) for {}", connector->name, host.host, key, where.to_string()));
+                sink = std::make_unique<log_sink>(send_log_, connector->name,
+                                                  connector->logging == config::protocol_logging::verbose);
+                session = std::make_unique<client_session>(executor, settings_for(*cfg), *sink);
+                register_session(session.get(), executor);
+                auto report = co_await session->open(target);
+                if (report.ready) goto connected;
+                unregister_session(session.get());
+                session.reset();
+                const auto& f = *report.failure;
+                failure = make_result(verdict::transient, f.reason);
+                failure.host = host.host;
+                if (f.remote) failure.remote = f.remote;
+                if (f.remote) failure.what = verdict::transient;   // a refusal by one host: try the others, then retry
+                debug(fmt::format("{}: {} failed at {}: {}", connector->name, host.host, f.stage, f.reason));
+                // DESIGN §3 opportunistic sending: after a 454 or a failed handshake the
+                // next attempt to that host may go in plaintext; make it at once.
+                retry_plain = f.tls_setup && !connector->require_tls && !target.plan.plaintext_after_tls_failure &&
+                              target.plan.starttls != client_settings::starttls_use::never && !retry_plain;
+                if (retry_plain) {
+                    std::string reason = f.reason;
+                    if (f.remote && !f.remote->lines().empty()) reason += ": " + f.remote->lines().front();
+                    tls_memory_.remember(key, reason, steady_clock::now());
+                }
+            } while (retry_plain);
+        }
+        co_await fail_queued(where, failure);
+        co_return;
+
+    connected:
+        for (;;) {
+            std::optional<job> next;
+            {
+                std::lock_guard lock(mutex_);
+                auto& q = destinations_[where].queue;
+                if (!q.empty() && !stopping_) {
+                    next = std::move(q.front());
+                    q.pop_front();
+                }
+            }
+            if (!next) break;
+            co_await deliver_job(*session, *next, *cfg);
+            if (!session->usable()) break;
+        }
+        co_await session->close();
+        unregister_session(session.get());
+    }
+
+    void register_session(client_session* s, asio::any_io_executor ex) {
+        std::lock_guard lock(mutex_);
+        sessions_[s] = ex;
+    }
+    void unregister_session(client_session* s) {
+        std::lock_guard lock(mutex_);
+        sessions_.erase(s);
+    }
+
+    /// Every job still queued for `where` gets `result` (no host could be reached).
+    asio::awaitable<void> fail_queued(const destination& where, recipient_result result) {
+        std::deque<job> jobs;
+        {
+            std::lock_guard lock(mutex_);
+            jobs.swap(destinations_[where].queue);
+        }
+        for (auto& j : jobs) {
+            std::vector<recipient_result> results(j.recipients.size(), result);
+            if (auto env = store_.load_envelope(j.message_id))
+                for (std::size_t k = 0; k < j.recipients.size(); ++k)
+                    if (j.recipients[k] < env->recipients.size())
+                        results[k].recipient = env->recipients[j.recipients[k]].address;
+            co_await finish_recipients(j.message_id, j.recipients, results);
+        }
+    }
+
+    void save_outbound(const config::configuration& cfg, const std::string& id, const std::string& body) {
+        if (cfg.debug.save_outbound_dir.empty()) return;
+        std::uint64_t n;
+        {
+            std::lock_guard lock(mutex_);
+            n = ++saved_counter_;
+        }
+        const auto file = cfg.debug.save_outbound_dir / fmt::format("{}-{}.eml", id, n);
+        // DESIGN §3 Files: saved messages are mode 0600, created here, never overwritten.
+        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            spdlog::warn("save_outbound_dir: cannot create {}: {}", file.string(), std::strerror(errno));
+            return;
+        }
+        std::size_t done = 0;
+        while (done < body.size()) {
+            const auto w = ::write(fd, body.data() + done, body.size() - done);
+            if (w <= 0) break;
+            done += static_cast<std::size_t>(w);
+        }
+        ::close(fd);
+    }
+
+    asio::awaitable<void> deliver_job(client_session& session, const job& j, const config::configuration& cfg) {
+        auto env = store_.load_envelope(j.message_id);
+        auto body = env ? store_.load_body(j.message_id) : std::nullopt;
+        if (!env || !body) {
+            release(j.message_id, j.recipients);
+            co_return;
+        }
+        std::vector<std::size_t> indices;
+        for (auto i : j.recipients)
+            if (i < env->recipients.size() && env->recipients[i].state == queue::recipient_state::pending)
+                indices.push_back(i);
+        std::vector<recipient_result> results(indices.size());
+        std::vector<std::size_t> todo(indices.size());
+        for (std::size_t k = 0; k < todo.size(); ++k) todo[k] = k;
+        save_outbound(cfg, env->id, *body);
+        // RFC 5321 §4.5.3.1.10: a 452 to RCPT asks for the remaining recipients in a new
+        // transaction; go on while each round delivers someone.
+        while (!todo.empty()) {
+            transaction tx;
+            tx.mail_from = env->mail_from;
+            tx.body_8bit = env->body_8bit;
+            tx.smtputf8 = env->smtputf8;
+            tx.body = *body;
+            for (auto k : todo) tx.recipients.push_back(env->recipients[indices[k]].address);
+            auto round = co_await session.send(std::move(tx));
+            std::vector<std::size_t> again;
+            bool progress = false;
+            for (std::size_t r = 0; r < todo.size() && r < round.size(); ++r) {
+                results[todo[r]] = round[r];
+                if (round[r].too_many_recipients()) again.push_back(todo[r]);
+                else progress = true;
+            }
+            if (!progress || !session.usable()) break;
+            todo = std::move(again);
+        }
+        for (std::size_t k = 0; k < indices.size(); ++k)
+            if (results[k].recipient.empty()) results[k].recipient = env->recipients[indices[k]].address;
+        co_await finish_recipients(j.message_id, indices, results);
+        // Recipients of the job that were no longer pending are released too.
+        release(j.message_id, j.recipients);
+    }
+
+    void release(const std::string& id, const std::vector<std::size_t>& recipients) {
+        std::lock_guard lock(mutex_);
+        for (auto i : recipients) in_flight_.erase({id, i});
+    }
+
+    void remove_message(const std::string& id) {
+        std::string reason;
+        if (!store_.remove(id, &reason)) spdlog::warn("delivery: cannot remove {} from the queue: {}", id, reason);
+        else debug(fmt::format("{}: every recipient done, removed from the queue", id));
+    }
+
+    /// Records results; bounces what must bounce; removes the message once done.
+    ///
+    /// Order for bounces: the DSN is committed first, then the original's recipients are
+    /// marked failed. A crash between the two leaves the recipient pending, so after the
+    /// restart it is tried (and may bounce) again: at worst a duplicate DSN, never a lost
+    /// one. The opposite order could lose the bounce for good (failed, but no DSN), which
+    /// at-least-once forbids. A combined write in the store would remove the duplicate;
+    /// it is not needed for correctness.
+    asio::awaitable<void> finish_recipients(const std::string& id, std::vector<std::size_t> indices,
+                                            std::vector<recipient_result> results) {
+        const auto cfg = config();
+        const auto now = std::chrono::system_clock::now();
+        std::vector<std::size_t> bounce;
+        std::vector<dsn_recipient> dsn_list;
+        queue::envelope snapshot;
+        {
+            std::lock_guard envelope_lock(envelope_mutex_);
+            auto env = store_.load_envelope(id);
+            if (!env) {
+                release(id, indices);
+                co_return;
+            }
+            unsigned delivered = 0, deferred = 0;
+            for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
+                if (indices[k] >= env->recipients.size()) continue;
+                auto& rcpt = env->recipients[indices[k]];
+                if (rcpt.state != queue::recipient_state::pending) continue;
+                switch (apply_result(rcpt, results[k], *env, cfg->queue, now)) {
+                case decision::done: ++delivered; break;
+                case decision::retry: ++deferred; break;
+                case decision::bounce:
+                    bounce.push_back(indices[k]);
+                    dsn_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(), rcpt.last_reply,
+                                        results[k].host});
+                    break;
+                }
+                debug(fmt::format("{}: <{}> {}: {}", id, rcpt.address,
+                                  rcpt.state == queue::recipient_state::delivered ? "delivered"
+                                  : rcpt.next_attempt > now                       ? "deferred"
+                                                                                  : "to bounce",
+                                  rcpt.last_reply));
+            }
+            std::string reason;
+            if (!store_.update(*env, &reason)) spdlog::warn("delivery: cannot update {}: {}", id, reason);
+            snapshot = *env;
+            std::lock_guard lock(mutex_);
+            stats_.delivered += delivered;
+            stats_.deferred += deferred;
+        }
+        if (!bounce.empty()) {
+            bool bounced = true;
+            if (snapshot.mail_from.empty()) {
+                // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would
+                // be a bounce of a bounce); the failure is only logged.
+                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", id, bounce.size());
+            } else {
+                auto body = store_.load_body(id);
+                auto dsn = build_dsn(snapshot, dsn_list, dsn_kind::failure, cfg->server.hostname,
+                                     header_section(body ? *body : std::string()), now);
+                auto r = co_await commit_async(store_, std::move(dsn.envelope), std::move(dsn.body));
+                if (r.ok) {
+                    std::lock_guard lock(mutex_);
+                    ++stats_.dsn_sent;
+                    wake_pending_ = true;   // the DSN itself goes out at once
+                } else {
+                    bounced = false;
+                    spdlog::warn("delivery: {}: cannot queue the DSN ({}); will try again", id, r.reason);
+                }
+            }
+            std::lock_guard envelope_lock(envelope_mutex_);
+            if (auto env = store_.load_envelope(id)) {
+                for (auto i : bounce) {
+                    auto& rcpt = env->recipients[i];
+                    if (bounced) rcpt.state = queue::recipient_state::failed;
+                    else rcpt.next_attempt = now + std::chrono::minutes(1);
+                }
+                std::string reason;
+                if (!store_.update(*env, &reason)) spdlog::warn("delivery: cannot update {}: {}", id, reason);
+                snapshot = *env;
+                if (bounced) {
+                    std::lock_guard lock(mutex_);
+                    stats_.bounced += bounce.size();
+                }
+            }
+        }
+        if (finished(snapshot)) {
+            std::lock_guard envelope_lock(envelope_mutex_);
+            remove_message(id);
+        }
+        release(id, indices);
+    }
+
+    // --- delay notices ------------------------------------------------------------------------
+
+    void start_delay_notice(const std::string& id) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_ || !notices_in_progress_.insert(id).second) return;
+            ++active_tasks_;
+        }
+        asio::co_spawn(io_, delay_notice(id), asio::detached);
+    }
+
+    asio::awaitable<void> delay_notice(std::string id) {
+        try {
+            const auto cfg = config();
+            const auto now = std::chrono::system_clock::now();
+            auto env = store_.load_envelope(id);
+            if (env && delay_notice_due(*env, cfg->queue, now)) {
+                std::vector<dsn_recipient> list;
+                for (const auto& r : env->recipients)
+                    if (r.state == queue::recipient_state::pending)
+                        list.push_back({r.address, r.orcpt, "4.4.7", r.last_reply.empty() ? "not yet delivered" : r.last_reply, {}});
+                auto body = store_.load_body(id);
+                auto dsn = build_dsn(*env, list, dsn_kind::delay, cfg->server.hostname,
+                                     header_section(body ? *body : std::string()), now);
+                auto r = co_await commit_async(store_, std::move(dsn.envelope), std::move(dsn.body));
+                if (r.ok) {
+                    // The notice is durable before the flag: a crash in between sends it
+                    // twice, never not at all.
+                    std::lock_guard envelope_lock(envelope_mutex_);
+                    if (auto fresh = store_.load_envelope(id)) {
+                        fresh->delay_notice_sent = true;
+                        store_.update(*fresh);
+                    }
+                    std::lock_guard lock(mutex_);
+                    ++stats_.dsn_sent;
+                    wake_pending_ = true;
+                } else {
+                    spdlog::warn("delivery: {}: cannot queue the delay notice: {}", id, r.reason);
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: delay notice for {}: {}", id, e.what());
+        }
+        {
+            std::lock_guard lock(mutex_);
+            notices_in_progress_.erase(id);
+        }
+        finish_task();
+    }
+};
+
+engine::engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+               std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
+               engine_options options)
+    : impl_(std::make_shared<impl>(cfg, store, resolver, std::move(client_tls), send_log, options)) {}
+
+engine::~engine() { stop(std::chrono::seconds(0)); }
+
+void engine::start() {
+    auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mutex_);
+        if (d.started_) return;
+        d.started_ = true;
+        ++d.active_tasks_;
+    }
+    d.work_.emplace(d.io_.get_executor());
+    asio::co_spawn(d.strand_, d.scan_loop(), asio::detached);
+    for (unsigned i = 0; i < std::max(1u, d.options_.threads); ++i)
+        d.threads_.emplace_back([&d] {
+            for (;;) {
+                try {
+                    d.io_.run();
+                    break;
+                } catch (const std::exception& e) {
+                    spdlog::error("delivery: {}", e.what());
+                }
+            }
+        });
+}
+
+void engine::wake() {
+    auto& d = *impl_;
+    d.wake_pending_ = true;
+    asio::post(d.strand_, [&d] { d.timer_.cancel(); });
+}
+
+void engine::stop(std::chrono::seconds grace) {
+    auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mutex_);
+        if (!d.started_ || d.threads_.empty()) return;
+        d.stopping_ = true;
+    }
+    asio::post(d.strand_, [&d] { d.timer_.cancel(); });
+    std::unique_lock lock(d.mutex_);
+    d.idle_cv_.wait_for(lock, grace, [&] { return d.active_tasks_ == 0; });
+    if (d.active_tasks_ != 0) {
+        // Grace is over: cut what is left. A recipient cut mid-DATA stays pending and is
+        // sent again after the restart (at-least-once).
+        for (auto& [session, executor] : d.sessions_) asio::post(executor, [s = session] { s->abort(); });
+        d.idle_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return d.active_tasks_ == 0; });
+    }
+    lock.unlock();
+    d.work_.reset();
+    if (d.active_tasks_ != 0) d.io_.stop();   // a resolver that never answers must not block stop
+    for (auto& t : d.threads_) t.join();
+    d.threads_.clear();
+}
+
+void engine::update_configuration(const config::configuration& cfg) {
+    std::lock_guard lock(impl_->mutex_);
+    impl_->cfg_ = std::make_shared<const config::configuration>(cfg);
+    impl_->contexts_.clear();
+}
+
+void engine::set_client_tls(std::shared_ptr<const client_tls_material> client_tls) {
+    std::lock_guard lock(impl_->mutex_);
+    impl_->material_ = std::move(client_tls);
+    impl_->contexts_.clear();
+}
+
+engine_stats engine::stats() const {
+    std::lock_guard lock(impl_->mutex_);
+    auto s = impl_->stats_;
+    s.active_connections = impl_->active_connections_;
+    return s;
+}
+
+}  // namespace postern::delivery

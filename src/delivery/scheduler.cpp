@@ -1,0 +1,92 @@
+// delivery/scheduler.cpp: grouping, retry and bounce decisions (see scheduler.hpp).
+#include "delivery/scheduler.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "queue/retry.hpp"
+#include "route/resolver.hpp"
+
+namespace postern::delivery {
+
+std::string recipient_domain(const std::string& address) {
+    const auto at = address.rfind('@');
+    std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+    for (auto& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return domain;
+}
+
+std::uint32_t jitter_seed(const std::string& message_id) {
+    std::uint32_t h = 2166136261u;   // FNV-1a
+    for (unsigned char c : message_id) h = (h ^ c) * 16777619u;
+    return h;
+}
+
+plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
+                  const std::function<bool(std::size_t)>& busy) {
+    plan p;
+    std::map<destination, std::size_t> index;   // destination -> position in p.jobs
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        const auto& r = env.recipients[i];
+        if (r.state != queue::recipient_state::pending || r.next_attempt > now) continue;
+        if (busy && busy(i)) continue;
+        const std::string domain = recipient_domain(r.address);
+        const config::send_connector* connector = route::choose_send_connector(cfg, domain);
+        if (!connector) {
+            p.unroutable.push_back({env.id, i, "no send connector routes " + (domain.empty() ? r.address : domain)});
+            continue;
+        }
+        // Smart hosts take every domain on one connection, unless domain validation
+        // checks each recipient domain's own name (no tls_domain): then one per domain.
+        const bool per_domain = connector->smart_hosts.empty() ||
+                                (connector->require_tls && connector->tls_domain.empty() &&
+                                 connector->auth_level == config::tls_auth_level::domain_validation);
+        destination d{connector->name, per_domain ? domain : std::string()};
+        auto [it, inserted] = index.try_emplace(d, p.jobs.size());
+        if (inserted) p.jobs.push_back(job{env.id, d, {}});
+        p.jobs[it->second].recipients.push_back(i);
+    }
+    return p;
+}
+
+decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
+                      const config::queue_section& queue, queue::sys_time now) {
+    ++rcpt.attempts;
+    rcpt.last_reply = result.describe();
+    switch (result.what) {
+    case verdict::delivered:
+        rcpt.state = queue::recipient_state::delivered;
+        return decision::done;
+    case verdict::permanent:
+        return decision::bounce;
+    case verdict::transient:
+        break;
+    }
+    // RFC 5321 §4.5.4.1: give up after the configured time in the queue (default 2 days;
+    // the RFC suggests 4-5); the DSN then carries the last reason.
+    if (queue::expired(env.received_at, now, queue.expire)) {
+        rcpt.last_reply = "expired after " + std::to_string(queue.expire.count() / 3600) +
+                          "h in the queue; last attempt: " + rcpt.last_reply;
+        return decision::bounce;
+    }
+    const auto delay = queue::next_delay(queue.retry, rcpt.attempts, jitter_seed(env.id));
+    rcpt.next_attempt = now + delay;
+    return decision::retry;
+}
+
+bool delay_notice_due(const queue::envelope& env, const config::queue_section& queue, queue::sys_time now) {
+    if (env.delay_notice_sent || env.mail_from.empty()) return false;
+    if (queue.delay_notice.count() <= 0 || queue.delay_notice >= queue.expire) return false;
+    if (now < env.received_at || now - env.received_at < queue.delay_notice) return false;
+    return std::any_of(env.recipients.begin(), env.recipients.end(), [](const queue::recipient& r) {
+        return r.state == queue::recipient_state::pending && r.attempts > 0;
+    });
+}
+
+bool finished(const queue::envelope& env) {
+    return std::all_of(env.recipients.begin(), env.recipients.end(),
+                       [](const queue::recipient& r) { return r.state != queue::recipient_state::pending; });
+}
+
+}  // namespace postern::delivery

@@ -1,0 +1,80 @@
+// delivery/scheduler.hpp: what to send where and what a result means for the queue.
+//
+// Standards: RFC 5321 §4.5.4.1 (retry strategy: retry intervals, give up after days),
+// §4.5.3.1.10 (452 to RCPT: the rest in a new transaction), RFC 3464 (DSN), RFC 3461 §6.2
+// (never a DSN to a null sender).
+//
+// Pure functions over envelopes and times: no clock, no store, no network, so every
+// decision is a unit test. The engine (engine.cpp) does the I/O around them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/schema.hpp"
+#include "delivery/outcome.hpp"
+#include "queue/message.hpp"
+
+namespace postern::delivery {
+
+/// A next hop as the scheduler sees it: the send connector, and for MX routing the
+/// recipient domain (smart hosts take every domain of the connector on one connection).
+struct destination {
+    std::string connector;
+    std::string domain;              // "" when smart hosts take every domain on one connection
+    auto operator<=>(const destination&) const = default;
+    std::string to_string() const { return domain.empty() ? connector : connector + "/" + domain; }
+};
+
+/// One message's recipients for one destination: they go in one transaction.
+struct job {
+    std::string message_id;
+    destination where;
+    std::vector<std::size_t> recipients;   // indices into envelope.recipients
+};
+
+/// A recipient no connector routes: bounced at once.
+struct unroutable_recipient {
+    std::string message_id;
+    std::size_t recipient;
+    std::string reason;
+};
+
+struct plan {
+    std::vector<job> jobs;
+    std::vector<unroutable_recipient> unroutable;
+};
+
+/// Groups the pending recipients of `env` that are due at `now` and not `busy` by
+/// destination, in recipient order (RFC 5321 §4.5.4.1: one transaction per next hop).
+plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
+                  const std::function<bool(std::size_t)>& busy = {});
+
+/// What one recipient's result does to the queue.
+enum class decision { done, retry, bounce };
+
+/// Applies `result` to `rcpt`: counts the attempt, keeps the reply, and sets the next
+/// attempt time with jitter (queue/retry.hpp). A transient result past [queue] expire is
+/// a bounce; the reason then says so. The state only changes to delivered here; a bounce
+/// turns into failed once its DSN is durable (engine.cpp says why that order).
+decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
+                      const config::queue_section& queue, queue::sys_time now);
+
+/// True when a delay notice is due: not sent yet, queued for delay_notice or longer,
+/// some recipient still pending, and a sender to tell (not the null sender).
+bool delay_notice_due(const queue::envelope& env, const config::queue_section& queue, queue::sys_time now);
+
+/// True when nothing is left to do: every recipient delivered or failed.
+bool finished(const queue::envelope& env);
+
+/// Per-message jitter seed, so a queue full of messages does not retry in lockstep.
+std::uint32_t jitter_seed(const std::string& message_id);
+
+/// The domain of an address (after the last '@'), lower-cased.
+std::string recipient_domain(const std::string& address);
+
+}  // namespace postern::delivery
