@@ -54,7 +54,10 @@ struct resolver_options {
 class resolver {
 public:
     /// Uses [dns] resolver (forward only to that address) or unbound_config, else the
-    /// system's resolv.conf. Throws std::runtime_error on a bad setting.
+    /// system's resolv.conf and hosts file, validating with /usr/share/dns/root.key when
+    /// that file exists. Except with unbound_config (which says everything itself), the
+    /// special-use "test." zone is made transparent so that test domains resolve.
+    /// Throws std::runtime_error on a bad setting. Rules: route/mx_rules.hpp.
     explicit resolver(const config::dns_section& dns, resolver_options options = {});
     virtual ~resolver();
 
