@@ -417,12 +417,20 @@ TEST_F(resolver_with_unbound, many_lookups_from_several_threads) {
     std::atomic<int> ok{0};
     std::atomic<int> answered{0};
     std::promise<void> all_done;
+    std::mutex failures_mutex;
+    std::set<std::string> failures;
+    resolver& shared = shared_resolver();   // created here, not lazily by racing threads
     std::vector<std::thread> callers;
     for (int t = 0; t < threads; ++t) {
         callers.emplace_back([&] {
             for (int i = 0; i < per_thread; ++i) {
-                shared_resolver().resolve(i % 2 ? "mx-order.test" : "nodata.test", {}, [&](next_hops hops) {
-                    if (hops.status == lookup_status::ok) ++ok;
+                shared.resolve(i % 2 ? "mx-order.test" : "nodata.test", {}, [&](next_hops hops) {
+                    if (hops.status == lookup_status::ok)
+                        ++ok;
+                    else {
+                        std::lock_guard lock(failures_mutex);
+                        failures.insert(hops.reason);
+                    }
                     if (++answered == threads * per_thread) all_done.set_value();
                 });
             }
@@ -431,6 +439,7 @@ TEST_F(resolver_with_unbound, many_lookups_from_several_threads) {
     for (auto& c : callers) c.join();
     ASSERT_EQ(all_done.get_future().wait_for(60s), std::future_status::ready);
     EXPECT_EQ(ok.load(), threads * per_thread);
+    for (const auto& f : failures) ADD_FAILURE() << f;
 }
 
 TEST_F(resolver_with_unbound, bogus_answer_defers_with_a_trust_anchor_from_unbound_config) {
