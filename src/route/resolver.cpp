@@ -316,7 +316,7 @@ private:
         while (!jobs_.empty()) {
             auto& j = *jobs_.begin()->second;
             cancel_outstanding(j);
-            finish_with(j.id, deferred(j.domain, "resolver stopped before an answer for " + j.domain));
+            finish_with(j.id, deferred("resolver stopped before an answer for " + j.domain));
         }
         std::deque<request> unstarted;
         {
@@ -328,11 +328,11 @@ private:
             if (r.host_only)
                 deliver_host(r.done_host, named_host(r.name), reason);
             else
-                deliver_hops(r.done_hops, deferred(r.name, reason));
+                deliver_hops(r.done_hops, deferred(reason));
         }
     }
 
-    static next_hops deferred(const std::string&, std::string reason) {
+    static next_hops deferred(std::string reason) {
         next_hops hops;
         hops.status = lookup_status::defer;
         hops.reason = std::move(reason);
