@@ -48,9 +48,6 @@ constexpr int rr_type_mx = 15;
 constexpr int rr_type_aaaa = 28;
 constexpr int rr_class_in = 1;
 
-// Debian's dns-root-data: the root zone's trust anchor (DNSKEY/DS in zone file format).
-constexpr const char* root_trust_anchor_file = "/usr/share/dns/root.key";
-
 std::string rcode_name(int rcode) {
     switch (rcode) {
     case 1: return "FORMERR";
@@ -251,11 +248,11 @@ private:
             // which is a working default rather than a configuration error.
             ub_ctx_resolvconf(ctx_, nullptr);
             ub_ctx_hosts(ctx_, nullptr);
-            // Validate when the system ships the root trust anchor. Read only: RFC 5011
-            // updates (ub_ctx_add_ta_autr) would write into a package-owned file.
-            std::error_code ec;
-            if (std::filesystem::exists(root_trust_anchor_file, ec))
-                check(ub_ctx_add_ta_file(ctx_, root_trust_anchor_file), "trust anchor");
+            // No trust anchor here on purpose: the system's forwarder may strip DNSSEC
+            // records, and validating through it would turn every answer bogus and defer
+            // all mail. Without validation every answer is insecure, which fails safe (an
+            // MX name never counts for domain validation). DNSSEC is switched on with
+            // unbound_config, whose file names the trust anchor.
         }
         // RFC 6761 §6.2: libunbound answers "test." itself with NXDOMAIN by default;
         // test deployments route real mail under it, so let those queries through.

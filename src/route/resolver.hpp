@@ -54,8 +54,9 @@ struct resolver_options {
 class resolver {
 public:
     /// Uses [dns] resolver (forward only to that address) or unbound_config, else the
-    /// system's resolv.conf and hosts file, validating with /usr/share/dns/root.key when
-    /// that file exists. Except with unbound_config (which says everything itself), the
+    /// system's resolv.conf and hosts file without DNSSEC validation (a forwarder that
+    /// strips DNSSEC would make every answer bogus); unbound_config, naming a trust
+    /// anchor, switches validation on. Except with unbound_config (which says everything itself), the
     /// special-use "test." zone is made transparent so that test domains resolve.
     /// Throws std::runtime_error on a bad setting. Rules: route/mx_rules.hpp.
     explicit resolver(const config::dns_section& dns, resolver_options options = {});
