@@ -199,7 +199,10 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
                 act = fsm_->resume(client_event::closed("write failed"));
                 break;
             }
-            act = fsm_->resume(co_await read_reply(act.stage));
+            {
+                auto ev = co_await read_reply(act.stage);
+                act = fsm_->resume(ev);
+            }
             break;
         case client_action::kind::write_data: {
             bool ok = true;
@@ -213,7 +216,10 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
                 act = fsm_->resume(client_event::closed("write failed during DATA"));
                 break;
             }
-            act = fsm_->resume(co_await read_reply(wait_stage::data_end));
+            {
+                auto ev = co_await read_reply(wait_stage::data_end);
+                act = fsm_->resume(ev);
+            }
             break;
         }
         case client_action::kind::start_tls: {
@@ -298,7 +304,8 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         }
     }
 
-    auto act = co_await perform(fsm_->resume(client_event::connected()));
+    auto first = fsm_->resume(client_event::connected());
+    auto act = co_await perform(std::move(first));
     if (act.what == client_action::kind::idle) {
         usable_ = true;
         report.ready = true;
@@ -339,7 +346,9 @@ asio::awaitable<std::vector<recipient_result>> client_session::send(transaction 
         }
         co_return results;
     }
-    auto act = co_await perform(fsm_->resume(client_event::send(std::move(tx))));
+    const auto ev = client_event::send(std::move(tx));
+    auto step = fsm_->resume(ev);
+    auto act = co_await perform(std::move(step));
     results = std::move(act.results);
     if (act.what == client_action::kind::close) {
         usable_ = false;
@@ -356,7 +365,8 @@ asio::awaitable<std::vector<recipient_result>> client_session::send(transaction 
 asio::awaitable<void> client_session::close() {
     if (usable_) {
         usable_ = false;
-        co_await perform(fsm_->resume(client_event::quit()));
+        auto step = fsm_->resume(client_event::quit());
+        co_await perform(std::move(step));
     }
     finish_socket();
 }

@@ -78,44 +78,63 @@ private:
 
 /// store::commit as an awaitable: its callback comes from a store thread and is posted
 /// back to the awaiting coroutine's executor.
+// GCC 12 destroys temporaries inside a co_await expression twice in some cases (PR
+// c++/100611), so every object with a destructor that goes into a co_await below is a
+// named variable first.
 asio::awaitable<queue::commit_result> commit_async(queue::store& store, queue::envelope env, std::string body) {
     auto executor = co_await asio::this_coro::executor;
+    auto initiation = [&store, executor](auto handler, queue::envelope e, std::string b) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        store.commit(std::move(e), std::move(b), [shared, executor](queue::commit_result r) {
+            asio::post(executor, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+        });
+    };
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::commit_result)>(
-        [&store, executor](auto handler, queue::envelope e, std::string b) {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            store.commit(std::move(e), std::move(b), [shared, executor](queue::commit_result r) {
-                asio::post(executor, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
-            });
-        },
-        asio::use_awaitable, std::move(env), std::move(body));
+        initiation, asio::use_awaitable, std::move(env), std::move(body));
 }
 
-asio::awaitable<route::next_hops> resolve_async(route::resolver& resolver, std::string domain,
+asio::awaitable<route::next_hops> resolve_async(next_hop_source& resolver, std::string domain,
                                                 std::vector<std::string> own_names) {
     auto executor = co_await asio::this_coro::executor;
+    auto initiation = [&resolver, executor](auto handler, std::string d, std::vector<std::string> own) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        resolver.resolve(d, own, [shared, executor](route::next_hops hops) {
+            asio::post(executor, [shared, hops = std::move(hops)]() mutable { (*shared)(std::move(hops)); });
+        });
+    };
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::next_hops)>(
-        [&resolver, executor](auto handler, std::string d, std::vector<std::string> own) {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            resolver.resolve(d, own, [shared, executor](route::next_hops hops) {
-                asio::post(executor, [shared, hops = std::move(hops)]() mutable { (*shared)(std::move(hops)); });
-            });
-        },
-        asio::use_awaitable, std::move(domain), std::move(own_names));
+        initiation, asio::use_awaitable, std::move(domain), std::move(own_names));
 }
 
-asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(route::resolver& resolver, std::string name) {
+asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(next_hop_source& resolver, std::string name) {
     auto executor = co_await asio::this_coro::executor;
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
-        [&resolver, executor](auto handler, std::string n) {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
-                asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
-                    (*shared)(std::move(p));
-                });
+    auto initiation = [&resolver, executor](auto handler, std::string n) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
+            asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
+                (*shared)(std::move(p));
             });
-        },
-        asio::use_awaitable, std::move(name));
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
+        initiation, asio::use_awaitable, std::move(name));
 }
+
+/// route::resolver as a next_hop_source.
+class route_resolver_source : public next_hop_source {
+public:
+    explicit route_resolver_source(route::resolver& r) : resolver_(r) {}
+    void resolve(const std::string& domain, const std::vector<std::string>& own_names,
+                 std::function<void(route::next_hops)> done) override {
+        resolver_.resolve(domain, own_names, std::move(done));
+    }
+    void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) override {
+        resolver_.resolve_host(name, std::move(done));
+    }
+
+private:
+    route::resolver& resolver_;
+};
 
 const config::send_connector* find_connector(const config::configuration& cfg, const std::string& name) {
     for (const auto& c : cfg.send_connectors)
@@ -142,7 +161,7 @@ struct candidate {
 }  // namespace
 
 struct engine::impl {
-    impl(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+    impl(const config::configuration& cfg, queue::store& store, next_hop_source& resolver,
          std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log, engine_options options)
         : cfg_(std::make_shared<const config::configuration>(cfg)),
           store_(store),
@@ -163,7 +182,8 @@ struct engine::impl {
     std::condition_variable idle_cv_;
     std::shared_ptr<const config::configuration> cfg_;
     queue::store& store_;
-    route::resolver& resolver_;
+    next_hop_source& resolver_;
+    std::unique_ptr<next_hop_source> owned_resolver_;            // the adapter, when given a route::resolver
     std::shared_ptr<const client_tls_material> material_;
     std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector
     log::protocol_log& send_log_;
@@ -269,21 +289,26 @@ struct engine::impl {
 
     void dispatch() {
         const auto cfg = config();
-        std::lock_guard lock(mutex_);
-        if (stopping_) return;
-        for (auto& [where, state] : destinations_) {
-            const auto* connector = find_connector(*cfg, where.connector);
-            const unsigned per_destination = connector ? std::max(1u, connector->max_per_destination) : 1u;
-            while (!state.queue.empty() && state.active < per_destination &&
-                   (state.active == 0 || state.queue.size() > state.active) &&
-                   active_connections_ < std::max(1u, cfg->server.max_outbound_connections)) {
-                ++state.active;
-                ++active_connections_;
-                ++active_tasks_;
-                ++stats_.attempts;
-                asio::co_spawn(asio::make_strand(io_), run_connection(where), asio::detached);
+        std::vector<destination> to_start;
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return;
+            for (auto& [where, state] : destinations_) {
+                const auto* connector = find_connector(*cfg, where.connector);
+                const unsigned per_destination = connector ? std::max(1u, connector->max_per_destination) : 1u;
+                while (!state.queue.empty() && state.active < per_destination &&
+                       (state.active == 0 || state.queue.size() > state.active) &&
+                       active_connections_ < std::max(1u, cfg->server.max_outbound_connections)) {
+                    ++state.active;
+                    ++active_connections_;
+                    ++active_tasks_;
+                    ++stats_.attempts;
+                    to_start.push_back(where);
+                }
             }
         }
+        // Outside the lock: co_spawn may run the coroutine's first steps inline.
+        for (auto& where : to_start) asio::co_spawn(asio::make_strand(io_), run_connection(where), asio::detached);
     }
 
     void finish_task() {
@@ -328,9 +353,9 @@ struct engine::impl {
                     out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false});
                     continue;
                 }
-                auto [h, error] = co_await resolve_host_async(resolver_, sh.host);
-                if (!error.empty()) errors += (errors.empty() ? "" : "; ") + error;
-                for (const auto& a : h.addresses) out.push_back({sh.host, {a, sh.port}, true, {}, false});
+                auto resolved = co_await resolve_host_async(resolver_, sh.host);
+                if (!resolved.second.empty()) errors += (errors.empty() ? "" : "; ") + resolved.second;
+                for (const auto& a : resolved.first.addresses) out.push_back({sh.host, {a, sh.port}, true, {}, false});
             }
             if (out.empty()) failure = make_result(verdict::transient, "smart hosts unresolvable: " + errors);
             co_return out;
@@ -372,7 +397,8 @@ struct engine::impl {
         if (!error.empty()) {
             spdlog::error("delivery: connection to {} failed: {}", where.to_string(), error);
             try {
-                co_await fail_queued(where, make_result(verdict::transient, "internal error: " + error));
+                auto failure = make_result(verdict::transient, "internal error: " + error);
+                co_await fail_queued(where, failure);
             } catch (const std::exception& e) {
                 spdlog::error("delivery: {}", e.what());
             }
@@ -390,7 +416,8 @@ struct engine::impl {
         const auto cfg = config();
         const auto* connector = find_connector(*cfg, where.connector);
         if (!connector) {
-            co_await fail_queued(where, make_result(verdict::transient, "send connector " + where.connector + " is gone"));
+            auto gone = make_result(verdict::transient, "send connector " + where.connector + " is gone");
+            co_await fail_queued(where, gone);
             co_return;
         }
         std::string first_domain = where.domain;
@@ -429,7 +456,7 @@ struct engine::impl {
                                                   connector->logging == config::protocol_logging::verbose);
                 session = std::make_unique<client_session>(executor, settings_for(*cfg), *sink);
                 register_session(session.get(), executor);
-                auto report = co_await session->open(target);
+                auto report = co_await session->open(std::move(target));
                 if (report.ready) goto connected;
                 unregister_session(session.get());
                 session.reset();
@@ -717,10 +744,23 @@ struct engine::impl {
     }
 };
 
-engine::engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+engine::engine(const config::configuration& cfg, queue::store& store, next_hop_source& resolver,
                std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
                engine_options options)
     : impl_(std::make_shared<impl>(cfg, store, resolver, std::move(client_tls), send_log, options)) {}
+
+namespace {
+// Keeps the adapter alive before the impl that refers to it is built.
+std::unique_ptr<next_hop_source> adapt(route::resolver& r) { return std::make_unique<route_resolver_source>(r); }
+}  // namespace
+
+engine::engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+               std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
+               engine_options options) {
+    auto source = adapt(resolver);
+    impl_ = std::make_shared<impl>(cfg, store, *source, std::move(client_tls), send_log, options);
+    impl_->owned_resolver_ = std::move(source);
+}
 
 engine::~engine() { stop(std::chrono::seconds(0)); }
 
@@ -766,7 +806,13 @@ void engine::stop(std::chrono::seconds grace) {
     if (d.active_tasks_ != 0) {
         // Grace is over: cut what is left. A recipient cut mid-DATA stays pending and is
         // sent again after the restart (at-least-once).
-        for (auto& [session, executor] : d.sessions_) asio::post(executor, [s = session] { s->abort(); });
+        // On the session's own strand, and only while it is still registered: a session
+        // is unregistered on that strand before it is destroyed.
+        for (auto& [session, executor] : d.sessions_)
+            asio::post(executor, [&d, s = session] {
+                std::lock_guard guard(d.mutex_);
+                if (d.sessions_.contains(s)) s->abort();
+            });
         d.idle_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return d.active_tasks_ == 0; });
     }
     lock.unlock();

@@ -67,6 +67,18 @@ struct engine_options {
     std::chrono::seconds plaintext_memory{std::chrono::hours(1)};
 };
 
+/// The DNS the engine asks (route::resolver's two calls). The engine adapts a
+/// route::resolver to it; tests give it a fake without libunbound.
+class next_hop_source {
+public:
+    virtual ~next_hop_source() = default;
+    /// As route::resolver::resolve: `done` once, from any thread.
+    virtual void resolve(const std::string& domain, const std::vector<std::string>& own_names,
+                         std::function<void(route::next_hops)> done) = 0;
+    /// As route::resolver::resolve_host.
+    virtual void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) = 0;
+};
+
 struct engine_stats {
     std::uint64_t attempts = 0;                 // connections tried
     std::uint64_t delivered = 0;                // recipients
@@ -81,6 +93,10 @@ public:
     /// `store`, `resolver` and `send_log` must outlive the engine. `client_tls` may be null
     /// (no key ring): then only trust_system_store connectors can verify certificates.
     engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
+           std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
+           engine_options options = {});
+    /// Same, with any source of next hops (tests).
+    engine(const config::configuration& cfg, queue::store& store, next_hop_source& resolver,
            std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
            engine_options options = {});
     ~engine();                                  // stop(0) when still running

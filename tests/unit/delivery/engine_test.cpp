@@ -1,0 +1,528 @@
+// Unit tests for delivery/scheduler and delivery/engine: grouping, retry and bounce
+// decisions as pure functions, then the engine against an in-memory store, a fake
+// resolver and a small SMTP peer on a loopback port chosen by the OS.
+#include "delivery/engine.hpp"
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+
+#include "delivery/dsn.hpp"
+#include "delivery/scheduler.hpp"
+
+namespace postern::delivery {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// --- test doubles -------------------------------------------------------------------------
+
+/// The queue in memory; every change wakes waiters.
+class memory_store : public queue::store {
+public:
+    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
+        queue::commit_result r;
+        {
+            std::lock_guard lock(mutex_);
+            env.id = "Q" + std::to_string(++next_id_);
+            r.ok = true;
+            r.id = env.id;
+            committed_.push_back(env);
+            bodies_[env.id] = std::move(body);
+            envelopes_[env.id] = std::move(env);
+        }
+        changed_.notify_all();
+        done(r);
+    }
+    bool low_on_space() const override { return false; }
+    std::optional<queue::envelope> load_envelope(const std::string& id) const override {
+        std::lock_guard lock(mutex_);
+        auto it = envelopes_.find(id);
+        if (it == envelopes_.end()) return std::nullopt;
+        return it->second;
+    }
+    std::optional<std::string> load_body(const std::string& id) const override {
+        std::lock_guard lock(mutex_);
+        auto it = bodies_.find(id);
+        if (it == bodies_.end()) return std::nullopt;
+        return it->second;
+    }
+    std::vector<queue::envelope> list() const override {
+        std::lock_guard lock(mutex_);
+        std::vector<queue::envelope> out;
+        for (const auto& [id, env] : envelopes_) out.push_back(env);
+        return out;
+    }
+    bool update(const queue::envelope& env, std::string* = nullptr) override {
+        {
+            std::lock_guard lock(mutex_);
+            if (!envelopes_.contains(env.id)) return false;
+            envelopes_[env.id] = env;
+        }
+        changed_.notify_all();
+        return true;
+    }
+    bool remove(const std::string& id, std::string* = nullptr) override {
+        {
+            std::lock_guard lock(mutex_);
+            envelopes_.erase(id);
+            bodies_.erase(id);
+            removed_.push_back(id);
+        }
+        changed_.notify_all();
+        return true;
+    }
+    queue::store_stats stats() const override { return {}; }
+
+    /// Adds a message as the receive side would (without waking anyone).
+    std::string add(queue::envelope env, std::string body) {
+        std::string id;
+        commit(std::move(env), std::move(body), [&](queue::commit_result r) { id = r.id; });
+        return id;
+    }
+    /// Waits (bounded) until `predicate` holds over the store; the store's own changes
+    /// wake the wait, so no test sleeps.
+    bool wait(const std::function<bool(const memory_store&)>& predicate, std::chrono::seconds limit = 20s) {
+        std::unique_lock lock(mutex_);
+        return changed_.wait_for(lock, limit, [&] {
+            lock.unlock();
+            const bool ok = predicate(*this);
+            lock.lock();
+            return ok;
+        });
+    }
+    std::vector<queue::envelope> committed() const {
+        std::lock_guard lock(mutex_);
+        return committed_;
+    }
+    bool was_removed(const std::string& id) const {
+        std::lock_guard lock(mutex_);
+        return std::find(removed_.begin(), removed_.end(), id) != removed_.end();
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable_any changed_;
+    std::uint64_t next_id_ = 0;
+    std::map<std::string, queue::envelope> envelopes_;
+    std::map<std::string, std::string> bodies_;
+    std::vector<queue::envelope> committed_;
+    std::vector<std::string> removed_;
+};
+
+/// Answers every MX query with one host at a loopback address; null MX for "nullmx.test".
+class fake_resolver : public next_hop_source {
+public:
+    void resolve(const std::string& domain, const std::vector<std::string>&,
+                 std::function<void(route::next_hops)> done) override {
+        route::next_hops hops;
+        if (domain == "nullmx.test") {
+            hops.status = route::lookup_status::null_mx;
+        } else {
+            hops.status = route::lookup_status::ok;
+            hops.from_mx = true;
+            route::host h;
+            h.name = "mx." + domain;
+            h.addresses.push_back(asio::ip::address_v4::loopback());
+            hops.hosts.push_back(h);
+        }
+        done(hops);
+    }
+    void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) override {
+        route::host h;
+        h.name = name;
+        h.addresses.push_back(asio::ip::address_v4::loopback());
+        done(h, {});
+    }
+};
+
+/// A small SMTP peer: every connection gets EHLO with PIPELINING off; RCPT answers depend
+/// on the local part ("reject" -> 550, "later" -> 451, "full" -> 452 after the first).
+class smtp_peer {
+public:
+    smtp_peer() : acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~smtp_peer() {
+        boost::system::error_code ec;
+        stopping_ = true;
+        // Unblock accept() with a connection of our own.
+        tcp::socket s(io_);
+        s.connect(acceptor_.local_endpoint(), ec);
+        thread_.join();
+    }
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    std::vector<std::string> transactions() const {
+        std::lock_guard lock(mutex_);
+        return transactions_;
+    }
+    int connections() const { return connections_; }
+
+private:
+    void serve() {
+        while (!stopping_) {
+            tcp::socket s(io_);
+            boost::system::error_code ec;
+            acceptor_.accept(s, ec);
+            if (ec || stopping_) return;
+            ++connections_;
+            session(s);
+        }
+    }
+    void session(tcp::socket& s) {
+        boost::system::error_code ec;
+        asio::streambuf buf;
+        auto say = [&](const std::string& text) { asio::write(s, asio::buffer(text), ec); };
+        say("220 peer ESMTP\r\n");
+        std::string rcpts;
+        int accepted = 0;
+        for (;;) {
+            const auto n = asio::read_until(s, buf, "\r\n", ec);
+            if (ec) return;
+            std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 2);
+            buf.consume(n);
+            if (line.starts_with("EHLO")) say("250-peer\r\n250 8BITMIME\r\n");
+            else if (line.starts_with("MAIL")) { rcpts.clear(); accepted = 0; say("250 2.1.0 ok\r\n"); }
+            else if (line.starts_with("RCPT")) {
+                if (line.find("<reject") != std::string::npos) say("550 5.1.1 no such user\r\n");
+                else if (line.find("<later") != std::string::npos) say("451 4.3.0 try later\r\n");
+                else if (line.find("<full") != std::string::npos && accepted > 0) say("452 4.5.3 too many recipients\r\n");
+                else { ++accepted; rcpts += line.substr(8) + " "; say("250 2.1.5 ok\r\n"); }
+            } else if (line == "DATA") {
+                say("354 go\r\n");
+                asio::read_until(s, buf, "\r\n.\r\n", ec);
+                if (ec) return;
+                buf.consume(buf.size());
+                {
+                    std::lock_guard lock(mutex_);
+                    transactions_.push_back(rcpts);
+                }
+                say("250 2.0.0 queued\r\n");
+            } else if (line == "RSET") say("250 2.0.0 reset\r\n");
+            else if (line == "QUIT") { say("221 bye\r\n"); return; }
+            else say("500 5.5.2 what\r\n");
+        }
+    }
+
+    asio::io_context io_;
+    tcp::acceptor acceptor_;
+    std::thread thread_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> connections_{0};
+    mutable std::mutex mutex_;
+    std::vector<std::string> transactions_;
+};
+
+config::configuration config_with_smart_host(std::uint16_t port, const std::filesystem::path& log_dir) {
+    config::configuration cfg;
+    cfg.server.hostname = "mx.example.test";
+    cfg.tls.keyring = log_dir / "no-keyring.p12";
+    config::send_connector c;
+    c.name = "to-partner";
+    c.address_spaces = {"partner.test", "nullmx.test"};
+    c.smart_hosts.push_back({"127.0.0.1", port, "127.0.0.1:" + std::to_string(port)});
+    cfg.send_connectors.push_back(c);
+    cfg.log.dir = log_dir;
+    cfg.queue.retry = {std::chrono::seconds(60)};
+    cfg.debug.smtp_client_debug = true;
+    return cfg;
+}
+
+queue::envelope message_to(std::vector<std::string> rcpts, std::string from = "alice@example.test") {
+    queue::envelope env;
+    env.mail_from = std::move(from);
+    for (auto& r : rcpts) {
+        queue::recipient rr;
+        rr.address = r;
+        env.recipients.push_back(rr);
+    }
+    env.received_at = std::chrono::system_clock::now();
+    return env;
+}
+
+const std::string body = "Subject: hello\r\nFrom: alice@example.test\r\n\r\nhi\r\n";
+
+// --- pure decisions -----------------------------------------------------------------------
+
+TEST(scheduler, groups_recipients_by_next_hop_and_skips_busy_ones) {
+    config::configuration cfg;
+    config::send_connector mx;
+    mx.name = "internet";
+    mx.address_spaces = {"*"};
+    config::send_connector smart;
+    smart.name = "to-partner";
+    smart.address_spaces = {"partner.test", "*.partner.test"};
+    smart.smart_hosts.push_back({"127.0.0.1", 2526, "127.0.0.1:2526"});
+    cfg.send_connectors = {mx, smart};
+    auto env = message_to({"a@partner.test", "b@sub.partner.test", "c@one.test", "d@two.test", "e@one.test"});
+    env.id = "M1";
+    const auto now = std::chrono::system_clock::now();
+    auto p = plan_message(cfg, env, now);
+    ASSERT_EQ(p.jobs.size(), 3u);
+    EXPECT_EQ(p.jobs[0].where.connector, "to-partner");     // both partner domains, one smart-host connection
+    EXPECT_EQ(p.jobs[0].recipients, (std::vector<std::size_t>{0, 1}));
+    EXPECT_EQ(p.jobs[1].where, (destination{"internet", "one.test"}));
+    EXPECT_EQ(p.jobs[1].recipients, (std::vector<std::size_t>{2, 4}));
+    EXPECT_EQ(p.jobs[2].where, (destination{"internet", "two.test"}));
+
+    env.recipients[2].next_attempt = now + 1h;              // not due
+    env.recipients[0].state = queue::recipient_state::delivered;
+    auto later = plan_message(cfg, env, now, [](std::size_t i) { return i == 3; });
+    ASSERT_EQ(later.jobs.size(), 2u);
+    EXPECT_EQ(later.jobs[0].recipients, (std::vector<std::size_t>{1}));
+    EXPECT_EQ(later.jobs[1].recipients, (std::vector<std::size_t>{4}));
+}
+
+TEST(scheduler, recipients_without_a_connector_are_unroutable) {
+    config::configuration cfg;
+    auto env = message_to({"a@nowhere.test"});
+    auto p = plan_message(cfg, env, std::chrono::system_clock::now());
+    EXPECT_TRUE(p.jobs.empty());
+    ASSERT_EQ(p.unroutable.size(), 1u);
+}
+
+TEST(scheduler, results_become_states_retries_and_bounces) {
+    config::queue_section q;
+    q.retry = {std::chrono::seconds(60), std::chrono::seconds(300)};
+    q.expire = 48h;
+    auto env = message_to({"a@p.test"});
+    env.id = "M1";
+    const auto now = env.received_at + 10min;
+
+    queue::recipient r = env.recipients[0];
+    recipient_result transient;
+    transient.what = verdict::transient;
+    transient.remote = smtp::reply{451, {4, 3, 0}, "try later"};
+    EXPECT_EQ(apply_result(r, transient, env, q, now), decision::retry);
+    EXPECT_EQ(r.attempts, 1u);
+    EXPECT_EQ(r.state, queue::recipient_state::pending);
+    EXPECT_GE(r.next_attempt, now + 60s);
+    EXPECT_LE(r.next_attempt, now + 66s);                   // up to 10% jitter
+    EXPECT_EQ(r.last_reply, "451 4.3.0 try later");
+
+    EXPECT_EQ(apply_result(r, transient, env, q, now), decision::retry);
+    EXPECT_GE(r.next_attempt, now + 300s);
+
+    recipient_result permanent;
+    permanent.what = verdict::permanent;
+    permanent.remote = smtp::reply{550, {5, 1, 1}, "no such user"};
+    EXPECT_EQ(apply_result(r, permanent, env, q, now), decision::bounce);
+    EXPECT_EQ(r.state, queue::recipient_state::pending);   // failed only once the DSN is durable
+
+    queue::recipient old = env.recipients[0];
+    EXPECT_EQ(apply_result(old, transient, env, q, env.received_at + 49h), decision::bounce);
+    EXPECT_NE(old.last_reply.find("expired"), std::string::npos);
+    EXPECT_NE(old.last_reply.find("451 4.3.0 try later"), std::string::npos);
+
+    recipient_result ok;
+    ok.what = verdict::delivered;
+    EXPECT_EQ(apply_result(old, ok, env, q, now), decision::done);
+    EXPECT_EQ(old.state, queue::recipient_state::delivered);
+}
+
+TEST(scheduler, delay_notice_once_and_never_to_the_null_sender) {
+    config::queue_section q;
+    q.delay_notice = 4h;
+    auto env = message_to({"a@p.test"});
+    env.recipients[0].attempts = 3;
+    EXPECT_FALSE(delay_notice_due(env, q, env.received_at + 3h));
+    EXPECT_TRUE(delay_notice_due(env, q, env.received_at + 5h));
+    env.delay_notice_sent = true;
+    EXPECT_FALSE(delay_notice_due(env, q, env.received_at + 5h));
+    auto bounce = message_to({"a@p.test"}, "");
+    bounce.recipients[0].attempts = 3;
+    EXPECT_FALSE(delay_notice_due(bounce, q, bounce.received_at + 5h));
+}
+
+TEST(dsn, failure_report_is_rfc3464_multipart_from_the_null_sender) {
+    auto env = message_to({"bob@partner.test"});
+    env.id = "M1";
+    env.envid = "ENV-1";
+    auto dsn = build_dsn(env, {{"bob@partner.test", "rfc822;bob@partner.test", "5.1.1", "550 5.1.1 no such user", "mx.partner.test"}},
+                         dsn_kind::failure, "mx.example.test", header_section(body), std::chrono::system_clock::now());
+    EXPECT_EQ(dsn.envelope.mail_from, "");
+    ASSERT_EQ(dsn.envelope.recipients.size(), 1u);
+    EXPECT_EQ(dsn.envelope.recipients[0].address, "alice@example.test");
+    const auto& b = dsn.body;
+    EXPECT_NE(b.find("Content-Type: multipart/report; report-type=delivery-status;"), std::string::npos);
+    EXPECT_NE(b.find("Content-Type: message/delivery-status"), std::string::npos);
+    EXPECT_NE(b.find("Reporting-MTA: dns; mx.example.test"), std::string::npos);
+    EXPECT_NE(b.find("Original-Envelope-Id: ENV-1"), std::string::npos);
+    EXPECT_NE(b.find("Final-Recipient: rfc822; bob@partner.test"), std::string::npos);
+    EXPECT_NE(b.find("Action: failed"), std::string::npos);
+    EXPECT_NE(b.find("Status: 5.1.1"), std::string::npos);
+    EXPECT_NE(b.find("Remote-MTA: dns; mx.partner.test"), std::string::npos);
+    EXPECT_NE(b.find("Diagnostic-Code: smtp; 550 5.1.1 no such user"), std::string::npos);
+    EXPECT_NE(b.find("Content-Type: text/rfc822-headers"), std::string::npos);
+    EXPECT_NE(b.find("Subject: hello"), std::string::npos);
+    EXPECT_EQ(b.find("\r\nhi\r\n"), std::string::npos);     // headers only, not the body
+    EXPECT_EQ(b.find("\n\n"), std::string::npos);           // CRLF lines only
+}
+
+// --- the engine ---------------------------------------------------------------------------
+
+class engine_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() /
+               ("postern-engine-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(dir_);
+        std::filesystem::create_directories(dir_);
+        send_log_ = std::make_unique<log::protocol_log>(log::protocol_log_options{dir_, log::log_kind::send});
+    }
+    void TearDown() override {
+        engine_.reset();
+        send_log_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+    void start(const config::configuration& cfg) {
+        engine_options options;
+        options.poll_interval = 1s;
+        engine_ = std::make_unique<engine>(cfg, store_, resolver_, std::make_shared<client_tls_material>(), *send_log_,
+                                           options);
+        engine_->start();
+    }
+    std::string send_log_text() {
+        send_log_->flush();
+        std::string all;
+        for (const auto& f : std::filesystem::recursive_directory_iterator(dir_)) {
+            if (!f.is_regular_file()) continue;
+            std::ifstream in(f.path());
+            all += std::string(std::istreambuf_iterator<char>(in), {});
+        }
+        return all;
+    }
+
+    std::filesystem::path dir_;
+    memory_store store_;
+    fake_resolver resolver_;
+    std::unique_ptr<log::protocol_log> send_log_;
+    std::unique_ptr<engine> engine_;
+};
+
+TEST_F(engine_test, delivers_and_removes_the_message) {
+    smtp_peer peer;
+    const auto id = store_.add(message_to({"bob@partner.test", "carol@partner.test"}), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    ASSERT_EQ(peer.transactions().size(), 1u);                   // one transaction for both
+    EXPECT_EQ(peer.transactions()[0], "<bob@partner.test> <carol@partner.test> ");
+    EXPECT_EQ(engine_->stats().delivered, 2u);
+    engine_->stop(5s);
+    const auto log = send_log_text();
+    EXPECT_NE(log.find("RCPT TO:<carol@partner.test>"), std::string::npos);
+    EXPECT_NE(log.find("TLS not used"), std::string::npos);
+}
+
+TEST_F(engine_test, wake_sends_new_mail_at_once) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    start(cfg);
+    const auto id = store_.add(message_to({"bob@partner.test"}), body);
+    engine_->wake();
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+}
+
+TEST_F(engine_test, partial_failure_bounces_only_the_refused_recipient_and_retries_the_deferred) {
+    smtp_peer peer;
+    const auto id = store_.add(message_to({"bob@partner.test", "reject@partner.test", "later@partner.test"}), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        auto env = s.load_envelope(id);
+        return env && env->recipients[1].state == queue::recipient_state::failed &&
+               env->recipients[2].attempts == 1;
+    }));
+    auto env = *store_.load_envelope(id);
+    EXPECT_EQ(env.recipients[0].state, queue::recipient_state::delivered);
+    EXPECT_EQ(env.recipients[2].state, queue::recipient_state::pending);
+    EXPECT_EQ(env.recipients[2].last_reply, "127.0.0.1:" + std::to_string(peer.port()) + ": 451 4.3.0 try later");
+    EXPECT_GT(env.recipients[2].next_attempt, std::chrono::system_clock::now() + 30s);
+    // The DSN went to the sender, from the null sender, naming only the refused recipient.
+    auto dsns = store_.committed();
+    ASSERT_EQ(dsns.size(), 2u);
+    EXPECT_EQ(dsns[1].mail_from, "");
+    EXPECT_EQ(dsns[1].recipients[0].address, "alice@example.test");
+    auto dsn_body = store_.load_body(dsns[1].id);
+    if (dsn_body) {   // it may already have been handled (no connector routes example.test)
+        EXPECT_NE(dsn_body->find("Final-Recipient: rfc822; reject@partner.test"), std::string::npos);
+        EXPECT_EQ(dsn_body->find("later@partner.test"), std::string::npos);
+    }
+    engine_->stop(5s);
+}
+
+TEST_F(engine_test, too_many_recipients_go_on_in_a_new_transaction) {
+    smtp_peer peer;
+    const auto id = store_.add(message_to({"full1@partner.test", "full2@partner.test", "full3@partner.test"}), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    EXPECT_EQ(peer.transactions().size(), 3u);      // the peer takes one recipient per transaction
+    EXPECT_EQ(peer.connections(), 1);               // all on one connection (RSET between)
+}
+
+TEST_F(engine_test, null_sender_failure_makes_no_dsn) {
+    smtp_peer peer;
+    const auto id = store_.add(message_to({"reject@partner.test"}, ""), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    EXPECT_EQ(store_.committed().size(), 1u);       // only the original
+}
+
+TEST_F(engine_test, null_mx_bounces_with_5_1_10) {
+    auto cfg = config_with_smart_host(1, dir_);
+    cfg.send_connectors[0].smart_hosts.clear();      // route by (fake) MX
+    const auto id = store_.add(message_to({"x@nullmx.test"}), body);
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    auto dsns = store_.committed();
+    ASSERT_EQ(dsns.size(), 2u);
+    std::string dsn_text;
+    for (const auto& e : dsns)
+        if (e.mail_from.empty()) dsn_text = store_.load_body(e.id).value_or("");
+    if (!dsn_text.empty()) EXPECT_NE(dsn_text.find("Status: 5.1.10"), std::string::npos);
+}
+
+TEST_F(engine_test, unreachable_smart_host_defers_with_the_reason) {
+    tcp::endpoint closed;
+    {
+        asio::io_context io;
+        tcp::acceptor a(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+        closed = a.local_endpoint();
+    }
+    const auto id = store_.add(message_to({"bob@partner.test"}), body);
+    start(config_with_smart_host(closed.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        auto env = s.load_envelope(id);
+        return env && env->recipients[0].attempts == 1;
+    }));
+    auto env = *store_.load_envelope(id);
+    EXPECT_EQ(env.recipients[0].state, queue::recipient_state::pending);
+    EXPECT_NE(env.recipients[0].last_reply.find("failed"), std::string::npos) << env.recipients[0].last_reply;
+    engine_->stop(5s);
+}
+
+TEST_F(engine_test, messages_left_by_a_restart_are_sent_at_start) {
+    smtp_peer peer;
+    auto env = message_to({"bob@partner.test"});
+    env.recipients[0].attempts = 2;                       // tried before the restart
+    env.recipients[0].next_attempt = std::chrono::system_clock::now() - 1s;
+    const auto id = store_.add(env, body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+}
+
+}  // namespace
+}  // namespace postern::delivery
