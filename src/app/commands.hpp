@@ -12,5 +12,6 @@ void add_serve_command(CLI::App& app, int& exit_code);     // app/serve_command.
 void add_config_command(CLI::App& app, int& exit_code);    // app/config_command.cpp
 void add_keyring_command(CLI::App& app, int& exit_code);   // app/keyring_command.cpp
 void add_ca_command(CLI::App& app, int& exit_code);        // app/ca_command.cpp
+void add_control_commands(CLI::App& app, int& exit_code);  // app/control_command.cpp: reload, stop
 
 }  // namespace postern::app

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     postern::app::add_config_command(app, exit_code);
     postern::app::add_keyring_command(app, exit_code);
     postern::app::add_ca_command(app, exit_code);
+    postern::app::add_control_commands(app, exit_code);
 
     try {
         app.parse(argc, argv);

@@ -8,10 +8,12 @@
 //   4. bind every listener; write the ready-file; drop to the service user for good;
 //   5. serve until SIGTERM/SIGINT (graceful: shutdown_timeout, then 421 4.3.2).
 // SIGHUP reloads the configuration and the key ring; a bad new file or key ring leaves
-// the running one in place.
+// the running one in place. The control socket (`postern reload|stop`) does the same as
+// SIGHUP and SIGTERM; one mutex keeps reloads and stops one at a time.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <pthread.h>
 #include <thread>
@@ -22,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app/commands.hpp"
+#include "app/control_socket.hpp"
 #include "app/privileges.hpp"
 #include "app/ready_file.hpp"
 #include "config/schema.hpp"
@@ -83,26 +86,36 @@ std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) 
     return ctx;
 }
 
-/// SIGHUP: new configuration and key ring for new sessions; sessions in progress keep
-/// theirs, so no message is cut.
-void reload(const std::string& file, net::server& server) {
+/// SIGHUP or `postern reload`: new configuration and key ring for new sessions; sessions
+/// in progress keep theirs, so no message is cut. The reply says what happened (the
+/// control socket passes it on to `postern reload`).
+control_reply reload(const std::string& file, net::server& server) {
     spdlog::info("reload: reading {}", file);
-    auto cfg = load_or_report(file);
-    if (!cfg) {
+    auto loaded = config::load_file(file);
+    for (const auto& w : loaded.warnings) spdlog::warn("{}", w.to_string());
+    for (const auto& e : loaded.errors) spdlog::error("{}", e.to_string());
+    if (!loaded.ok()) {
         spdlog::error("reload: configuration refused; the running configuration stays in place");
-        return;
+        return {false, "", "configuration refused (" + loaded.errors.front().to_string() +
+                               "); the running configuration stays in place"};
     }
+    const auto& cfg = *loaded.config;
     std::shared_ptr<tls::server_context> tls;
     try {
-        tls = open_tls(*cfg);
+        tls = open_tls(cfg);
     } catch (const std::exception& e) {
         spdlog::error("reload: {}; the running key ring stays in place", e.what());
-        return;
+        return {false, "", std::string(e.what()) + "; the running configuration and key ring stay in place"};
     }
     if (tls) server.set_tls_context(tls);
-    for (const auto& bind : server.update_configuration(*cfg))
+    std::string message = "reloaded";
+    if (tls) message += "; serving certificate \"" + tls->certificate_label() + "\"";
+    for (const auto& bind : server.update_configuration(cfg)) {
         spdlog::warn("reload: bind {} changed; it takes effect at the next restart", bind);
+        message += "; bind " + bind + " changed: it takes effect at the next restart";
+    }
     spdlog::info("reload: done");
+    return {true, message, ""};
 }
 
 int serve(const serve_options& opt) {
@@ -138,6 +151,16 @@ int serve(const serve_options& opt) {
     prepare_private_directory(cfg->server.data_dir, account);
     if (account) give_tree_to(cfg->server.data_dir, *account);   // queue, logs, key ring: the service's own
 
+    // Before the queue store: a second server on the same files is refused here, clearly.
+    // Owned by the service user, so it can remove the file when it stops.
+    std::vector<uid_t> control_users{0};
+    if (account)
+        control_users.push_back(account->uid);
+    else if (::geteuid() != 0)
+        control_users.push_back(::geteuid());
+    control_socket control({cfg->server.control_socket, control_users,
+                            account ? std::optional(std::pair{account->uid, account->gid}) : std::nullopt});
+
     auto tls = open_tls(*cfg);
 
     std::unique_ptr<queue::store> store;
@@ -166,25 +189,43 @@ int serve(const serve_options& opt) {
         spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);
     }
 
+    std::mutex control_mutex;   // one reload or stop at a time, from a signal or the socket
+    bool stopping = false;
+    const auto grace = cfg->server.shutdown_timeout;
+    auto reload_now = [&]() -> control_reply {
+        std::lock_guard lock(control_mutex);
+        if (stopping) return {false, "", "the server is stopping"};
+        return reload(opt.config_file, server);
+    };
+    auto stop_now = [&]() -> control_reply {
+        std::lock_guard lock(control_mutex);
+        // A second stop cuts the grace period short.
+        spdlog::info("stopping: sessions have {}s to finish", stopping ? 0 : grace.count());
+        server.stop(stopping ? std::chrono::seconds(0) : grace);
+        stopping = true;
+        return {true, "", ""};
+    };
+    control.start({reload_now, stop_now});
+    struct control_guard {   // no request reaches the handlers once the server is gone
+        control_socket& c;
+        ~control_guard() { c.stop_serving(); }
+    } control_guard{control};
+
     std::atomic<bool> finished{false};
     std::thread signal_thread([&] {
-        const auto grace = cfg->server.shutdown_timeout;
-        bool stopping = false;
         while (!finished) {
             int sig = 0;
             if (sigwait(&signals, &sig) != 0) continue;
-            if (sig == SIGHUP && !stopping) {
-                reload(opt.config_file, server);
+            if (sig == SIGHUP) {
+                reload_now();
             } else if (sig == SIGTERM || sig == SIGINT) {
-                // A second stop signal cuts the grace period short.
-                spdlog::info("stopping: sessions have {}s to finish", stopping ? 0 : grace.count());
-                server.stop(stopping ? std::chrono::seconds(0) : grace);
-                stopping = true;
+                stop_now();
             }
         }
     });
 
     server.run();
+    control.stop_serving();
     finished = true;
     pthread_kill(signal_thread.native_handle(), SIGUSR2);
     signal_thread.join();
