@@ -51,6 +51,8 @@ class ServedKeyringTestCase(KeyringTestCase):
 
     def stop_server(self):
         rc = self.server.stop()
+        if getattr(self, "killed_on_purpose", False) and rc == -signal.SIGKILL:
+            rc = 0
         if rc not in (0, None) or self._failed():
             print(f"\n--- postern stderr ---\n{self.server.stderr_text()}")
         else:
