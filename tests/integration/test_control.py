@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import signal
+import ssl
 import stat
 import subprocess
 import unittest
@@ -177,8 +178,7 @@ class Peers(ControlTestCase):
         self.assertTrue(self.server.running())
         self.assertNotIn("stopping", self.server.stderr_text())
 
-    def test_service_user_may_reload_and_stop(self):
-        nobody = pwd.getpwnam("nobody")
+    def start_as_nobody(self):
         self.ca("init", "--subject", "CN=Postern Lab Root CA,O=Postern Tests")
         csr = self.make_ring_with_request("mx")
         self.ca("sign", csr, "--out", self.path("mx.pem"))
@@ -187,6 +187,23 @@ class Peers(ControlTestCase):
         self.server = start_postern(config_text([connector()], server={"user": "nobody"}),
                                     keyring=self.keyring, as_user="nobody")
         self.addCleanup(self.stop_server)
+        self.client_ctx = ssl.create_default_context(cafile=self.path("lab", "ca.pem"))
+
+    def test_root_renews_the_key_ring_of_a_server_running_as_the_service_user(self):
+        """The files root rewrites (key ring, request log) stay readable by the server."""
+        self.start_as_nobody()
+        nobody = pwd.getpwnam("nobody")
+        new = der_of(self.renew("mx-2"))
+        for name in ("keyring.p12", "keyring.p12.requests.json"):
+            st = os.stat(os.path.join(self.server.data_dir, name))
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (nobody.pw_uid, 0o600), name)
+        p = self.control("reload")
+        self.assertIn('serving certificate "mx-2"', p.stdout)
+        self.assertEqual(self.served_certificate(), new)
+
+    def test_service_user_may_reload_and_stop(self):
+        nobody = pwd.getpwnam("nobody")
+        self.start_as_nobody()
         st = os.stat(self.socket_path())
         self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (nobody.pw_uid, 0o600))
 

@@ -105,11 +105,15 @@ void write_file_atomically(const std::filesystem::path& file, std::string_view b
     }
     if (mode != 0600 && ::fchmod(fd, mode) != 0) discard("cannot set the mode");
     // Root editing a service's file (`postern keyring install` run by root for a server
-    // that runs as [server] user) keeps the file's owner, so the server can still read it.
-    struct stat old {};
-    if (::geteuid() == 0 && ::stat(file.c_str(), &old) == 0 && S_ISREG(old.st_mode) &&
-        (old.st_uid != 0 || old.st_gid != 0) && ::fchown(fd, old.st_uid, old.st_gid) != 0)
-        discard("cannot keep the owner");
+    // that runs as [server] user) keeps the file's owner, so the server can still read it;
+    // a new file in a directory that belongs to someone else (data_dir, given to the
+    // service user) goes to the directory's owner.
+    if (::geteuid() == 0) {
+        struct stat owner {};
+        bool known = ::stat(file.c_str(), &owner) == 0 ? S_ISREG(owner.st_mode) : ::stat(dir.c_str(), &owner) == 0;
+        if (known && (owner.st_uid != 0 || owner.st_gid != 0) && ::fchown(fd, owner.st_uid, owner.st_gid) != 0)
+            discard("cannot give the file to its owner");
+    }
     if (::fsync(fd) != 0) discard("cannot fsync");
     test_hook_pause_before_rename();
     // Renamed while still locked, so no other writer can take it for abandoned.
