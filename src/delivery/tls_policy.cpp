@@ -77,9 +77,9 @@ peer_expectation expectation_for(const config::send_connector& connector, const 
                                  const std::string& mx_host, bool mx_dnssec_secure) {
     peer_expectation want;
     want.require_tls = connector.require_tls;
-    want.required = connector.ignore_starttls ? auth_level::none
-                    : connector.require_tls  ? to_auth_level(connector.auth_level)
-                                             : auth_level::encryption_only;
+    // Opportunistic sending requires nothing: TLS is used when it works, and the verdict
+    // line still says what it achieved (config/ refuses any other level without require_tls).
+    want.required = connector.require_tls ? to_auth_level(connector.auth_level) : auth_level::none;
     const std::string domain = lower(recipient_domain);
     const std::string mx = lower(mx_host);
     if (!connector.tls_domain.empty()) {

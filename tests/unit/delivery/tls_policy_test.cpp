@@ -51,7 +51,7 @@ TEST(tls_policy, domain_validation_names_follow_design) {
     EXPECT_EQ(chain_only.required, auth_level::certificate_validation);
 
     auto opportunistic = expectation_for(connector(false, L::encryption_only), "partner.test", "", false);
-    EXPECT_EQ(opportunistic.required, auth_level::encryption_only);
+    EXPECT_EQ(opportunistic.required, auth_level::none);
     EXPECT_FALSE(opportunistic.require_tls);
 }
 
