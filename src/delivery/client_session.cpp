@@ -66,6 +66,7 @@ client_session::client_session(asio::any_io_executor executor, session_settings 
 
 client_session::~client_session() {
     finish_socket();
+    log_disconnect();
 }
 
 std::chrono::seconds client_session::limit_for(wait_stage stage) const {
@@ -100,6 +101,10 @@ void client_session::finish_socket() {
         socket_.close(ignored);
     }
     usable_ = false;
+}
+
+void client_session::log_disconnect() {
+    // After the verdict line: the '-' line ends the session in the log (DESIGN §6).
     if (logged_connect_ && !closed_) {
         closed_ = true;
         sink_.disconnected();
@@ -275,6 +280,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         report.failure = session_failure{"connect", std::nullopt, "connect to " + report.remote + " failed: " + connect_error};
         report.verdict = no_tls_verdict(target_.expectation, "not connected");
         finish_socket();
+        log_disconnect();
         co_return report;
     }
     report.connected = true;
@@ -292,6 +298,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
             sink_.line(transcript_line::kind::info, report.verdict.log_line());
             report.failure = session_failure{"TLS handshake", std::nullopt, hs.reason, false, true};
             finish_socket();
+            log_disconnect();
             co_return report;
         }
         verdict_ = evaluate(tls_->native_handle(), target_.expectation, verify_);
@@ -300,6 +307,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
             report.verdict = *verdict_;
             report.failure = session_failure{"TLS verdict", std::nullopt, "TLS verdict: " + verdict_->failure, false, true};
             finish_socket();
+            log_disconnect();
             co_return report;
         }
     }
@@ -331,6 +339,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         sink_.line(transcript_line::kind::info, verdict_->log_line());
     }
     report.verdict = *verdict_;
+    log_disconnect();
     co_return report;
 }
 
@@ -359,6 +368,7 @@ asio::awaitable<std::vector<recipient_result>> client_session::send(transaction 
     if (target_.plan.plaintext_after_tls_failure &&
         std::any_of(results.begin(), results.end(), [](const auto& rr) { return rr.what == verdict::delivered; }))
         sink_.line(transcript_line::kind::info, "TLS failed (" + target_.plan.previous_tls_failure + "); sent in plaintext");
+    if (!usable_) log_disconnect();
     co_return results;
 }
 
@@ -369,6 +379,7 @@ asio::awaitable<void> client_session::close() {
         co_await perform(std::move(step));
     }
     finish_socket();
+    log_disconnect();
 }
 
 }  // namespace postern::delivery

@@ -105,6 +105,7 @@ private:
     std::chrono::seconds limit_for(wait_stage stage) const;
     void log(const std::vector<transcript_line>& lines);
     void finish_socket();
+    void log_disconnect();
 
     boost::asio::any_io_executor executor_;
     session_settings settings_;
