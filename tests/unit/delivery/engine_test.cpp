@@ -526,3 +526,63 @@ TEST_F(engine_test, messages_left_by_a_restart_are_sent_at_start) {
 
 }  // namespace
 }  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+TEST_F(engine_test, expiry_bounces_with_the_last_reason) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.queue.expire = std::chrono::seconds(60);
+    auto env = message_to({"later@partner.test"});
+    env.received_at = std::chrono::system_clock::now() - 2min;   // queued longer than expire
+    const auto id = store_.add(env, body);
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    auto all = store_.committed();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[1].mail_from, "");
+    EXPECT_EQ(engine_->stats().bounced, 1u);
+}
+
+TEST_F(engine_test, delay_notice_is_sent_once_while_the_message_stays_queued) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.queue.delay_notice = std::chrono::seconds(60);
+    auto env = message_to({"later@partner.test"});
+    env.received_at = std::chrono::system_clock::now() - 2min;
+    const auto id = store_.add(env, body);
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        auto e = s.load_envelope(id);
+        return e && e->delay_notice_sent;
+    }));
+    auto e = *store_.load_envelope(id);
+    EXPECT_EQ(e.recipients[0].state, queue::recipient_state::pending);
+    std::size_t notices = 0;
+    for (const auto& c : store_.committed())
+        if (c.mail_from.empty()) ++notices;
+    EXPECT_EQ(notices, 1u);
+    engine_->stop(5s);
+}
+
+TEST_F(engine_test, save_outbound_dir_keeps_a_private_copy_of_each_message_sent) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.debug.save_outbound_dir = dir_ / "outbound";
+    std::filesystem::create_directories(cfg.debug.save_outbound_dir);
+    const auto id = store_.add(message_to({"bob@partner.test"}), body);
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    engine_->stop(5s);
+    std::vector<std::filesystem::path> files;
+    for (const auto& f : std::filesystem::directory_iterator(cfg.debug.save_outbound_dir)) files.push_back(f.path());
+    ASSERT_EQ(files.size(), 1u);
+    EXPECT_EQ(std::filesystem::status(files[0]).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    std::ifstream in(files[0]);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), body);
+}
+
+}  // namespace
+}  // namespace postern::delivery
