@@ -202,6 +202,7 @@ struct engine::impl {
     /// Serialises load-modify-update of envelopes: two connections may finish recipients
     /// of the same message (different domains) at the same time.
     std::mutex envelope_mutex_;
+    std::mutex stop_mutex_;
 
     // --- the loop ------------------------------------------------------------------------
     // Declared after everything coroutines touch, so it is destroyed first.
@@ -795,6 +796,8 @@ void engine::wake() {
 
 void engine::stop(std::chrono::seconds grace) {
     auto& d = *impl_;
+    // One stop at a time (a signal and a destructor may race); the second returns at once.
+    std::lock_guard stop_lock(d.stop_mutex_);
     {
         std::lock_guard lock(d.mutex_);
         if (!d.started_ || d.threads_.empty()) return;
