@@ -360,11 +360,14 @@ control_reply control_request(const std::filesystem::path& socket, const std::st
             return failure(where + ": permission denied (only root and the service user may use it)");
         default: return failure(where + ": " + std::strerror(err));
     }
-    if (!write_all(fd.fd, json{{"command", command}}.dump() + "\n"))
-        return failure(where + ": cannot send the request: " + std::strerror(errno));
+    // A server that refuses this peer answers at once and closes without reading, so a
+    // failed send may still leave its refusal waiting to be read: read before giving up.
+    const bool sent = write_all(fd.fd, json{{"command", command}}.dump() + "\n");
+    const int send_errno = errno;
 
     std::string error;
     auto line = read_line(fd.fd, deadline, -1, error);
+    if (!line && !sent) return failure(where + ": cannot send the request: " + std::strerror(send_errno));
     if (!line) {
         if (error == "closed") return failure(where + ": the server closed the connection without a reply");
         if (error == "timed out")

@@ -3,8 +3,8 @@
 // Start-up order (DESIGN.md §3 [server] user):
 //   1. load and validate the configuration (nothing starts on a bad file);
 //   2. as root: prepare data_dir (0700, given to the service user), open the key ring;
-//   3. open the queue store and the protocol log with the service user's identity, so
-//      every file they create belongs to it;
+//   3. open the queue store, the protocol logs and the delivery engine with the service
+//      user's identity, so every file they create belongs to it;
 //   4. bind every listener; write the ready-file; drop to the service user for good;
 //   5. serve until SIGTERM/SIGINT (graceful: shutdown_timeout, then 421 4.3.2).
 // SIGHUP reloads the configuration and the key ring; a bad new file or key ring leaves
@@ -25,6 +25,7 @@
 
 #include "app/commands.hpp"
 #include "app/control_socket.hpp"
+#include "app/mail_pipeline.hpp"
 #include "app/privileges.hpp"
 #include "app/ready_file.hpp"
 #include "config/schema.hpp"
@@ -89,7 +90,7 @@ std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) 
 /// SIGHUP or `postern reload`: new configuration and key ring for new sessions; sessions
 /// in progress keep theirs, so no message is cut. The reply says what happened (the
 /// control socket passes it on to `postern reload`).
-control_reply reload(const std::string& file, net::server& server) {
+control_reply reload(const std::string& file, net::server& server, mail_pipeline& pipeline) {
     spdlog::info("reload: reading {}", file);
     auto loaded = config::load_file(file);
     for (const auto& w : loaded.warnings) spdlog::warn("{}", w.to_string());
@@ -105,6 +106,12 @@ control_reply reload(const std::string& file, net::server& server) {
         tls = open_tls(cfg);
     } catch (const std::exception& e) {
         spdlog::error("reload: {}; the running key ring stays in place", e.what());
+        return {false, "", std::string(e.what()) + "; the running configuration and key ring stay in place"};
+    }
+    try {
+        pipeline.reload(cfg);    // send connectors, [queue], [debug], client key material
+    } catch (const std::exception& e) {
+        spdlog::error("reload: {}; the running configuration and key ring stay in place", e.what());
         return {false, "", std::string(e.what()) + "; the running configuration and key ring stay in place"};
     }
     if (tls) server.set_tls_context(tls);
@@ -163,16 +170,15 @@ int serve(const serve_options& opt) {
 
     auto tls = open_tls(*cfg);
 
-    std::unique_ptr<queue::store> store;
-    std::unique_ptr<log::protocol_log> receive_log;
+    // Queue store, protocol logs, resolver and delivery engine, created as the service
+    // user so every file they make belongs to it.
+    std::unique_ptr<mail_pipeline> pipeline;
     as_account(account, [&] {
-        store = queue::open_rocksdb_store({cfg->server.data_dir / "queue", cfg->queue.min_free});
-        receive_log = std::make_unique<log::protocol_log>(log::protocol_log_options{
-            cfg->log.dir, log::log_kind::receive, cfg->log.max_age, cfg->log.max_size});
+        pipeline = std::make_unique<mail_pipeline>(*cfg);
         return 0;
     });
 
-    net::server server(*cfg, tls, *store, *receive_log);
+    net::server server(*cfg, tls, pipeline->receive_store(), pipeline->receive_log());
     std::vector<ready_listener> listeners;
     for (const auto& l : server.start()) {
         spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),
@@ -192,16 +198,19 @@ int serve(const serve_options& opt) {
     std::mutex control_mutex;   // one reload or stop at a time, from a signal or the socket
     bool stopping = false;
     const auto grace = cfg->server.shutdown_timeout;
+    auto stop_deadline = std::chrono::steady_clock::now();   // set by the first stop
     auto reload_now = [&]() -> control_reply {
         std::lock_guard lock(control_mutex);
         if (stopping) return {false, "", "the server is stopping"};
-        return reload(opt.config_file, server);
+        return reload(opt.config_file, server, *pipeline);
     };
     auto stop_now = [&]() -> control_reply {
         std::lock_guard lock(control_mutex);
         // A second stop cuts the grace period short.
         spdlog::info("stopping: sessions have {}s to finish", stopping ? 0 : grace.count());
-        server.stop(stopping ? std::chrono::seconds(0) : grace);
+        const auto this_grace = stopping ? std::chrono::seconds(0) : grace;
+        server.stop(this_grace);
+        stop_deadline = std::chrono::steady_clock::now() + this_grace;
         stopping = true;
         return {true, "", ""};
     };
@@ -224,12 +233,20 @@ int serve(const serve_options& opt) {
         }
     });
 
+    pipeline->start_delivery();   // mail left in the queue by an earlier run goes out now
     server.run();
     control.stop_serving();
+    {
+        // Deliveries under way get what is left of the same grace period.
+        std::lock_guard lock(control_mutex);
+        const auto left = std::chrono::duration_cast<std::chrono::seconds>(stop_deadline -
+                                                                           std::chrono::steady_clock::now());
+        pipeline->stop_delivery(std::max(left, std::chrono::seconds(0)));
+    }
     finished = true;
     pthread_kill(signal_thread.native_handle(), SIGUSR2);
     signal_thread.join();
-    receive_log->flush();
+    pipeline->flush_logs();
     spdlog::info("stopped");
     return 0;
 }

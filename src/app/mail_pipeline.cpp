@@ -1,0 +1,75 @@
+#include "app/mail_pipeline.hpp"
+
+#include "delivery/client_tls.hpp"
+
+namespace postern::app {
+
+namespace {
+
+/// Forwards everything to the real store; a successful commit also wakes delivery.
+class waking_store final : public queue::store {
+public:
+    waking_store(queue::store& inner, delivery::engine& engine) : inner_(inner), engine_(engine) {}
+
+    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
+        inner_.commit(std::move(env), std::move(body),
+                      [this, done = std::move(done)](queue::commit_result r) {
+                          const bool ok = r.ok;
+                          done(std::move(r));
+                          if (ok) engine_.wake();
+                      });
+    }
+    bool low_on_space() const override { return inner_.low_on_space(); }
+    std::optional<queue::envelope> load_envelope(const std::string& id) const override {
+        return inner_.load_envelope(id);
+    }
+    std::optional<std::string> load_body(const std::string& id) const override { return inner_.load_body(id); }
+    std::vector<queue::envelope> list() const override { return inner_.list(); }
+    bool update(const queue::envelope& env, std::string* reason) override { return inner_.update(env, reason); }
+    bool remove(const std::string& id, std::string* reason) override { return inner_.remove(id, reason); }
+    queue::store_stats stats() const override { return inner_.stats(); }
+
+private:
+    queue::store& inner_;
+    delivery::engine& engine_;
+};
+
+log::protocol_log_options log_options(const config::configuration& cfg, log::log_kind kind) {
+    log::protocol_log_options o;
+    o.dir = cfg.log.dir;
+    o.kind = kind;
+    o.max_age = cfg.log.max_age;
+    o.max_size = cfg.log.max_size;
+    return o;
+}
+
+}  // namespace
+
+mail_pipeline::mail_pipeline(const config::configuration& cfg) {
+    store_ = queue::open_rocksdb_store({cfg.server.data_dir / "queue", cfg.queue.min_free});
+    receive_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::receive));
+    send_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::send));
+    resolver_ = std::make_unique<route::resolver>(cfg.dns);
+    engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, delivery::client_tls_material::load(cfg),
+                                                 *send_log_);
+    waking_store_ = std::make_unique<waking_store>(*store_, *engine_);
+}
+
+mail_pipeline::~mail_pipeline() = default;   // the engine stops itself first (declared last)
+
+void mail_pipeline::start_delivery() { engine_->start(); }
+
+void mail_pipeline::stop_delivery(std::chrono::seconds grace) { engine_->stop(grace); }
+
+void mail_pipeline::reload(const config::configuration& cfg) {
+    auto client_tls = delivery::client_tls_material::load(cfg);   // may throw: nothing applied yet
+    engine_->update_configuration(cfg);
+    engine_->set_client_tls(std::move(client_tls));
+}
+
+void mail_pipeline::flush_logs() {
+    receive_log_->flush();
+    send_log_->flush();
+}
+
+}  // namespace postern::app

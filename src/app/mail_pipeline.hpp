@@ -1,0 +1,44 @@
+// app/mail_pipeline.hpp: the durable part of `postern serve`, assembled in one place:
+// queue store, receive and send protocol logs, resolver and the delivery engine.
+//
+// The receive side commits through `receive_store()`, a thin wrapper that wakes the
+// delivery engine after every successful commit, so new mail goes out at once instead of
+// at the next poll. The engine itself commits DSNs to the plain store.
+#pragma once
+
+#include <memory>
+
+#include "config/schema.hpp"
+#include "delivery/engine.hpp"
+#include "log/protocol_log.hpp"
+#include "queue/store.hpp"
+#include "route/resolver.hpp"
+
+namespace postern::app {
+
+class mail_pipeline {
+public:
+    /// Opens the store and the logs and loads the client TLS material. Throws
+    /// std::runtime_error (or tls::tls_error) with one clear line.
+    explicit mail_pipeline(const config::configuration& cfg);
+    ~mail_pipeline();
+
+    queue::store& receive_store() { return *waking_store_; }
+    log::protocol_log& receive_log() { return *receive_log_; }
+
+    void start_delivery();
+    void stop_delivery(std::chrono::seconds grace);
+    /// Reload: new send connectors, [queue], [debug] and key material for next attempts.
+    void reload(const config::configuration& cfg);
+    void flush_logs();
+
+private:
+    std::unique_ptr<queue::store> store_;
+    std::unique_ptr<queue::store> waking_store_;
+    std::unique_ptr<log::protocol_log> receive_log_;
+    std::unique_ptr<log::protocol_log> send_log_;
+    std::unique_ptr<route::resolver> resolver_;
+    std::unique_ptr<delivery::engine> engine_;
+};
+
+}  // namespace postern::app
