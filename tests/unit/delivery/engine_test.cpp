@@ -492,7 +492,9 @@ TEST_F(engine_test, null_mx_bounces_with_5_1_10) {
     std::string dsn_text;
     for (const auto& e : dsns)
         if (e.mail_from.empty()) dsn_text = store_.load_body(e.id).value_or("");
-    if (!dsn_text.empty()) EXPECT_NE(dsn_text.find("Status: 5.1.10"), std::string::npos);
+    if (!dsn_text.empty()) {   // it may already have been handled (no connector routes example.test)
+        EXPECT_NE(dsn_text.find("Status: 5.1.10"), std::string::npos);
+    }
 }
 
 TEST_F(engine_test, unreachable_smart_host_defers_with_the_reason) {
