@@ -89,10 +89,12 @@ private:
 
 }  // namespace
 
-std::string encode_envelope(const envelope& env) {
+namespace {
+
+std::string encode(const envelope& env, unsigned char format) {
     std::string out;
     out.reserve(128 + env.recipients.size() * 64);
-    out.push_back(static_cast<char>(envelope_format_v1));
+    out.push_back(static_cast<char>(format));
     put_string(out, env.id);
     put_string(out, env.mail_from);
     put_bool(out, env.body_8bit);
@@ -105,6 +107,10 @@ std::string encode_envelope(const envelope& env) {
     put_string(out, env.session_id);
     put_time(out, env.received_at);
     put_bool(out, env.delay_notice_sent);
+    if (format >= envelope_format_v2) {
+        put_bool(out, env.held);
+        put_varint(out, env.body_size);
+    }
     put_varint(out, env.recipients.size());
     for (const auto& r : env.recipients) {
         put_string(out, r.address);
@@ -117,17 +123,25 @@ std::string encode_envelope(const envelope& env) {
     return out;
 }
 
+}  // namespace
+
+std::string encode_envelope(const envelope& env) { return encode(env, envelope_format_current); }
+
+std::string encode_envelope_v1(const envelope& env) { return encode(env, envelope_format_v1); }
+
 std::optional<envelope> decode_envelope(std::string_view bytes) {
     reader in(bytes);
     unsigned char format;
-    if (!in.byte(format) || format != envelope_format_v1) return std::nullopt;
+    if (!in.byte(format) || (format != envelope_format_v1 && format != envelope_format_v2)) return std::nullopt;
     envelope env;
     std::uint64_t count;
     bool ok = in.string(env.id) && in.string(env.mail_from) && in.boolean(env.body_8bit) &&
               in.boolean(env.smtputf8) && in.string(env.envid) && in.string(env.ret) &&
               in.string(env.client_address) && in.string(env.client_helo) &&
               in.string(env.receive_connector) && in.string(env.session_id) &&
-              in.time(env.received_at) && in.boolean(env.delay_notice_sent) && in.varint(count);
+              in.time(env.received_at) && in.boolean(env.delay_notice_sent) &&
+              (format < envelope_format_v2 || (in.boolean(env.held) && in.varint(env.body_size))) &&
+              in.varint(count);
     // Each recipient takes at least 12 bytes (four empty strings, state, attempts, time),
     // so a count the remaining bytes cannot hold is damage, caught before reserve().
     if (!ok || count > max_recipient_count || count > in.left() / 12) return std::nullopt;

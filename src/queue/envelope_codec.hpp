@@ -15,11 +15,18 @@
 
 namespace postern::queue {
 
-/// Format written by encode_envelope(). Bump it when the field list changes, and keep
-/// decoding the older formats.
+/// Formats. encode_envelope() writes the newest; decode_envelope() reads every one.
+/// Bump it when the field list changes, and keep decoding the older formats.
+///   v1: the first field list.
+///   v2: v1 + `held` and `body_size` after delay_notice_sent (v1 records read as
+///       held = false, body_size = 0).
 inline constexpr unsigned char envelope_format_v1 = 1;
+inline constexpr unsigned char envelope_format_v2 = 2;
+inline constexpr unsigned char envelope_format_current = envelope_format_v2;
 
 std::string encode_envelope(const envelope& env);
+/// The v1 form (no `held`, no `body_size`): kept so tests can prove old records still read.
+std::string encode_envelope_v1(const envelope& env);
 std::optional<envelope> decode_envelope(std::string_view bytes);
 
 }  // namespace postern::queue

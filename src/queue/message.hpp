@@ -36,6 +36,12 @@ struct envelope {
     std::string session_id;              // the protocol-log session that received it
     sys_time received_at{};
     bool delay_notice_sent = false;
+    /// Set by `postern queue hold`, cleared by `release`: delivery never attempts a held
+    /// message (delivery/scheduler.hpp).
+    bool held = false;
+    /// Octets of the body, set by the store at commit (0 in records written before the
+    /// field existed: then the body's own size is the answer).
+    std::uint64_t body_size = 0;
 };
 
 }  // namespace postern::queue

@@ -377,6 +377,7 @@ rocksdb_store::~rocksdb_store() {
 
 void rocksdb_store::commit(envelope env, std::string body, std::function<void(commit_result)> done) {
     env.id = ids_->next();
+    env.body_size = body.size();
     pending_write write{write_kind::commit, env.id, encode_envelope(env), std::move(body), std::move(done)};
     {
         std::lock_guard lock(mutex_);

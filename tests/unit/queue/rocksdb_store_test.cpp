@@ -61,6 +61,8 @@ TEST(rocksdb_store, commit_then_reopen_gives_identical_envelope_and_body) {
         EXPECT_EQ(loaded->recipients[1].state, recipient_state::failed);
         EXPECT_EQ(loaded->recipients[1].last_reply, env.recipients[1].last_reply);
         EXPECT_EQ(s->load_body(id), body);
+        EXPECT_EQ(loaded->body_size, body.size());   // set by the store at commit
+        EXPECT_FALSE(loaded->held);
     }
     auto all = s->list();
     ASSERT_EQ(all.size(), 2u);
