@@ -552,7 +552,8 @@ struct engine::impl {
     asio::awaitable<void> deliver_job(client_session& session, const job& j, const config::configuration& cfg) {
         auto env = store_.load_envelope(j.message_id);
         auto body = env ? store_.load_body(j.message_id) : std::nullopt;
-        if (!env || !body) {
+        // Held (or deleted) since the scan planned it: not attempted.
+        if (!env || !body || env->held) {
             release(j.message_id, j.recipients);
             co_return;
         }

@@ -26,6 +26,7 @@ std::uint32_t jitter_seed(const std::string& message_id) {
 plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
                   const std::function<bool(std::size_t)>& busy) {
     plan p;
+    if (env.held) return p;
     std::map<destination, std::size_t> index;   // destination -> position in p.jobs
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
         const auto& r = env.recipients[i];

@@ -51,6 +51,7 @@ struct plan {
 
 /// Groups the pending recipients of `env` that are due at `now` and not `busy` by
 /// destination, in recipient order (RFC 5321 §4.5.4.1: one transaction per next hop).
+/// A held message (`postern queue hold`) gives an empty plan.
 plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
                   const std::function<bool(std::size_t)>& busy = {});
 
