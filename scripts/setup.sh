@@ -57,7 +57,7 @@ build_and_run_fuzzers() {
         mkdir -p "build-fuzz/corpus-$t"
         seeds=()
         [ -d "tests/fuzz/seeds/$t" ] && seeds=("tests/fuzz/seeds/$t")
-        "build-fuzz/$t" -max_total_time=20 -print_final_stats=0 "build-fuzz/corpus-$t" "${seeds[@]}" 2>&1 | tail -n 2
+        "build-fuzz/tests/fuzz/$t" -max_total_time=20 -print_final_stats=0 "build-fuzz/corpus-$t" "${seeds[@]}" 2>&1 | tail -n 2
     done
 }
 
