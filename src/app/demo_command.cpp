@@ -665,8 +665,18 @@ int run_demo(const demo_args& args) {
             say("   B: " + at_b->value("verdict", std::string("-")));
             say("   B answered A: " + at_b->value("reply", ""));
         }
-        if (hop2.contains("b_queue")) say("   B's queue (postern queue list): " + hop2["b_queue"].dump());
-        else if (at_b) say("   (the message is in B's queue; B's receive log is the evidence here)");
+        if (hop2.contains("b_queue") && hop2["b_queue"].contains("messages")) {
+            for (const auto& m : hop2["b_queue"]["messages"]) {
+                std::string rcpts;
+                if (m.contains("recipients"))
+                    for (const auto& r : m["recipients"]) rcpts += (rcpts.empty() ? "" : ", ") + r.value("address", "");
+                say("   B's queue (postern queue list): " + m.value("id", "") + " from " + m.value("sender", "") +
+                    " to " + rcpts + ", " + m.value("status", "") +
+                    " (B's own mailbox delivery is not part of this demo)");
+            }
+        } else if (at_b) {
+            say("   (the message waits in B's queue; B's receive protocol log is the evidence here)");
+        }
         if (!(at_b && from_a)) say("   NOT delivered to B: " + failures.back().get<std::string>());
 
         story["hops"] = json::array({hop1, hop2});

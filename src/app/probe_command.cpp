@@ -379,7 +379,8 @@ int probe_main(const probe_args& a) {
     if (a.json) {
         std::cout << doc.dump(2) << "\n";
     } else {
-        std::cout << "Server:       " << doc["target"].get<std::string>() << " (" << c.remote() << ")\n"
+        const std::string target = doc["target"].get<std::string>();
+        std::cout << "Server:       " << target << (target == c.remote() ? "" : " (" + c.remote() + ")") << "\n"
                   << "Greeting:     " << pre.greeting << "\n"
                   << "STARTTLS:     " << (pre.caps.starttls ? "offered" : "not offered") << "\n";
         if (doc.contains("tls") && doc["tls"]["handshake"].get<bool>()) {
