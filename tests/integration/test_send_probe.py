@@ -174,6 +174,20 @@ class ProbeTest(PosternTestCase):
         self.assertEqual(p.returncode, 2)
 
 
+class NoStarttlsProbeTest(PosternTestCase):
+
+    def test_server_without_starttls_reaches_no_level(self):
+        server = self.start(config_text(connectors=[connector(tls="none")]))
+        p = postern("probe", f"127.0.0.1:{server.port()}", "--json", "--level", "encryption_only")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertFalse(doc["starttls_offered"])
+        self.assertEqual(doc["achieved"], "none")
+        self.assertIn("does not offer STARTTLS", doc["reason"])
+        p = postern("probe", f"127.0.0.1:{server.port()}", "--level", "none")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
 class OldTlsProbeTest(PosternTestCase):
 
     def test_tls10_only_peer_is_told_plainly(self):
