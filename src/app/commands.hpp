@@ -13,6 +13,7 @@ void add_config_command(CLI::App& app, int& exit_code);    // app/config_command
 void add_keyring_command(CLI::App& app, int& exit_code);   // app/keyring_command.cpp
 void add_ca_command(CLI::App& app, int& exit_code);        // app/ca_command.cpp
 void add_control_commands(CLI::App& app, int& exit_code);  // app/control_command.cpp: reload, stop
+void add_queue_command(CLI::App& app, int& exit_code);     // app/queue_command.cpp
 void add_send_command(CLI::App& app, int& exit_code);      // app/send_command.cpp
 void add_probe_command(CLI::App& app, int& exit_code);     // app/probe_command.cpp
 void add_demo_command(CLI::App& app, int& exit_code);      // app/demo_command.cpp

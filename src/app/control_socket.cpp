@@ -29,6 +29,8 @@ using nlohmann::json;
 using clock_type = std::chrono::steady_clock;
 
 constexpr std::size_t max_request = 4096;
+// Replies carry queue listings: allow large ones, but not without bound.
+constexpr std::size_t max_reply = 512ull * 1024 * 1024;
 
 struct fd_owner {
     int fd = -1;
@@ -74,7 +76,8 @@ int milliseconds_left(clock_type::time_point deadline) {
 
 /// Reads up to the first '\n' (excluded). Empty optional on timeout, end of file, error,
 /// an over-long line, or when `wake_fd` (if >= 0) becomes readable.
-std::optional<std::string> read_line(int fd, clock_type::time_point deadline, int wake_fd, std::string& error) {
+std::optional<std::string> read_line(int fd, clock_type::time_point deadline, int wake_fd, std::string& error,
+                                     std::size_t max_length = max_request) {
     std::string line;
     for (;;) {
         pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
@@ -92,7 +95,7 @@ std::optional<std::string> read_line(int fd, clock_type::time_point deadline, in
             error = "shutting down";
             return std::nullopt;
         }
-        char buf[512];
+        char buf[16384];
         ssize_t got = ::recv(fd, buf, sizeof buf, 0);
         if (got < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
@@ -103,14 +106,15 @@ std::optional<std::string> read_line(int fd, clock_type::time_point deadline, in
             error = "closed";
             return std::nullopt;
         }
+        const auto searched = line.size();
         line.append(buf, static_cast<std::size_t>(got));
-        if (auto nl = line.find('\n'); nl != std::string::npos) {
+        if (auto nl = line.find('\n', searched); nl != std::string::npos) {
             line.resize(nl);
             if (!line.empty() && line.back() == '\r') line.pop_back();
             return line;
         }
-        if (line.size() > max_request) {
-            error = "request too long";
+        if (line.size() > max_length) {
+            error = max_length == max_request ? "request too long" : "reply too long";
             return std::nullopt;
         }
     }
@@ -135,8 +139,11 @@ std::string reply_line(const control_reply& r) {
         if (!r.message.empty()) j["message"] = r.message;
     } else {
         j["error"] = r.error;
+        if (r.bad_request) j["bad_request"] = true;
     }
-    return j.dump() + "\n";
+    if (!r.data.is_null()) j["data"] = r.data;
+    // Stored text (a peer's reply, a client's headers) need not be UTF-8: replace, never throw.
+    return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 control_reply failure(std::string error) { return {false, "", std::move(error)}; }
@@ -273,8 +280,9 @@ void control_socket::impl::answer(fd_owner connection) {
     }
 
     std::string command;
+    json request;
     try {
-        json request = json::parse(*line);
+        request = json::parse(*line);
         if (request.is_object() && request.contains("command") && request["command"].is_string())
             command = request["command"].get<std::string>();
     } catch (const json::exception&) {
@@ -290,8 +298,22 @@ void control_socket::impl::answer(fd_owner connection) {
         } catch (const std::exception& e) {
             reply = failure(e.what());
         }
+    } else if (command.starts_with("queue-")) {
+        // Changes are logged; looking is not worth a line each time.
+        if (command == "queue-list" || command == "queue-show")
+            spdlog::debug("control socket: {} requested by uid {} (pid {})", command, peer.uid, peer.pid);
+        else
+            spdlog::info("control socket: {} {} requested by uid {} (pid {})", command,
+                         request.value("id", std::string("(all)")), peer.uid, peer.pid);
+        try {
+            reply = handlers.queue ? handlers.queue(request) : failure(command + " is not available");
+        } catch (const std::exception& e) {
+            reply = failure(e.what());
+        }
     } else {
-        reply = failure("unknown command \"" + command + "\" (known: reload, stop)");
+        reply = failure("unknown command \"" + command +
+                        "\" (known: reload, stop, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
+                        "queue-delete)");
     }
     write_all(connection.fd, reply_line(reply));
     if (command == "stop" && reply.ok) {
@@ -341,6 +363,11 @@ const std::filesystem::path& control_socket::path() const { return impl_->option
 
 control_reply control_request(const std::filesystem::path& socket, const std::string& command,
                               std::chrono::milliseconds timeout, bool wait_for_close) {
+    return control_exchange(socket, json{{"command", command}}, timeout, wait_for_close);
+}
+
+control_reply control_exchange(const std::filesystem::path& socket, const nlohmann::json& request,
+                              std::chrono::milliseconds timeout, bool wait_for_close) {
     const auto deadline = clock_type::now() + timeout;
     const std::string where = "socket " + socket.string();
     fd_owner fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -353,8 +380,12 @@ control_reply control_request(const std::filesystem::path& socket, const std::st
     }
     switch (err) {
         case 0: break;
-        case ENOENT: return failure("no server is running (" + where + ": no such file)");
-        case ECONNREFUSED: return failure("no server is running (" + where + ": connection refused)");
+        case ENOENT:
+        case ECONNREFUSED: {
+            auto r = failure("no server is running (" + where + (err == ENOENT ? ": no such file)" : ": connection refused)"));
+            r.no_server = true;
+            return r;
+        }
         case EACCES:
         case EPERM:
             return failure(where + ": permission denied (only root and the service user may use it)");
@@ -362,11 +393,11 @@ control_reply control_request(const std::filesystem::path& socket, const std::st
     }
     // A server that refuses this peer answers at once and closes without reading, so a
     // failed send may still leave its refusal waiting to be read: read before giving up.
-    const bool sent = write_all(fd.fd, json{{"command", command}}.dump() + "\n");
+    const bool sent = write_all(fd.fd, request.dump() + "\n");
     const int send_errno = errno;
 
     std::string error;
-    auto line = read_line(fd.fd, deadline, -1, error);
+    auto line = read_line(fd.fd, deadline, -1, error, max_reply);
     if (!line && !sent) return failure(where + ": cannot send the request: " + std::strerror(send_errno));
     if (!line) {
         if (error == "closed") return failure(where + ": the server closed the connection without a reply");
@@ -380,6 +411,8 @@ control_reply control_request(const std::filesystem::path& socket, const std::st
         reply.ok = j.value("ok", false);
         reply.message = j.value("message", "");
         reply.error = j.value("error", reply.ok ? "" : "the server refused without a reason");
+        reply.bad_request = j.value("bad_request", false);
+        if (auto it = j.find("data"); it != j.end()) reply.data = *it;
     } catch (const json::exception&) {
         return failure(where + ": a reply that is not JSON: " + line->substr(0, 200));
     }

@@ -8,6 +8,10 @@
 //     -> {"command":"stop"}          <- {"ok":true,"message":"..."}, and the connection stays
 //                                       open until the server has stopped (the client reads
 //                                       to end of file to know when it is gone)
+//     -> {"command":"queue-list"}    <- {"ok":true,"message":"...","data":{...}}
+//     -> {"command":"queue-show","id":"0006..."}   (and queue-retry [id], queue-hold,
+//        queue-release, queue-delete): the `postern queue` commands; requests carry their
+//        arguments, replies their JSON data (app/queue_operations.hpp has the forms)
 //
 // Only root and the service user may talk to it: the file mode keeps others from
 // connecting, and SO_PEERCRED is checked on every connection (refusals are logged), so
@@ -27,17 +31,36 @@
 
 #include <sys/types.h>
 
+#include <nlohmann/json.hpp>
+
 namespace postern::app {
 
 struct control_reply {
+    control_reply() = default;
+    control_reply(bool ok_, std::string message_, std::string error_)
+        : ok(ok_), message(std::move(message_)), error(std::move(error_)) {}
+
     bool ok = false;
     std::string message;   // ok: what happened (may be empty)
     std::string error;     // not ok: one line saying why
+    nlohmann::json data;   // queue-list, queue-show: the answer (null when none)
+    /// Client side: no server listens (no socket file, or connection refused), so the
+    /// caller may work without one (`postern queue` opens the store directly).
+    bool no_server = false;
+    /// Server side: the request itself was wrong (bad id, missing argument).
+    bool bad_request = false;
 };
 
 struct control_handlers {
+    control_handlers() = default;
+    control_handlers(std::function<control_reply()> reload_, std::function<control_reply()> stop_,
+                     std::function<control_reply(const nlohmann::json&)> queue_ = {})
+        : reload(std::move(reload_)), stop(std::move(stop_)), queue(std::move(queue_)) {}
+
     std::function<control_reply()> reload;
     std::function<control_reply()> stop;
+    /// The queue-* commands, with the whole request object.
+    std::function<control_reply(const nlohmann::json& request)> queue;
 };
 
 struct control_socket_options {
@@ -76,6 +99,9 @@ private:
 /// `timeout` in all) until the server closes the connection. Connection failures come back
 /// as ok=false with a clear error ("no server is running (socket X: connection refused)").
 control_reply control_request(const std::filesystem::path& socket, const std::string& command,
+                              std::chrono::milliseconds timeout, bool wait_for_close = false);
+/// Same with a whole request object ({"command": ..., arguments...}).
+control_reply control_exchange(const std::filesystem::path& socket, const nlohmann::json& request,
                               std::chrono::milliseconds timeout, bool wait_for_close = false);
 
 }  // namespace postern::app

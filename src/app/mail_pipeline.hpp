@@ -4,10 +4,19 @@
 // The receive side commits through `receive_store()`, a thin wrapper that wakes the
 // delivery engine after every successful commit, so new mail goes out at once instead of
 // at the next poll. The engine itself commits DSNs to the plain store.
+//
+// The `postern queue` operations (app/queue_operations.hpp) run here too, for the control
+// socket: they and the engine's recipient updates share one envelope lock, and an update
+// from the engine never changes the `held` flag (only hold and release do), so a delivery
+// result that lands just after a hold cannot undo it.
 #pragma once
 
 #include <memory>
+#include <mutex>
 
+#include <nlohmann/json.hpp>
+
+#include "app/queue_operations.hpp"
 #include "config/schema.hpp"
 #include "delivery/engine.hpp"
 #include "log/protocol_log.hpp"
@@ -32,8 +41,15 @@ public:
     void reload(const config::configuration& cfg);
     void flush_logs();
 
+    /// One queue-* request of the control socket; changes go to the server log, and
+    /// retry and release wake the delivery engine.
+    queue_result queue_request(const nlohmann::json& request);
+
 private:
+    std::mutex envelope_mutex_;   // before the stores and operations that refer to it
     std::unique_ptr<queue::store> store_;
+    std::unique_ptr<queue::store> engine_store_;
+    std::unique_ptr<queue_operations> queue_ops_;
     std::unique_ptr<queue::store> waking_store_;
     std::unique_ptr<log::protocol_log> receive_log_;
     std::unique_ptr<log::protocol_log> send_log_;

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     postern::app::add_keyring_command(app, exit_code);
     postern::app::add_ca_command(app, exit_code);
     postern::app::add_control_commands(app, exit_code);
+    postern::app::add_queue_command(app, exit_code);
     postern::app::add_send_command(app, exit_code);
     postern::app::add_probe_command(app, exit_code);
     postern::app::add_demo_command(app, exit_code);

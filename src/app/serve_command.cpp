@@ -214,7 +214,15 @@ int serve(const serve_options& opt) {
         stopping = true;
         return {true, "", ""};
     };
-    control.start({reload_now, stop_now});
+    // Queue requests need no server-wide lock: the pipeline serialises envelope changes.
+    auto queue_now = [&](const nlohmann::json& request) -> control_reply {
+        auto r = pipeline->queue_request(request);
+        control_reply reply{r.ok, std::move(r.message), std::move(r.error)};
+        reply.data = std::move(r.data);
+        reply.bad_request = r.bad_request;
+        return reply;
+    };
+    control.start({reload_now, stop_now, queue_now});
     struct control_guard {   // no request reaches the handlers once the server is gone
         control_socket& c;
         ~control_guard() { c.stop_serving(); }
