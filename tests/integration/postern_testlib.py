@@ -356,21 +356,27 @@ class Postern:
         """Runs `postern <args>` (e.g. "queue", "-c", FILE, "list")."""
         return run([postern_bin(), *args], timeout=timeout, check=False)
 
-    def queue_list(self):
-        """The queued envelopes as `postern queue -c FILE list --json` reports them, or None
-        when the command is not available (not implemented yet)."""
-        p = self.cli("queue", "-c", self.config_file, "list", "--json")
+    def queue(self, *args, timeout=60):
+        """Runs `postern queue -c FILE <args>` (works with the server running or stopped)."""
+        return self.cli("queue", "-c", self.config_file, *args, timeout=timeout)
+
+    def queue_list(self, strict=False):
+        """The queued messages as `postern queue -c FILE list --json` reports them: a list of
+        {"id", "received_at", "sender", "size", "held", "status", "reason", "recipients":
+        [{"address", "state", "attempts", "next_attempt", "last_reply", ...}]}.
+        On failure: None, or with strict=True a PosternError with the command's stderr."""
+        p = self.queue("list", "--json")
         if p.returncode != 0:
+            if strict:
+                raise PosternError(f"postern queue list failed ({p.returncode}): {p.stderr.strip()}")
             return None
         try:
             data = json.loads(p.stdout)
         except ValueError:
+            if strict:
+                raise PosternError(f"postern queue list --json printed no JSON: {p.stdout[:500]!r}")
             return None
-        if isinstance(data, dict):
-            for key in ("messages", "queue", "envelopes"):
-                if key in data:
-                    return data[key]
-        return data
+        return data["messages"] if isinstance(data, dict) and "messages" in data else data
 
 
 def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_failure=False,

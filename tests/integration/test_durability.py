@@ -55,12 +55,10 @@ class Restart(PosternTestCase):
         # the acknowledgements are in the protocol log of the first run
         self.assertEqual(sum(ProtocolLog.accepted_messages(r)
                              for r in second.protocol_log().sessions().values()), 20)
-        queue = second.queue_list()
-        if queue is None:
-            # TODO: precise check once `postern queue list` exists (DESIGN §4)
-            self.skipTest("`postern queue -c FILE list --json` not available: "
-                          "restart verified, queue contents not checked")
-        queued_ids = {str(e.get("id")) for e in queue}
+        # every acknowledged id is still queued (the send connector's next hop refuses,
+        # so nothing has left)
+        queue = second.queue_list(strict=True)
+        queued_ids = {str(e["id"]) for e in queue}
         missing = [i for i in ids if i not in queued_ids]
         self.assertEqual(missing, [], f"acknowledged but gone after restart: {missing}")
 
@@ -95,11 +93,8 @@ class Restart(PosternTestCase):
         with lock:
             ids = list(acknowledged)
         second = self.start(config, data_dir=first.data_dir, base_dir=first.base)
-        queue = second.queue_list()
-        if queue is None:
-            self.skipTest("TODO: `postern queue list` not available: "
-                          f"{len(ids)} acknowledged before the crash, survival not checked")
-        queued_ids = {str(e.get("id")) for e in queue}
+        queue = second.queue_list(strict=True)
+        queued_ids = {str(e["id"]) for e in queue}
         missing = [i for i in ids if i not in queued_ids]
         self.assertEqual(missing, [], f"{len(missing)} of {len(ids)} acknowledged messages lost")
 
