@@ -230,7 +230,10 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
         case client_action::kind::start_tls: {
             auto hs = co_await handshake();
             if (!hs.ok) {
+                // DESIGN §6: a failed handshake is a TLS outcome too; its verdict line, with
+                // the reason, goes to this session's log before the '-' line.
                 verdict_ = no_tls_verdict(target_.expectation, hs.reason);
+                log({{transcript_line::kind::info, verdict_->log_line()}});
                 act = fsm_->resume(client_event::tls_failed(hs.reason));
                 break;
             }

@@ -2,6 +2,7 @@
 // SMTP server on a loopback port chosen by the OS.
 #include "delivery/client_session.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -200,6 +201,44 @@ TEST(client_session, required_starttls_missing_defers_without_sending_mail) {
     EXPECT_TRUE(report.failure->tls_setup);
     EXPECT_FALSE(report.verdict.ok());
     EXPECT_TRUE(sink.has("reason=STARTTLS not offered"));
+    EXPECT_FALSE(sink.has("> MAIL"));
+}
+
+TEST(client_session, failed_handshake_logs_its_verdict_with_the_reason_before_the_end) {
+    scripted_server server;
+    // STARTTLS accepted, then the connection closes: the handshake fails.
+    server.run({{"", "220 mx ESMTP\r\n"},
+                {"EHLO", "250-mx\r\n250 STARTTLS\r\n"},
+                {"STARTTLS", "220 go ahead\r\n"},
+                {"", "<close>"}});
+    recording_sink sink;
+    asio::io_context io;
+    session_target target;
+    target.host = "mx.partner.test";
+    target.endpoint = server.endpoint();
+    target.plan.starttls = client_settings::starttls_use::required;
+    target.expectation.required = auth_level::encryption_only;
+    target.expectation.require_tls = true;
+    target.tls.reset(SSL_CTX_new(TLS_client_method()), &SSL_CTX_free);
+    auto fut = asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<open_report> {
+            client_session s(io.get_executor(), {}, sink);
+            co_return co_await s.open(target);
+        },
+        asio::use_future);
+    io.run();
+    auto report = fut.get();
+    EXPECT_FALSE(report.ready);
+    ASSERT_TRUE(report.failure);
+    EXPECT_TRUE(report.failure->tls_setup);
+    // DESIGN §6: every session logs its TLS outcome, on failure with the exact reason.
+    auto verdict = std::find_if(sink.lines.begin(), sink.lines.end(), [](const std::string& l) {
+        return l.rfind("* TLS not used", 0) == 0 && l.find("verdict=fail; reason=TLS handshake failed") != std::string::npos;
+    });
+    ASSERT_NE(verdict, sink.lines.end()) << ::testing::PrintToString(sink.lines);
+    auto end = std::find(sink.lines.begin(), sink.lines.end(), "-");
+    EXPECT_LT(verdict, end);
     EXPECT_FALSE(sink.has("> MAIL"));
 }
 
