@@ -17,6 +17,20 @@ std::string recipient_domain(const std::string& address) {
     return domain;
 }
 
+namespace {
+
+std::string duration_text(std::chrono::seconds d) {
+    // The largest exact unit, as the configuration writes it: "2d", "36h", "90m", "3s".
+    const auto s = d.count();
+    constexpr std::pair<long long, char> units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+    if (s != 0)
+        for (auto [unit, name] : units)
+            if (s % unit == 0) return std::to_string(s / unit) + name;
+    return std::to_string(s) + "s";
+}
+
+}  // namespace
+
 std::uint32_t jitter_seed(const std::string& message_id) {
     std::uint32_t h = 2166136261u;   // FNV-1a
     for (unsigned char c : message_id) h = (h ^ c) * 16777619u;
@@ -67,8 +81,8 @@ decision apply_result(queue::recipient& rcpt, const recipient_result& result, co
     // RFC 5321 §4.5.4.1: give up after the configured time in the queue (default 2 days;
     // the RFC suggests 4-5); the DSN then carries the last reason.
     if (queue::expired(env.received_at, now, queue.expire)) {
-        rcpt.last_reply = "expired after " + std::to_string(queue.expire.count() / 3600) +
-                          "h in the queue; last attempt: " + rcpt.last_reply;
+        rcpt.last_reply = "expired after " + duration_text(queue.expire) + " in the queue; last attempt: " +
+                          rcpt.last_reply;
         return decision::bounce;
     }
     const auto delay = queue::next_delay(queue.retry, rcpt.attempts, jitter_seed(env.id));

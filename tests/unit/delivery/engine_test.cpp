@@ -332,6 +332,13 @@ TEST(scheduler, results_become_states_retries_and_bounces) {
     EXPECT_EQ(apply_result(old, transient, env, q, env.received_at + 49h), decision::bounce);
     EXPECT_NE(old.last_reply.find("expired"), std::string::npos);
     EXPECT_NE(old.last_reply.find("451 4.3.0 try later"), std::string::npos);
+    EXPECT_NE(old.last_reply.find("expired after 2d in the queue"), std::string::npos) << old.last_reply;
+    // An expiry shorter than an hour is said as configured, not as "0h".
+    auto short_queue = q;
+    short_queue.expire = 3s;
+    queue::recipient brief = env.recipients[0];
+    EXPECT_EQ(apply_result(brief, transient, env, short_queue, env.received_at + 4s), decision::bounce);
+    EXPECT_NE(brief.last_reply.find("expired after 3s in the queue"), std::string::npos) << brief.last_reply;
 
     recipient_result ok;
     ok.what = verdict::delivered;
