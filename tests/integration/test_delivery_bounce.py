@@ -1,0 +1,116 @@
+"""Refused deliveries bounce at expiry (DESIGN.md §3 [queue] retry/expire, require_tls:
+"defer, then bounce (DSN)"; RFC 3464 delivery status notifications).
+
+[queue] expire is a few seconds and retry one second, so the message that a require_tls
+connector may not send (the next hop offers no STARTTLS, or its certificate has the
+wrong name) expires within the test. The sender's domain routes to a fake next hop that
+records what it receives: the DSN comes from the null sender, is multipart/report with a
+message/delivery-status part (Action: failed) for the refused recipient only, and its
+text names the TLS reason. The refused next hops never see MAIL, and the message leaves
+the queue.
+"""
+
+import email
+import email.policy
+import unittest
+
+from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, relay_connector,
+                            require_delivery, submit)
+from postern_testlib import (SERVER_NAME, PosternTestCase, config_text, hold_send_connector,
+                             wait_until)
+
+EXPIRE = "3s"
+
+
+class ExpiryBounce(PosternTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.notls = NextHop("no-starttls")
+        self.wrong = NextHop("wrong")
+        self.sender_hop = NextHop("no-starttls")      # client.test: where bounces go
+        for h in (self.notls, self.wrong, self.sender_hop):
+            self.addCleanup(h.stop)
+        required = {"require_tls": True, "tls_auth_level": "domain_validation",
+                    "tls_domain": SERVER_NAME}
+        self.a = self.start(config_text(
+            [relay_connector()],
+            queue={"retry": ["1s"], "expire": EXPIRE, "delay_notice": "1h"},
+            send_connectors=[
+                dict(name="to-notls", address_spaces=["notls.test"],
+                     smart_hosts=[f"127.0.0.1:{self.notls.port}"], **required),
+                dict(name="to-wrong", address_spaces=["wrong.test"],
+                     smart_hosts=[f"127.0.0.1:{self.wrong.port}"], **required),
+                {"name": "to-sender", "address_spaces": ["client.test"],
+                 "smart_hosts": [f"127.0.0.1:{self.sender_hop.port}"]},
+                hold_send_connector()]))
+        require_delivery(self, self.a)
+
+    def bounces(self):
+        """Messages the sender's next hop received, parsed, with their envelope sender."""
+        out = []
+        for _, mail_from, rcpts, data in self.sender_hop.received():
+            out.append((mail_from, rcpts, email.message_from_string(data, policy=email.policy.default), data))
+        return out
+
+    def dsn_for(self, rcpt):
+        for mail_from, rcpts, msg, raw in self.bounces():
+            if rcpt in raw:
+                return mail_from, rcpts, msg, raw
+        return None
+
+    def check_dsn(self, rcpt, original_mid, reason_pattern):
+        got = wait_until(lambda: self.dsn_for(rcpt), DELIVERY_TIMEOUT,
+                         what=f"the DSN for {rcpt} at the sender's next hop")
+        mail_from, rcpts, msg, raw = got
+        # From the null sender (RFC 5321 §4.5.5), to the original sender.
+        self.assertTrue(mail_from.startswith("MAIL FROM:<>"), mail_from)
+        self.assertEqual(rcpts, ["RCPT TO:<alice@client.test>"])
+        # RFC 3464 §2: multipart/report; report-type=delivery-status.
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        parts = list(msg.iter_parts())
+        self.assertGreaterEqual(len(parts), 2)
+        self.assertEqual(parts[0].get_content_type(), "text/plain")
+        self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
+        human = parts[0].get_content()
+        self.assertIn(f"<{rcpt}>", human)
+        self.assertRegex(human, reason_pattern)
+        # The fields as sent (the parser would refold long ones).
+        status = raw[raw.index("Content-Type: message/delivery-status"):]
+        self.assertRegex(status, r"(?m)^Reporting-MTA: dns; " + SERVER_NAME.replace(".", r"\."))
+        self.assertRegex(status, rf"(?m)^Final-Recipient: rfc822; {rcpt}")
+        self.assertRegex(status, r"(?m)^Action: failed")
+        self.assertRegex(status, r"(?m)^Status: [45]\.\d+\.\d+")
+        self.assertRegex(status, r"(?m)^Diagnostic-Code: smtp; .*" + reason_pattern)
+        # The original's headers come back (text/rfc822-headers), so the sender can tell which.
+        self.assertIn(original_mid, raw)
+        return msg
+
+    def test_refused_messages_bounce_at_expiry_with_the_tls_reason(self):
+        mid_notls = submit(self.a, "bob@notls.test", "no STARTTLS there")
+        mid_wrong = submit(self.a, "carol@wrong.test", "wrong name there")
+
+        self.check_dsn("bob@notls.test", mid_notls, r"STARTTLS not offered")
+        self.check_dsn("carol@wrong.test", mid_wrong, r"certificate name mismatch")
+        self.assertRegex(self.dsn_for("bob@notls.test")[3], r"expired after " + EXPIRE + " in the queue")
+        # One DSN per message, each naming only its own recipient.
+        self.assertEqual(len(self.bounces()), 2)
+        self.assertNotIn("carol@wrong.test", self.dsn_for("bob@notls.test")[3])
+
+        # Refused next hops never saw MAIL, however often they were tried.
+        for hop in (self.notls, self.wrong):
+            self.assertEqual(hop.received(), [])
+            self.assertEqual(hop.mail_commands, 0)
+        self.assertGreaterEqual(self.notls.connections, 1)
+        for name in ("to-notls", "to-wrong"):
+            self.assertFalse(any(l.startswith("MAIL FROM") for l in connector_lines(self.a, name)))
+        # The DSN itself went out through the sender's connector.
+        self.assertTrue(any(l.startswith("MAIL FROM:<>") for l in connector_lines(self.a, "to-sender")))
+        if self.a.queue_list() is not None:
+            wait_until(lambda: self.a.queue_list() == [], DELIVERY_TIMEOUT,
+                       what="the queue to be empty after the bounces went out")
+
+
+if __name__ == "__main__":
+    unittest.main()
