@@ -264,7 +264,9 @@ TEST(lab_ca, root_and_leaf_follow_the_contract) {
     EXPECT_TRUE(is_ca(root));
     EXPECT_TRUE(is_self_signed(root));
     int critical = 0;
-    X509_get_ext_d2i(root, NID_basic_constraints, &critical, nullptr);
+    auto* constraints = static_cast<BASIC_CONSTRAINTS*>(X509_get_ext_d2i(root, NID_basic_constraints, &critical, nullptr));
+    ASSERT_NE(constraints, nullptr);
+    BASIC_CONSTRAINTS_free(constraints);
     EXPECT_EQ(critical, 1);
     EXPECT_TRUE(X509_get_key_usage(const_cast<X509*>(root)) & KU_KEY_CERT_SIGN);
 
