@@ -488,8 +488,9 @@ int run_demo(const demo_args& args) {
         return ok;
     };
 
-    organisation a{"A", "org A", "mx.a.demo.test", "a.demo.test"};
-    organisation b{"B", "org B", "mx.b.demo.test", "b.demo.test"};
+    organisation a, b;
+    a.tag = "A", a.label = "org A", a.host = "mx.a.demo.test", a.domain = "a.demo.test";
+    b.tag = "B", b.label = "org B", b.host = "mx.b.demo.test", b.domain = "b.demo.test";
     for (auto* o : {&a, &b}) {
         o->dir = work / (o->tag == "A" ? "a" : "b");
         o->data = o->dir / "data";
