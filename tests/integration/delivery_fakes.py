@@ -254,3 +254,15 @@ def queued_recipient(server, address):
             if r.get("address") == address:
                 return r
     return None
+
+
+def wait_sessions_logged(server, connector_names, timeout=DELIVERY_TIMEOUT):
+    """Waits until each named send connector has a finished session (its '-' line) in the
+    send log. A fake records a message before Postern has read the 250 and logged the
+    rest of the session, so checks of later lines wait for this first."""
+    names = set(connector_names)
+
+    def done():
+        ended = {r["connector-id"] for r in send_log_rows(server) if r["event"] == "-"}
+        return names <= ended
+    wait_until(done, timeout, what=f"finished sessions of {sorted(names)} in the send log")

@@ -15,7 +15,7 @@ import email.policy
 import unittest
 
 from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, relay_connector,
-                            require_delivery, submit)
+                            require_delivery, submit, wait_sessions_logged)
 from postern_testlib import (SERVER_NAME, PosternTestCase, config_text, hold_send_connector,
                              wait_until)
 
@@ -106,6 +106,7 @@ class ExpiryBounce(PosternTestCase):
         for name in ("to-notls", "to-wrong"):
             self.assertFalse(any(l.startswith("MAIL FROM") for l in connector_lines(self.a, name)))
         # The DSN itself went out through the sender's connector.
+        wait_sessions_logged(self.a, ["to-sender"])
         self.assertTrue(any(l.startswith("MAIL FROM:<>") for l in connector_lines(self.a, "to-sender")))
         if self.a.queue_list() is not None:
             wait_until(lambda: self.a.queue_list() == [], DELIVERY_TIMEOUT,

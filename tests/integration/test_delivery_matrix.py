@@ -17,7 +17,7 @@ import tempfile
 import unittest
 
 from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, relay_connector,
-                            require_delivery, submit)
+                            require_delivery, submit, wait_sessions_logged)
 from postern_testlib import (SERVER_NAME, PosternTestCase, config_text, hold_send_connector,
                              postern_bin, run, start_postern, wait_until)
 
@@ -105,6 +105,9 @@ class TlsMatrix(PosternTestCase):
                        for row, fake in refused)
         wait_until(refusals_logged, DELIVERY_TIMEOUT, what="every refused pair's verdict in the send log")
 
+        # Every delivered pair's session is over before its log lines are read.
+        wait_sessions_logged(a, [connector_name(row, fake) for row, (_, outcomes) in MATRIX.items()
+                                 for fake, how in outcomes.items() if how is not None])
         got = received()
         for (dom, fake), how in sorted(expected_sent.items()):
             with self.subTest(pair=dom):
@@ -126,8 +129,9 @@ class TlsMatrix(PosternTestCase):
 
         # The log says why: opportunistic 454 went out in plaintext after the refusal;
         # the verdict lines name the level achieved against the level required.
-        self.assertTrue(any("TLS failed (" in l and "sent in plaintext" in l
-                            for l in connector_lines(a, connector_name("opportunistic", "refused"))))
+        wait_until(lambda: any("TLS failed (" in l and "sent in plaintext" in l
+                               for l in connector_lines(a, connector_name("opportunistic", "refused"))),
+                   DELIVERY_TIMEOUT, what="the plaintext fallback line after the 454")
         self.assertTrue(any("achieved=certificate_validation required=domain_validation; verdict=fail" in l
                             for l in connector_lines(a, connector_name("domain", "wrongname"))))
         self.assertTrue(any("achieved=encryption_only required=certificate_validation; verdict=fail" in l

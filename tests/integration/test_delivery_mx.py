@@ -87,7 +87,11 @@ class MxRouting(PosternTestCase):
         wait_until(lambda: self.rcpts_at("127.0.0.3"), DELIVERY_TIMEOUT, what="mx2.pref.test to get it")
         self.assertEqual(self.hops["127.0.0.3"].message_ids(), [mid])
         # mx1 was tried first: its failed connect is in the send log, before mx2's session.
-        rows = [r for r in send_log_rows(self.a) if r["connector-id"] == "by-mx"]
+        def both_sessions_logged():
+            rows = [r for r in send_log_rows(self.a) if r["connector-id"] == "by-mx"]
+            ends = {r["remote-endpoint"] for r in rows if r["event"] == "-"}
+            return rows if {f"127.0.0.2:{self.mx_port}", f"127.0.0.3:{self.mx_port}"} <= ends else None
+        rows = wait_until(both_sessions_logged, DELIVERY_TIMEOUT, what="both sessions in the send log")
         first_down = next(i for i, r in enumerate(rows)
                           if r["remote-endpoint"] == f"127.0.0.2:{self.mx_port}")
         first_up = next(i for i, r in enumerate(rows)
