@@ -3,17 +3,26 @@
 // Opens N concurrent sessions; each does EHLO, STARTTLS, EHLO, then loops MAIL/RCPT/DATA
 // on the same connection with a message of S octets, until the duration has passed or
 // the total count is reached. Reports messages/s and the latency of a whole transaction
-// (MAIL sent -> 250 after the final dot): p50, p99, max.
+// (MAIL sent -> 250 after the final dot): p50, p99, max, and its own CPU time per
+// message (user+system of this process over the measured window, getrusage).
+//
+// The client is meant to cost little, since it shares the machine with the server:
+// when the server advertises PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
+// write and their three replies are read together; the message and the final dot go
+// out in one write. Without PIPELINING every command waits for its reply. --no-pipelining
+// forces the latter.
 //
 //   smtp_load --port 2525 [--host 127.0.0.1] [--sessions 16] [--size 1024]
 //             [--duration 10 | --count 1000] [--ca ca.pem --sni mx.example.test]
-//             [--no-tls] [--to bob@example.test] [--from alice@client.test] [--json]
+//             [--no-tls] [--no-pipelining] [--to bob@example.test]
+//             [--from alice@client.test] [--json]
 //
 // One thread runs every session (the server gets the other cores); Boost.Asio 1.81 C++20
 // coroutines, OpenSSL through asio::ssl. Exit status 0 when at least one message was
 // accepted and no session failed to set up, 1 otherwise, 2 on bad usage.
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +30,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -45,6 +56,7 @@ struct options {
     std::string ca;                       // verify the server against this CA file
     std::string sni;                      // and this name (default: none, no name check)
     bool tls = true;
+    bool pipelining = true;               // use it when the server advertises it
     std::string from = "alice@client.test";
     std::string to = "bob@example.test";
     std::string helo = "load.client.test";
@@ -60,13 +72,43 @@ struct shared_state {
     options opt;
     std::string body;                     // the message, CRLF lines, no terminator
     clock_type::time_point start, deadline;
+    double cpu_start = 0;                 // own user+system seconds when the gate opened
     long tickets = 0;                     // count mode: messages left to send
     int not_ready = 0;                    // sessions still setting up
     std::optional<asio::steady_timer> gate;   // opened when every session is ready
     std::vector<double> latencies_ms;
     long accepted = 0, refused = 0, setup_failures = 0, broken = 0;
+    long pipelined_sessions = 0;          // sessions that used PIPELINING
     std::string first_error;
 };
+
+double own_cpu_seconds() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// True when a multi-line EHLO reply lists the keyword (case-insensitive, RFC 5321 §4.1.1.1).
+bool advertises(const std::string& ehlo_text, std::string_view keyword) {
+    std::size_t pos = 0;
+    while (pos < ehlo_text.size()) {
+        std::size_t end = ehlo_text.find('\n', pos);
+        if (end == std::string::npos) end = ehlo_text.size();
+        std::string_view line(ehlo_text.data() + pos, end - pos);
+        if (line.size() >= 4) {
+            line.remove_prefix(4);                            // "250-" / "250 "
+            std::string_view word = line.substr(0, line.find(' '));
+            if (word.size() == keyword.size() &&
+                std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
+                    return std::toupper(static_cast<unsigned char>(a)) == b;
+                }))
+                return true;
+        }
+        pos = end + 1;
+    }
+    return false;
+}
 
 void note_error(shared_state& s, const std::string& what) {
     if (s.first_error.empty()) s.first_error = what;
@@ -86,19 +128,25 @@ std::string make_body(std::size_t size, const options& o) {
 template <class Stream>
 awaitable<reply> read_reply(Stream& stream, std::string& buf) {
     reply r;
+    std::size_t pos = 0;                  // start of the current line in buf
     for (;;) {
         std::size_t eol;
-        while ((eol = buf.find("\r\n")) == std::string::npos) {
+        while ((eol = buf.find("\r\n", pos)) == std::string::npos) {
             char chunk[16384];
             std::size_t n = co_await stream.async_read_some(asio::buffer(chunk), use_awaitable);
             buf.append(chunk, n);
         }
-        std::string line = buf.substr(0, eol);
-        buf.erase(0, eol + 2);
+        std::string_view line(buf.data() + pos, eol - pos);
         if (!r.text.empty()) r.text += '\n';
         r.text += line;
+        pos = eol + 2;
         if (line.size() < 4 || line[3] != '-') {
-            r.code = line.size() >= 3 ? std::atoi(line.substr(0, 3).c_str()) : 0;
+            r.code = line.size() >= 3 ? (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0') : 0;
+            if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
+                !std::isdigit(static_cast<unsigned char>(line[1])) ||
+                !std::isdigit(static_cast<unsigned char>(line[2])))
+                r.code = 0;
+            buf.erase(0, pos);
             co_return r;
         }
     }
@@ -120,12 +168,20 @@ void expect(const reply& r, int code, std::string_view step) {
     if (r.code != code) throw setup_error(fmt::format("{}: expected {}, got: {}", step, code, r.text));
 }
 
+void record(shared_state& s, clock_type::time_point t0) {
+    s.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+    ++s.accepted;
+}
+
 // The measured loop: MAIL, RCPT, DATA, body, one latency sample per transaction.
+// Pipelined: [MAIL RCPT DATA] in one write, three replies, then [body "."] in one write.
 template <class Stream>
-awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s) {
+awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s, bool pipelined) {
     const std::string mail = fmt::format("MAIL FROM:<{}> SIZE={}", s.opt.from, s.body.size());
     const std::string rcpt = fmt::format("RCPT TO:<{}>", s.opt.to);
-    std::string payload = s.body + ".\r\n";
+    const std::string group = mail + "\r\n" + rcpt + "\r\nDATA\r\n";
+    const std::string payload = s.body + ".\r\n";
+    if (pipelined) ++s.pipelined_sessions;
     for (;;) {
         if (s.opt.count > 0) {
             if (s.tickets <= 0) break;
@@ -134,19 +190,37 @@ awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s) 
             break;
         }
         auto t0 = clock_type::now();
-        reply r = co_await command(stream, buf, mail);
-        if (r.code == 250) {
-            r = co_await command(stream, buf, rcpt);
+        reply r;
+        if (pipelined) {
+            co_await asio::async_write(stream, asio::buffer(group), use_awaitable);
+            reply rm = co_await read_reply(stream, buf);
+            reply rr = co_await read_reply(stream, buf);
+            r = co_await read_reply(stream, buf);
+            if (r.code == 354) {
+                // RFC 2920 §3.1: DATA was accepted, so the message must follow, even if
+                // MAIL or RCPT failed (then the server rejects it after the dot).
+                co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
+                r = co_await read_reply(stream, buf);
+                if (r.code == 250 && rm.code == 250 && rr.code == 250) {
+                    record(s, t0);
+                    continue;
+                }
+            }
+            if (rm.code != 250) r = rm;
+            else if (rr.code != 250) r = rr;
+        } else {
+            r = co_await command(stream, buf, mail);
             if (r.code == 250) {
-                r = co_await command(stream, buf, "DATA");
-                if (r.code == 354) {
-                    co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
-                    r = co_await read_reply(stream, buf);
-                    if (r.code == 250) {
-                        auto t1 = clock_type::now();
-                        s.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-                        ++s.accepted;
-                        continue;
+                r = co_await command(stream, buf, rcpt);
+                if (r.code == 250) {
+                    r = co_await command(stream, buf, "DATA");
+                    if (r.code == 354) {
+                        co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
+                        r = co_await read_reply(stream, buf);
+                        if (r.code == 250) {
+                            record(s, t0);
+                            continue;
+                        }
                     }
                 }
             }
@@ -165,6 +239,7 @@ awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s) 
 awaitable<void> wait_gate(shared_state& s) {
     if (--s.not_ready == 0) {
         s.start = clock_type::now();
+        s.cpu_start = own_cpu_seconds();
         s.deadline = s.start + std::chrono::duration_cast<clock_type::duration>(
                                    std::chrono::duration<double>(s.opt.duration));
         s.gate->cancel();
@@ -185,11 +260,12 @@ awaitable<void> session(shared_state& s, ssl::context& tls) {
         sock.set_option(tcp::no_delay(true));
         std::string buf;
         expect(co_await read_reply(sock, buf), 220, "banner");
-        expect(co_await command(sock, buf, "EHLO " + s.opt.helo), 250, "EHLO");
+        reply ehlo = co_await command(sock, buf, "EHLO " + s.opt.helo);
+        expect(ehlo, 250, "EHLO");
         if (!s.opt.tls) {
             ready = true;
             co_await wait_gate(s);
-            co_await transactions(sock, buf, s);
+            co_await transactions(sock, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
             co_return;
         }
         expect(co_await command(sock, buf, "STARTTLS"), 220, "STARTTLS");
@@ -200,10 +276,11 @@ awaitable<void> session(shared_state& s, ssl::context& tls) {
             if (!s.opt.ca.empty()) stream.set_verify_callback(ssl::host_name_verification(s.opt.sni));
         }
         co_await stream.async_handshake(ssl::stream_base::client, use_awaitable);
-        expect(co_await command(stream, buf, "EHLO " + s.opt.helo), 250, "EHLO after STARTTLS");
+        ehlo = co_await command(stream, buf, "EHLO " + s.opt.helo);
+        expect(ehlo, 250, "EHLO after STARTTLS");
         ready = true;
         co_await wait_gate(s);
-        co_await transactions(stream, buf, s);
+        co_await transactions(stream, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
         boost::system::error_code ec;
         co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
     } catch (const setup_error& e) {
@@ -226,7 +303,7 @@ int usage(const char* msg) {
     std::fprintf(stderr, "smtp_load: %s\n", msg);
     std::fprintf(stderr,
                  "usage: smtp_load --port P [--host H] [--sessions N] [--size BYTES] "
-                 "[--duration SECONDS | --count M] [--ca FILE] [--sni NAME] [--no-tls] "
+                 "[--duration SECONDS | --count M] [--ca FILE] [--sni NAME] [--no-tls] [--no-pipelining] "
                  "[--from A] [--to A] [--json]\n");
     return 2;
 }
@@ -244,6 +321,7 @@ int main(int argc, char** argv) {
         const char* v = nullptr;
         if (a == "--no-tls") { o.tls = false; continue; }
         if (a == "--json") { o.json = true; continue; }
+        if (a == "--no-pipelining") { o.pipelining = false; continue; }
         if (a == "--help") return usage("help"), 0;
         if (!(v = value())) return usage("missing value");
         if (a == "--host") o.host = v;
@@ -284,6 +362,8 @@ int main(int argc, char** argv) {
         asio::co_spawn(io, session(s, tls), asio::detached);
     io.run();
     auto end = clock_type::now();
+    const double cpu = own_cpu_seconds() - s.cpu_start;
+    const double cpu_per_message_ms = s.accepted > 0 ? 1000 * cpu / s.accepted : 0;
 
     double elapsed = std::chrono::duration<double>(end - s.start).count();
     std::sort(s.latencies_ms.begin(), s.latencies_ms.end());
@@ -300,15 +380,17 @@ int main(int argc, char** argv) {
         std::printf("{\"sessions\": %d, \"size\": %zu, \"accepted\": %ld, \"refused\": %ld, "
                     "\"setup_failures\": %ld, \"broken_sessions\": %ld, \"elapsed_s\": %.3f, "
                     "\"messages_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
+                    "\"client_cpu_s\": %.3f, \"client_cpu_ms_per_message\": %.4f, \"pipelined_sessions\": %ld, "
                     "\"first_error\": \"%s\"}\n",
                     o.sessions, s.body.size(), s.accepted, s.refused, s.setup_failures, s.broken,
-                    elapsed, rate, p50, p99, max, err.c_str());
+                    elapsed, rate, p50, p99, max, cpu, cpu_per_message_ms, s.pipelined_sessions,
+                    err.c_str());
     } else {
         std::printf("sessions %d, message %zu octets: %ld accepted, %ld refused, %ld setup failures, "
                     "%ld broken sessions in %.2f s\n%.1f messages/s, latency p50 %.2f ms, p99 %.2f ms, "
-                    "max %.2f ms\n",
+                    "max %.2f ms\nclient CPU %.3f s, %.4f ms/message\n",
                     o.sessions, s.body.size(), s.accepted, s.refused, s.setup_failures, s.broken,
-                    elapsed, rate, p50, p99, max);
+                    elapsed, rate, p50, p99, max, cpu, cpu_per_message_ms);
         if (!s.first_error.empty()) std::printf("first error: %s\n", s.first_error.c_str());
     }
     return (s.accepted > 0 && s.setup_failures == 0) ? 0 : 1;
