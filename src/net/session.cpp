@@ -2,12 +2,15 @@
 #include "net/session.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <openssl/err.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -49,12 +52,45 @@ session::session(asio::ip::tcp::socket socket, session_setup setup, queue::store
       logger_(std::move(logger)),
       fsm_(setup_.params),
       deadline_(socket_.get_executor()),
-      wake_(socket_.get_executor()),
+      watchdog_(socket_.get_executor()),
       buffer_(read_chunk) {}
 
 void session::request_stop(bool now) {
     stop_level_ = std::max(stop_level_, now ? 2 : 1);
-    wake_.cancel();
+    if (reading_) {
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);                  // next_event() reports the stop
+    }
+}
+
+void session::arm(steady_clock::time_point deadline) {
+    io_deadline_ = deadline;
+    io_pending_ = true;
+    io_timed_out_ = false;
+    // Usually the watchdog is already set to fire no later than this; only an earlier
+    // deadline (the farewell's, a near connection_timeout) needs it re-armed.
+    if (deadline < watchdog_.expiry()) watchdog_.expires_at(deadline);   // cancels its wait
+}
+
+bool session::disarm() {
+    io_pending_ = false;
+    return std::exchange(io_timed_out_, false);
+}
+
+asio::awaitable<void> session::watchdog(std::shared_ptr<session> self) {
+    while (!finished_) {
+        if (!io_pending_) watchdog_.expires_after(setup_.inactivity_timeout);
+        else if (watchdog_.expiry() != io_deadline_) watchdog_.expires_at(io_deadline_);
+        auto [ec] = co_await watchdog_.async_wait(use_tuple);
+        if (finished_) break;
+        if (ec) continue;                         // re-armed by arm(): look again
+        if (io_pending_ && steady_clock::now() >= io_deadline_) {
+            io_timed_out_ = true;
+            io_pending_ = false;
+            boost::system::error_code ignored;
+            socket_.cancel(ignored);              // the read or write ends with operation_aborted
+        }
+    }
 }
 
 steady_clock::time_point session::read_deadline() const {
@@ -62,19 +98,34 @@ steady_clock::time_point session::read_deadline() const {
 }
 
 void session::write_log(const std::vector<smtp::log_entry>& entries) {
+    if (entries.empty()) return;
+    // One lock of the shared log for the lines of one step, not one per line.
+    log_lines_.clear();
     for (const auto& e : entries) {
+        log::event ev = log::event::info;
         switch (e.what) {
-        case smtp::log_entry::kind::received: logger_.received(e.text); break;
-        case smtp::log_entry::kind::sent: logger_.sent(e.text); break;
-        case smtp::log_entry::kind::info: logger_.info(e.text); break;
+        case smtp::log_entry::kind::received: ev = log::event::received; break;
+        case smtp::log_entry::kind::sent: ev = log::event::sent; break;
+        case smtp::log_entry::kind::info: ev = log::event::info; break;
         }
+        log_lines_.push_back({ev, e.text, {}});
     }
+    logger_.put_all(log_lines_);
 }
 
 asio::awaitable<void> session::run() {
     auto self = shared_from_this();            // the session lives as long as its coroutine
     logger_.connect();
     session_deadline_ = steady_clock::now() + setup_.connection_timeout;
+    watchdog_.expires_after(setup_.inactivity_timeout);
+    asio::co_spawn(socket_.get_executor(), watchdog(self), asio::detached);
+    struct end_watchdog {                      // on every way out of run()
+        session* s;
+        ~end_watchdog() {
+            s->finished_ = true;
+            s->watchdog_.cancel();
+        }
+    } ending{this};
     try {
         std::optional<smtp::tls_summary> implicit;
         if (setup_.implicit_tls && setup_.params.admitted == smtp::admission::normal) {
@@ -130,46 +181,43 @@ asio::awaitable<smtp::event> session::next_event() {
         stop_seen_ = stop_level_;
         co_return smtp::event::stop(stop_seen_ == 2);
     }
-    deadline_.expires_at(read_deadline());
-    wake_.expires_at(steady_clock::time_point::max());
-    auto r = co_await (read_some() || deadline_.async_wait(use_tuple) || wake_.async_wait(use_tuple));
-    switch (r.index()) {
-    case 0: {
-        auto [ec, n] = std::get<0>(r);
-        if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return smtp::event::closed();
-        if (ec) co_return smtp::event::closed(describe(ec));
-        co_return smtp::event::bytes(std::string_view(buffer_.data(), n));
+    arm(read_deadline());
+    reading_ = true;
+    io_result r;
+    if (tls_) r = co_await tls_->async_read_some(asio::buffer(buffer_), use_tuple);
+    else r = co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
+    reading_ = false;
+    const bool timed_out = disarm();
+    auto [ec, n] = r;
+    if (!ec) co_return smtp::event::bytes(std::string_view(buffer_.data(), n));
+    if (ec == asio::error::operation_aborted) {
+        if (timed_out) {
+            if (steady_clock::now() >= session_deadline_) logger_.info("connection_timeout reached");
+            else logger_.info("connection_inactivity_timeout reached");
+            co_return smtp::event::timed_out();
+        }
+        if (stop_level_ > stop_seen_) {
+            stop_seen_ = stop_level_;
+            co_return smtp::event::stop(stop_seen_ == 2);
+        }
     }
-    case 1:
-        if (steady_clock::now() >= session_deadline_) logger_.info("connection_timeout reached");
-        else logger_.info("connection_inactivity_timeout reached");
-        co_return smtp::event::timed_out();
-    default:
-        stop_seen_ = stop_level_;
-        co_return smtp::event::stop(stop_seen_ == 2);
-    }
-}
-
-asio::awaitable<session::io_result> session::read_some() {
-    if (tls_) co_return co_await tls_->async_read_some(asio::buffer(buffer_), use_tuple);
-    co_return co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
-}
-
-asio::awaitable<session::io_result> session::write_out(const std::string& out) {
-    if (tls_) co_return co_await asio::async_write(*tls_, asio::buffer(out), use_tuple);
-    co_return co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return smtp::event::closed();
+    co_return smtp::event::closed(describe(ec));
 }
 
 asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
     auto limit = setup_.inactivity_timeout;
     if (closing) limit = std::min(limit, setup_.farewell_timeout);
-    deadline_.expires_after(limit);
-    auto r = co_await (write_out(out) || deadline_.async_wait(use_tuple));
-    if (r.index() == 1) {
+    arm(steady_clock::now() + limit);
+    io_result r;
+    if (tls_) r = co_await asio::async_write(*tls_, asio::buffer(out), use_tuple);
+    else r = co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+    const bool timed_out = disarm();
+    auto [ec, n] = r;
+    if (ec && timed_out) {
         logger_.info("write timed out");
         co_return false;
     }
-    auto [ec, n] = std::get<0>(r);
     if (ec) {
         logger_.info("write failed: " + describe(ec));
         co_return false;

@@ -2,8 +2,12 @@
 //
 // Standards: RFC 5321 §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RFC 8314 (implicit TLS).
 // The driver does I/O only; every protocol decision is smtp::server_fsm's. It owns the
-// socket, the TLS stream once there is one, and the deadlines: every read, write and
-// handshake races a steady_timer (Asio 1.81 has no cancel_after). The message is handed
+// socket, the TLS stream once there is one, and the deadlines. Reads and writes do not
+// each race a timer (a timer armed and cancelled per operation costs a timerfd_settime
+// and a parallel group every time): they set io_deadline_, and one watchdog timer per
+// session, re-armed only when it fires or when a deadline moves earlier, cancels the
+// socket's operations once the deadline has passed. The rare TLS handshake and the
+// farewell race deadline_ (Asio 1.81 has no cancel_after). The message is handed
 // to queue::store::commit() and the 250 is written only after the store reported success.
 // Security: the read buffer is handed to the machine in full; after STARTTLS the machine
 // drops whatever was pipelined, and the driver keeps no bytes of its own across the switch.
@@ -65,8 +69,9 @@ private:
     using io_result = std::tuple<boost::system::error_code, std::size_t>;
 
     boost::asio::awaitable<smtp::event> next_event();
-    boost::asio::awaitable<io_result> read_some();
-    boost::asio::awaitable<io_result> write_out(const std::string& out);
+    boost::asio::awaitable<void> watchdog(std::shared_ptr<session> self);
+    void arm(std::chrono::steady_clock::time_point deadline);   // the coming read/write ends by then
+    bool disarm();                                              // true: it was cancelled for its deadline
     boost::asio::awaitable<bool> write_all(const std::string& out, bool closing);
     boost::asio::awaitable<handshake_result> handshake();
     boost::asio::awaitable<queue::commit_result> commit(queue::envelope env, std::string body);
@@ -79,9 +84,15 @@ private:
     session_setup setup_;
     queue::store& store_;
     log::session_logger logger_;
+    std::vector<log::session_logger::line> log_lines_;   // write_log's, reused
     smtp::server_fsm fsm_;
-    boost::asio::steady_timer deadline_;
-    boost::asio::steady_timer wake_;              // cancelled to interrupt a read for stop
+    boost::asio::steady_timer deadline_;          // handshake, farewell
+    boost::asio::steady_timer watchdog_;          // reads and writes (see the top of this file)
+    std::chrono::steady_clock::time_point io_deadline_ = std::chrono::steady_clock::time_point::max();
+    bool io_pending_ = false;
+    bool io_timed_out_ = false;
+    bool reading_ = false;                        // request_stop cancels a pending read
+    bool finished_ = false;
     std::chrono::steady_clock::time_point session_deadline_;
     std::vector<char> buffer_;
     int stop_level_ = 0;                          // 0 running, 1 polite, 2 now
