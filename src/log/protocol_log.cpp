@@ -12,6 +12,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,28 +109,38 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
-std::string csv_field(std::string_view raw) {
+void append_csv_field(std::string& out, std::string_view raw) {
     // Control bytes (and the backslash that introduces an escape, so that an escape in the
     // log is never ambiguous with text the client sent) become \xNN: a client cannot end
     // a line, and so cannot forge one. Bytes >= 0x80 pass through (UTF-8 addresses).
-    std::string escaped;
-    escaped.reserve(raw.size());
-    bool needs_quotes = false;
+    bool needs_escape = false, needs_quotes = false;
+    for (unsigned char c : raw) {
+        if (c < 0x20 || c == 0x7F || c == '\\') needs_escape = true;
+        else if (c == ',' || c == '"') needs_quotes = true;
+    }
+    if (!needs_escape && !needs_quotes) {       // the common case: one append
+        out += raw;
+        return;
+    }
+    static constexpr char hex[] = "0123456789ABCDEF";
+    if (needs_quotes) out += '"';
     for (unsigned char c : raw) {
         if (c < 0x20 || c == 0x7F || c == '\\') {
-            escaped += fmt::format("\\x{:02X}", c);
+            const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
+            out.append(escape, sizeof escape);
         } else {
-            if (c == ',' || c == '"') needs_quotes = true;
-            escaped += static_cast<char>(c);
+            if (c == '"' && needs_quotes) out += '"';   // RFC 4180 §2.7: a quote inside quotes is doubled
+            out += static_cast<char>(c);
         }
     }
-    if (!needs_quotes) return escaped;
-    std::string quoted = "\"";
-    for (char c : escaped) {
-        if (c == '"') quoted += '"';   // RFC 4180 §2.7: a quote inside quotes is doubled
-        quoted += c;
-    }
-    return quoted + "\"";
+    if (needs_quotes) out += '"';
+}
+
+std::string csv_field(std::string_view raw) {
+    std::string out;
+    out.reserve(raw.size());
+    append_csv_field(out, raw);
+    return out;
 }
 
 struct protocol_log::impl {
@@ -143,6 +156,9 @@ struct protocol_log::impl {
     std::uint64_t file_size = 0;     // bytes written plus bytes buffered
     std::string buffer;
     bool failing = false;            // reported once until a write works again
+    std::int64_t stamp_ms = -1;      // the millisecond `stamp` was formatted for
+    std::string stamp;               // iso8601 of stamp_ms: most lines share their millisecond
+    std::int64_t checked_day = std::numeric_limits<std::int64_t>::min();   // UTC day number of `day`
 
     std::condition_variable wake;
     bool stopping = false;
@@ -164,14 +180,36 @@ struct protocol_log::impl {
         return directory / fmt::format("{}{}-{}.log", prefix, d, n);
     }
 
-    // Appends one formatted line, starting a new file first when the day has changed or
-    // the current file has passed its size cap.
-    void append(sys_clock::time_point now, std::string line) {
-        std::string today = day_of(now);
-        if (fd < 0 || today != day) open_for(today, now);
-        else if (file_size >= options.max_file_size) start_file(day, index + 1, now);
-        buffer += line;
-        file_size += line.size();
+    const std::string& stamp_of(sys_clock::time_point now) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+        if (ms != stamp_ms) {
+            stamp_ms = ms;
+            stamp = iso8601(now);
+        }
+        return stamp;
+    }
+
+    // Appends formatted lines (each without its date-time field: ",connector,...\r\n"),
+    // all stamped `now`, starting a new file first when the day has changed or the
+    // current file has passed its size cap.
+    void append(sys_clock::time_point now, std::string_view lines) {
+        // The day's name is formatted only when the UTC day number changes.
+        const auto day_number = std::chrono::floor<std::chrono::days>(now).time_since_epoch().count();
+        if (fd < 0 || day_number != checked_day) {
+            std::string today = day_of(now);
+            if (fd < 0 || today != day) open_for(today, now);
+            checked_day = day_number;
+        }
+        const std::string& time = stamp_of(now);
+        while (!lines.empty()) {
+            auto end = lines.find("\r\n");
+            std::size_t length = end == std::string_view::npos ? lines.size() : end + 2;
+            if (file_size >= options.max_file_size) start_file(day, index + 1, now);
+            buffer += time;
+            buffer.append(lines.data(), length);
+            file_size += time.size() + length;
+            lines.remove_prefix(length);
+        }
         if (buffer.size() >= buffer_limit) flush_locked();
     }
 
@@ -281,7 +319,10 @@ struct protocol_log::impl {
 };
 
 protocol_log::protocol_log(protocol_log_options options) : impl_(std::make_unique<impl>(std::move(options))) {
-    impl_->flusher = std::thread([this] { impl_->run_flusher(); });
+    impl_->flusher = std::thread([this] {
+        ::pthread_setname_np(::pthread_self(), "protocol-log");
+        impl_->run_flusher();
+    });
 }
 
 protocol_log::~protocol_log() {
@@ -295,18 +336,45 @@ protocol_log::~protocol_log() {
     impl_->close_locked();
 }
 
+namespace {
+void format_line(std::string& out, std::string_view connector, std::string_view session, std::uint64_t sequence,
+                 std::string_view local, std::string_view remote, event ev, std::string_view data,
+                 std::string_view context) {
+    out += ',';
+    append_csv_field(out, connector);
+    out += ',';
+    append_csv_field(out, session);
+    out += ',';
+    fmt::format_to(std::back_inserter(out), "{}", sequence);
+    out += ',';
+    append_csv_field(out, local);
+    out += ',';
+    append_csv_field(out, remote);
+    out += ',';
+    out += static_cast<char>(ev);
+    out += ',';
+    append_csv_field(out, data);
+    out += ',';
+    append_csv_field(out, context);
+    out += "\r\n";
+}
+}  // namespace
+
 void protocol_log::write(std::string_view connector, std::string_view session, std::uint64_t sequence,
                          std::string_view local, std::string_view remote, event ev, std::string_view data,
                          std::string_view context) {
-    // Formatting happens outside the lock; only the time stamp is taken under it, so the
+    std::string line;
+    line.reserve(128 + data.size());
+    format_line(line, connector, session, sequence, local, remote, ev, data, context);
+    write_lines(line, ev == event::disconnect);
+}
+
+void protocol_log::write_lines(std::string_view lines, bool flush_now) {
+    // Formatting happened outside the lock; only the time stamp is taken under it, so the
     // lines of a file are in time order.
-    std::string rest = fmt::format(",{},{},{},{},{},{},{},{}\r\n", csv_field(connector), csv_field(session), sequence,
-                                   csv_field(local), csv_field(remote), static_cast<char>(ev), csv_field(data),
-                                   csv_field(context));
     std::lock_guard lock(impl_->mutex);
-    auto now = impl_->options.clock();
-    impl_->append(now, iso8601(now) + rest);
-    if (ev == event::disconnect) impl_->flush_locked();
+    impl_->append(impl_->options.clock(), lines);
+    if (flush_now) impl_->flush_locked();
 }
 
 void protocol_log::flush() {
@@ -340,7 +408,23 @@ session_logger::session_logger(protocol_log* log, std::string connector, std::st
 
 void session_logger::put(event ev, std::string_view data, std::string_view context) {
     if (!enabled_ || !log_) return;
-    log_->write(connector_, session_, sequence_++, local_, remote_, ev, data, context);
+    std::string line;
+    line.reserve(128 + data.size());
+    format_line(line, connector_, session_, sequence_++, local_, remote_, ev, data, context);
+    log_->write_lines(line, ev == event::disconnect);
+}
+
+void session_logger::put_all(std::span<const line> lines) {
+    if (!enabled_ || !log_ || lines.empty()) return;
+    std::string& batch = scratch_;
+    batch.clear();
+    bool flush_now = false;
+    for (const auto& l : lines) {
+        format_line(batch, connector_, session_, sequence_++, local_, remote_, l.what, l.data, l.context);
+        flush_now = flush_now || l.what == event::disconnect;
+    }
+    log_->write_lines(batch, flush_now);
+    if (batch.capacity() > 64 * 1024) std::string().swap(batch);   // a rare huge batch is not kept
 }
 
 }  // namespace postern::log

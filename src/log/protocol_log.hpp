@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,10 @@ public:
     void write(std::string_view connector, std::string_view session, std::uint64_t sequence,
                std::string_view local, std::string_view remote, event ev,
                std::string_view data, std::string_view context = {});
+    /// Lines formatted by the caller without their date-time field (each ",connector,...,
+    /// context\r\n", fields escaped with csv_field()); all get the same time stamp, taken
+    /// under the lock. flush_now: write them out at once (a disconnect line).
+    void write_lines(std::string_view lines, bool flush_now);
     void flush();
 
     /// Unique, sortable session id (16 upper-case hex digits, like Exchange's).
@@ -56,6 +61,8 @@ private:
 
 /// Writes one CSV field per RFC 4180 with control bytes as \xNN (exposed for tests/fuzz).
 std::string csv_field(std::string_view raw);
+/// The same, appended to `out`.
+void append_csv_field(std::string& out, std::string_view raw);
 
 /// One session's view of a protocol log: fills in connector, session id, endpoints and
 /// the sequence number. Not thread-safe (one session = one strand).
@@ -69,6 +76,13 @@ public:
     void sent(std::string_view line)        { put(event::sent, line); }
     void received(std::string_view line)    { put(event::received, line); }
     void info(std::string_view text, std::string_view context = {}) { put(event::info, text, context); }
+    /// Several lines with one lock of the log and one time stamp (the lines of one step).
+    struct line {
+        event what;
+        std::string_view data;
+        std::string_view context;
+    };
+    void put_all(std::span<const line> lines);
     void set_remote(std::string remote) { remote_ = std::move(remote); }
     void set_local(std::string local) { local_ = std::move(local); }
 
@@ -78,6 +92,7 @@ private:
     std::string connector_, local_, remote_, session_;
     std::uint64_t sequence_ = 0;
     bool enabled_;
+    std::string scratch_;                   // put_all's buffer, reused
 };
 
 }  // namespace postern::log
