@@ -36,6 +36,7 @@
 #include <unordered_set>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -288,7 +289,10 @@ rocksdb_store::rocksdb_store(const store_options& options) : options_(options) {
     make_private_directory(options_.dir);
     open_database();
     measure_free_space();
-    committer_ = std::thread([this] { run_committer(); });
+    committer_ = std::thread([this] {
+        ::pthread_setname_np(::pthread_self(), "queue-commit");
+        run_committer();
+    });
     committer_id_ = committer_.get_id();
 }
 
