@@ -8,6 +8,11 @@ messages/s and p50/p99 transaction latency. Beside it:
                     (Postern: its process; Postfix: the master, its live descendants and
                     what the master reaped from exited children, /proc/<pid>/stat
                     utime+stime+cutime+cstime)
+  receive CPU       Postern only: the part of it spent by the receive side's threads (the
+                    main and smtp-io threads, queue-commit, protocol-log), from
+                    /proc/<pid>/task/*/stat; the rest is RocksDB's background threads and
+                    the delivery engine, which rescans the queue after every commit
+  client CPU        smtp_load's own user+system time per message (it shares the machine)
   syncs per message fsync/fdatasync/sync_file_range/msync calls counted with
                     `strace -c -f` attached to the same processes, in a separate run of
                     --count messages (strace slows the server, so it never runs during the
@@ -93,8 +98,34 @@ def cpu_seconds(pids, with_children=True):
     return total / CLK_TCK
 
 
+RECEIVE_THREADS = ("smtp-io", "queue-commit", "protocol-log")
+
+
+def receive_cpu_seconds(pid):
+    """utime+stime of the receive side's threads of one Postern process, in seconds."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(tid) == pid or comm in RECEIVE_THREADS:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 class Target:
     name = ""
+
+    def receive_cpu(self):
+        return None
 
     def pids(self):
         raise NotImplementedError
@@ -149,6 +180,9 @@ class PosternTarget(Target):
 
     def pids(self):
         return [self.server.pid]
+
+    def receive_cpu(self):
+        return receive_cpu_seconds(self.server.pid)
 
     def held(self):
         q = self.server.queue_list()
@@ -260,9 +294,9 @@ def _traced(target):
 
 
 def measure(args, target, sessions, size):
-    before = target.cpu()
+    before, rx_before = target.cpu(), target.receive_cpu()
     r = load(args, target, sessions, size, duration=args.duration)
-    after = target.cpu()
+    after, rx_after = target.cpu(), target.receive_cpu()
     row = {"server": target.name, "sessions": sessions, "size": size,
            "messages": r["accepted"], "refused": r["refused"],
            "setup_failures": r["setup_failures"], "messages_per_s": r["messages_per_s"],
@@ -270,6 +304,10 @@ def measure(args, target, sessions, size):
            "cpu_s": round(after - before, 3),
            "cpu_ms_per_message": round(1000 * (after - before) / r["accepted"], 3)
            if r["accepted"] else None,
+           "receive_cpu_ms_per_message": round(1000 * (rx_after - rx_before) / r["accepted"], 3)
+           if r["accepted"] and rx_before is not None else None,
+           "client_cpu_ms_per_message": r.get("client_cpu_ms_per_message"),
+           "pipelined_sessions": r.get("pipelined_sessions"),
            "first_error": r.get("first_error", "")}
     # sanity: what the server holds after the timed run and the strace run
     if args.sync_count:
@@ -286,15 +324,20 @@ def markdown(rows, meta):
            f"Host: {meta['host']}, {meta['cpus']} CPUs, kernel {meta['kernel']}. "
            f"Each cell: {meta['duration']} s of load after every session finished "
            "EHLO/STARTTLS/EHLO; TLS on (same key and certificate for both servers); "
-           "the load generator shares the machine. Syncs counted in a separate run of "
-           f"{meta['sync_count']} messages under strace.", "",
-           "| server | sessions | size | msgs/s | p50 ms | p99 ms | CPU ms/msg | syncs/msg | refused | held after |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "the load generator shares the machine and pipelines MAIL/RCPT/DATA when offered "
+           "(both servers offer it). Syncs counted in a separate run of "
+           f"{meta['sync_count']} messages under strace. CPU ms/msg: the whole server "
+           "(Postern: its process, delivery engine included); receive: Postern's receive "
+           "threads only; client: the load generator.", "",
+           "| server | sessions | size | msgs/s | p50 ms | p99 ms | CPU ms/msg | receive CPU | client CPU | syncs/msg | refused | held after |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r['size'] // 1024} KiB"
         fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
         out.append(f"| {r['server']} | {r['sessions']} | {size} | {r['messages_per_s']:.0f} | "
                    f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {fmt(r['cpu_ms_per_message'], '.3f')} | "
+                   f"{fmt(r.get('receive_cpu_ms_per_message'), '.3f')} | "
+                   f"{fmt(r.get('client_cpu_ms_per_message'), '.3f')} | "
                    f"{fmt(r.get('syncs_per_message'), '.2f')} | {r['refused']} | "
                    f"{fmt(r.get('held_after'), 'd')} |")
     errors = [r for r in rows if r.get("first_error")]
@@ -316,7 +359,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     if args.load is None:
-        for d in ("build-it", "build", "build-bench"):
+        for d in ("build-perf", "build-it", "build", "build-bench"):
             c = os.path.join(REPO, d, "bench", "smtp_load")
             if os.path.exists(c):
                 args.load = c
