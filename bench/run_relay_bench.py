@@ -18,7 +18,7 @@ Per cell (server x size x sessions x connection mode), with a fresh sink and a f
 middle server (empty queue):
   - wait (bounded, polling) until the 1-minute load average is below --max-load; the
     load at the start is written in the results
-  - relay_load submits for --duration seconds; each message carries a send timestamp
+  - relay_load submits --count messages (or for --duration seconds); each message carries a send timestamp
     (CLOCK_MONOTONIC) and an id, and the sink records its arrival time
   - then wait (bounded by --drain-timeout) until the sink holds every accepted message
   - end-to-end rate   distinct messages at the sink / (last arrival - first send)
@@ -34,7 +34,7 @@ Targets (reuse, 64 sessions): Postern >= 5x Postfix's rate and <= 1/5 of its CPU
 
 Results: bench/results/relay-<timestamp>.md and .json. Not a CTest test.
 
-  bench/run_relay_bench.py [--build BUILD] [--duration 8] [--sessions 1,16,64]
+  bench/run_relay_bench.py [--build BUILD] [--count 2000 | --count 0 --duration 8] [--sessions 1,16,64]
                            [--sizes 1024,102400] [--modes reuse,per-message]
                            [--only postern|postfix] [--max-load 1.5] [--load-wait 120]
 """
@@ -276,11 +276,11 @@ class PostfixMiddle(accept.Target):
 
 def run_load(args, port, sessions, size, per_message):
     cmd = [args.load, "--port", str(port), "--sessions", str(sessions), "--size", str(size),
-           "--ca", lib.pki().ca, "--sni", lib.SERVER_NAME, "--duration", str(args.duration),
-           "--json"]
+           "--ca", lib.pki().ca, "--sni", lib.SERVER_NAME, "--json"]
+    cmd += ["--count", str(args.count)] if args.count else ["--duration", str(args.duration)]
     if per_message:
         cmd.append("--per-message")
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 300)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     try:
         return json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -376,7 +376,8 @@ def markdown(rows, rat, meta):
            "--STARTTLS required--> middle --STARTTLS required (certificate verified: Postern "
            "domain_validation, Postfix secure)--> tls_sink, all on loopback; load generator, sink "
            "and middle share the machine. "
-           f"Each cell: {meta['duration']} s of submission, then until the sink holds every "
+           "Each cell: " + (f"{meta['count']} messages" if meta.get("count") else
+                            f"{meta['duration']} s of submission") + ", then until the sink holds every "
            "accepted message. Rate = distinct messages at the sink / (last arrival - first send). "
            "e2e latency = arrival at the sink - send stamp (reuse: stamped at MAIL; per-message: "
            "stamped at connect). CPU = the middle server's processes over the whole cell, per "
@@ -435,6 +436,8 @@ def find_build(explicit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=None, help="build directory (postern, bench/relay_load, bench/tls_sink)")
+    ap.add_argument("--count", type=int, default=2000,
+                    help="messages per cell (0: submit for --duration seconds instead)")
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--sessions", default="1,16,64")
@@ -456,7 +459,7 @@ def main():
     modes = args.modes.split(",")
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
-            "duration": args.duration, "max_load": args.max_load, "load_wait": args.load_wait,
+            "count": args.count, "duration": args.duration, "max_load": args.max_load, "load_wait": args.load_wait,
             "build": build}
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     rows = []
