@@ -17,8 +17,9 @@ public:
         inner_.commit(std::move(env), std::move(body),
                       [this, done = std::move(done)](queue::commit_result r) {
                           const bool ok = r.ok;
+                          const std::string id = r.id;
                           done(std::move(r));
-                          if (ok) engine_.wake();
+                          if (ok) engine_.committed(id);
                       });
     }
     bool low_on_space() const override { return inner_.low_on_space(); }

@@ -212,6 +212,11 @@ struct engine::impl {
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::vector<std::thread> threads_;
     std::atomic<bool> wake_pending_{false};
+    // Scan requests (mutex_): ids committed since the last scan, and whether the whole
+    // queue must be read. last_full_scan_ is only touched on strand_.
+    std::vector<std::string> committed_ids_;
+    bool full_scan_requested_ = true;
+    std::chrono::steady_clock::time_point last_full_scan_{};
 
     std::shared_ptr<const config::configuration> config() const {
         std::lock_guard lock(mutex_);
@@ -224,29 +229,48 @@ struct engine::impl {
 
     // --- scanning --------------------------------------------------------------------------
 
+    // Two kinds of scan. A full scan reads the whole queue: at start, when wake() asks
+    // (queue retry/release), and once every poll_interval to catch retries that came due.
+    // Between them, a commit only adds its own message (committed(id)): reading and
+    // decoding the whole queue after every commit would cost O(queue) per message.
     asio::awaitable<void> scan_loop() {
         for (;;) {
+            bool full = false;
+            std::vector<std::string> new_ids;
+            const auto now = std::chrono::steady_clock::now();
             {
                 std::lock_guard lock(mutex_);
                 if (stopping_) break;
+                full = full_scan_requested_ || now - last_full_scan_ >= options_.poll_interval;
+                full_scan_requested_ = false;
+                new_ids.swap(committed_ids_);
             }
             wake_pending_ = false;
             try {
-                scan();
+                if (full) {
+                    last_full_scan_ = now;
+                    scan(store_.list());
+                } else {
+                    std::vector<queue::envelope> fresh;
+                    fresh.reserve(new_ids.size());
+                    for (const auto& id : new_ids)
+                        if (auto env = store_.load_envelope(id)) fresh.push_back(std::move(*env));
+                    scan(fresh);
+                }
             } catch (const std::exception& e) {
                 spdlog::error("delivery: queue scan failed: {}", e.what());
             }
             if (wake_pending_) continue;
-            timer_.expires_after(options_.poll_interval);
+            timer_.expires_at(last_full_scan_ + options_.poll_interval);
             co_await timer_.async_wait(use_tuple);
         }
         finish_task();
     }
 
-    void scan() {
+    void scan(const std::vector<queue::envelope>& envelopes) {
         const auto cfg = config();
         const auto now = std::chrono::system_clock::now();
-        for (const auto& env : store_.list()) {
+        for (const auto& env : envelopes) {
             if (finished(env)) {
                 remove_message(env.id);
                 continue;
@@ -791,6 +815,20 @@ void engine::start() {
 
 void engine::wake() {
     auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mutex_);
+        d.full_scan_requested_ = true;
+    }
+    d.wake_pending_ = true;
+    asio::post(d.strand_, [&d] { d.timer_.cancel(); });
+}
+
+void engine::committed(const std::string& id) {
+    auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mutex_);
+        d.committed_ids_.push_back(id);
+    }
     d.wake_pending_ = true;
     asio::post(d.strand_, [&d] { d.timer_.cancel(); });
 }

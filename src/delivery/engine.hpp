@@ -105,8 +105,11 @@ public:
 
     /// Starts the threads and the first scan of the queue.
     void start();
-    /// Thread-safe, never blocks: look at the queue now (a commit just succeeded).
+    /// Thread-safe, never blocks: read the whole queue now (e.g. after `queue retry`).
     void wake();
+    /// Thread-safe, never blocks: message `id` was just committed; look at it now. Cheaper
+    /// than wake(): only that message is read.
+    void committed(const std::string& id);
     /// Thread-safe. No new transaction starts; transactions under way get `grace`, then
     /// their connections are cut (a recipient cut mid-DATA stays pending: at-least-once).
     /// Returns when every thread has ended.
