@@ -642,6 +642,7 @@ struct engine::impl {
         std::vector<std::size_t> bounce;
         std::vector<dsn_recipient> dsn_list;
         queue::envelope snapshot;
+        bool removed = false;
         {
             std::lock_guard envelope_lock(envelope_mutex_);
             auto env = store_.load_envelope(id);
@@ -670,7 +671,14 @@ struct engine::impl {
                                   rcpt.last_reply));
             }
             std::string reason;
-            if (!store_.update(*env, &reason)) spdlog::warn("delivery: cannot update {}: {}", id, reason);
+            if (bounce.empty() && finished(*env)) {
+                // Every recipient done: one synced removal instead of an update and then a
+                // removal (a crash before it re-sends: at-least-once).
+                remove_message(id);
+                removed = true;
+            } else if (!store_.update(*env, &reason)) {
+                spdlog::warn("delivery: cannot update {}: {}", id, reason);
+            }
             snapshot = *env;
             std::lock_guard lock(mutex_);
             stats_.delivered += delivered;
@@ -712,7 +720,7 @@ struct engine::impl {
                 }
             }
         }
-        if (finished(snapshot)) {
+        if (!removed && finished(snapshot)) {
             std::lock_guard envelope_lock(envelope_mutex_);
             remove_message(id);
         }
