@@ -149,6 +149,19 @@ void validate_tls(const configuration& config, const source_lines& lines, diagno
     }
 }
 
+/// A connector name is unique among its kind and made of letters, digits, '-', '_' and
+/// '.' (it appears in protocol-log lines and file names).
+void check_connector_name(std::string_view kind, const std::string& name, std::size_t index,
+                          std::map<std::string, std::size_t>& names, const std::string& key, std::uint32_t line,
+                          diagnostics& out) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+        }))
+        out.error(key, line, fmt::format("\"{}\": a connector name is letters, digits, '-', '_' and '.'", name));
+    else if (auto [it, fresh] = names.emplace(name, index); !fresh)
+        out.error(key, line, fmt::format("\"{}\" is already the name of {}[{}]", name, kind, it->second));
+}
+
 void validate_receive_connectors(const configuration& config, const source_lines& lines, diagnostics& out) {
     const auto& connectors = config.receive_connectors;
     std::map<std::string, std::size_t> names;
@@ -157,14 +170,7 @@ void validate_receive_connectors(const configuration& config, const source_lines
         auto key = [&](std::string_view k) { return connector_key("receive_connector", i, k); };
         auto line = [&](std::string_view k) { return lines.line_of(key(k)); };
 
-        if (c.name.empty() || !std::all_of(c.name.begin(), c.name.end(), [](char ch) {
-                return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
-            }))
-            out.error(key("name"), line("name"),
-                      fmt::format("\"{}\": a connector name is letters, digits, '-', '_' and '.'", c.name));
-        else if (auto [it, fresh] = names.emplace(c.name, i); !fresh)
-            out.error(key("name"), line("name"),
-                      fmt::format("\"{}\" is already the name of receive_connector[{}]", c.name, it->second));
+        check_connector_name("receive_connector", c.name, i, names, key("name"), line("name"), out);
         if (c.bind.empty()) out.error(key("bind"), line("bind"), "needs at least one address:port");
         for (const auto& partner : c.partner_names) {
             // RFC 6125 reference identifiers: a host name, or "*.domain" for a wildcard certificate.
@@ -240,14 +246,7 @@ void validate_send_connectors(const configuration& config, const source_lines& l
         auto key = [&](std::string_view k) { return connector_key("send_connector", i, k); };
         auto line = [&](std::string_view k) { return lines.line_of(key(k)); };
 
-        if (c.name.empty() || !std::all_of(c.name.begin(), c.name.end(), [](char ch) {
-                return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
-            }))
-            out.error(key("name"), line("name"),
-                      fmt::format("\"{}\": a connector name is letters, digits, '-', '_' and '.'", c.name));
-        else if (auto [it, fresh] = names.emplace(c.name, i); !fresh)
-            out.error(key("name"), line("name"),
-                      fmt::format("\"{}\" is already the name of send_connector[{}]", c.name, it->second));
+        check_connector_name("send_connector", c.name, i, names, key("name"), line("name"), out);
 
         if (c.address_spaces.empty())
             out.error(key("address_spaces"), line("address_spaces"), "needs at least one domain, \"*.domain\" or \"*\"");
