@@ -39,6 +39,8 @@
 #include <boost/asio/ssl.hpp>
 #include <fmt/format.h>
 
+#include "smtp_client_common.hpp"
+
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
 using asio::awaitable;
@@ -47,6 +49,8 @@ using asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
+
+using namespace bench;   // reply, read_reply, command, expect, advertises, percentile
 
 struct options {
     std::string host = "127.0.0.1";
@@ -62,11 +66,6 @@ struct options {
     std::string to = "bob@example.test";
     std::string helo = "relay-load.client.test";
     bool json = false;
-};
-
-struct reply {
-    int code = 0;
-    std::string text;
 };
 
 struct shared_state {
@@ -93,33 +92,6 @@ std::string stamp(std::uint64_t id, std::int64_t ns) {
                        id, ns, id, ns);
 }
 
-double own_cpu_seconds() {
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-bool advertises(const std::string& ehlo_text, std::string_view keyword) {
-    std::size_t pos = 0;
-    while (pos < ehlo_text.size()) {
-        std::size_t end = ehlo_text.find('\n', pos);
-        if (end == std::string::npos) end = ehlo_text.size();
-        std::string_view line(ehlo_text.data() + pos, end - pos);
-        if (line.size() >= 4) {
-            line.remove_prefix(4);
-            std::string_view word = line.substr(0, line.find(' '));
-            if (word.size() == keyword.size() &&
-                std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
-                    return std::toupper(static_cast<unsigned char>(a)) == b;
-                }))
-                return true;
-        }
-        pos = end + 1;
-    }
-    return false;
-}
-
 void note_error(shared_state& s, const std::string& what) {
     if (s.first_error.empty()) s.first_error = what;
 }
@@ -135,50 +107,6 @@ std::string make_rest(std::size_t size, const options& o) {
     if (m.size() + 2 < want) m += std::string(want - m.size() - 2, 'y') + "\r\n";
     return m + ".\r\n";
 }
-
-template <class Stream>
-awaitable<reply> read_reply(Stream& stream, std::string& buf) {
-    reply r;
-    std::size_t pos = 0;
-    for (;;) {
-        std::size_t eol;
-        while ((eol = buf.find("\r\n", pos)) == std::string::npos) {
-            char chunk[16384];
-            std::size_t n = co_await stream.async_read_some(asio::buffer(chunk), use_awaitable);
-            buf.append(chunk, n);
-        }
-        std::string_view line(buf.data() + pos, eol - pos);
-        if (!r.text.empty()) r.text += '\n';
-        r.text += line;
-        pos = eol + 2;
-        if (line.size() < 4 || line[3] != '-') {
-            r.code = 0;
-            if (line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
-                std::isdigit(static_cast<unsigned char>(line[1])) &&
-                std::isdigit(static_cast<unsigned char>(line[2])))
-                r.code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-            buf.erase(0, pos);
-            co_return r;
-        }
-    }
-}
-
-template <class Stream>
-awaitable<reply> command(Stream& stream, std::string& buf, std::string_view line) {
-    std::string out(line);
-    out += "\r\n";
-    co_await asio::async_write(stream, asio::buffer(out), use_awaitable);
-    co_return co_await read_reply(stream, buf);
-}
-
-struct setup_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-void expect(const reply& r, int code, std::string_view step) {
-    if (r.code != code) throw setup_error(fmt::format("{}: expected {}, got: {}", step, code, r.text));
-}
-
 // Takes the next message: its id, or 0 when the run is over.
 std::uint64_t take(shared_state& s) {
     if (s.opt.count > 0) {
@@ -351,12 +279,6 @@ awaitable<void> per_message_worker(shared_state& s, ssl::context& ctx) {
             if (++failures_in_a_row >= 50) co_return;
         }
     }
-}
-
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    std::size_t i = static_cast<std::size_t>(p * (v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
 }
 
 int usage(const char* msg) {
