@@ -30,50 +30,15 @@ public:
     std::vector<queue::envelope> list() const override { return inner_.list(); }
     bool update(const queue::envelope& env, std::string* reason) override { return inner_.update(env, reason); }
     bool remove(const std::string& id, std::string* reason) override { return inner_.remove(id, reason); }
+    void change(std::string id, queue::envelope_change apply,
+                std::function<void(queue::change_result)> done) override {
+        inner_.change(std::move(id), std::move(apply), std::move(done));
+    }
     queue::store_stats stats() const override { return inner_.stats(); }
 
 private:
     queue::store& inner_;
     delivery::engine& engine_;
-};
-
-/// The store as the delivery engine sees it: updates take the envelope lock the queue
-/// operations take, never resurrect a removed message, and keep the stored `held` flag
-/// (the engine's copy may be older than a hold or release).
-class engine_store final : public queue::store {
-public:
-    engine_store(queue::store& inner, std::mutex& envelope_mutex) : inner_(inner), mutex_(envelope_mutex) {}
-
-    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
-        inner_.commit(std::move(env), std::move(body), std::move(done));
-    }
-    bool low_on_space() const override { return inner_.low_on_space(); }
-    std::optional<queue::envelope> load_envelope(const std::string& id) const override {
-        return inner_.load_envelope(id);
-    }
-    std::optional<std::string> load_body(const std::string& id) const override { return inner_.load_body(id); }
-    std::vector<queue::envelope> list() const override { return inner_.list(); }
-    bool update(const queue::envelope& env, std::string* reason) override {
-        std::lock_guard lock(mutex_);
-        auto current = inner_.load_envelope(env.id);
-        if (!current) {
-            if (reason) *reason = "no longer in the queue";
-            return false;
-        }
-        if (current->held == env.held) return inner_.update(env, reason);
-        auto copy = env;
-        copy.held = current->held;
-        return inner_.update(copy, reason);
-    }
-    bool remove(const std::string& id, std::string* reason) override {
-        std::lock_guard lock(mutex_);
-        return inner_.remove(id, reason);
-    }
-    queue::store_stats stats() const override { return inner_.stats(); }
-
-private:
-    queue::store& inner_;
-    std::mutex& mutex_;
 };
 
 log::protocol_log_options log_options(const config::configuration& cfg, log::log_kind kind) {
@@ -89,12 +54,11 @@ log::protocol_log_options log_options(const config::configuration& cfg, log::log
 
 mail_pipeline::mail_pipeline(const config::configuration& cfg) {
     store_ = queue::open_rocksdb_store({cfg.server.data_dir / "queue", cfg.queue.min_free});
-    engine_store_ = std::make_unique<engine_store>(*store_, envelope_mutex_);
-    queue_ops_ = std::make_unique<queue_operations>(*store_, envelope_mutex_);
+    queue_ops_ = std::make_unique<queue_operations>(*store_);
     receive_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::receive));
     send_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::send));
     resolver_ = std::make_unique<route::resolver>(cfg.dns);
-    engine_ = std::make_unique<delivery::engine>(cfg, *engine_store_, *resolver_, delivery::client_tls_material::load(cfg),
+    engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, delivery::client_tls_material::load(cfg),
                                                  *send_log_);
     waking_store_ = std::make_unique<waking_store>(*store_, *engine_);
 }

@@ -46,9 +46,7 @@ public:
     queue_result queue_request(const nlohmann::json& request);
 
 private:
-    std::mutex envelope_mutex_;   // before the stores and operations that refer to it
     std::unique_ptr<queue::store> store_;
-    std::unique_ptr<queue::store> engine_store_;
     std::unique_ptr<queue_operations> queue_ops_;
     std::unique_ptr<queue::store> waking_store_;
     std::unique_ptr<log::protocol_log> receive_log_;

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -81,8 +80,7 @@ queue_result run_directly(const config::configuration& cfg, const json& request)
             r.error = what;
         return r;
     }
-    std::mutex envelope_mutex;
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     return handle_queue_request(ops, request, std::chrono::system_clock::now());
 }
 

@@ -223,27 +223,30 @@ queue_result queue_operations::retry(const std::optional<std::string>& id, queue
     }
     std::size_t recipients = 0, messages = 0, held = 0;
     for (const auto& one : ids) {
-        std::lock_guard lock(mutex_);
-        auto env = store_.load_envelope(one);
-        if (!env) {
-            if (id) return not_found(one);
-            continue;   // delivered meanwhile
-        }
         std::size_t changed = 0;
-        for (auto& r : env->recipients) {
-            if (r.state != recipient_state::pending) continue;
-            r.next_attempt = now;
-            ++changed;
+        bool is_held = false;
+        auto r = queue::change_and_wait(store_, one, [&](queue::envelope& env, auto&) {
+            changed = 0;
+            for (auto& rcpt : env.recipients) {
+                if (rcpt.state != recipient_state::pending) continue;
+                rcpt.next_attempt = now;
+                ++changed;
+            }
+            is_held = env.held;
+            return changed ? queue::change_action::update : queue::change_action::keep;
+        });
+        if (!r.found) {
+            if (id) return not_found(one);
+            continue;   // delivered or deleted meanwhile
+        }
+        if (!r.ok) {
+            if (id) return failure("cannot update " + one + ": " + r.reason);
+            continue;
         }
         if (changed == 0) continue;
-        std::string reason;
-        if (!store_.update(*env, &reason)) {
-            if (id) return failure("cannot update " + one + ": " + reason);
-            continue;   // removed meanwhile (delivered or deleted)
-        }
         recipients += changed;
         ++messages;
-        held += env->held;
+        held += is_held;
     }
     std::string message = id ? fmt::format("{}: {} recipient(s) due now", *id, recipients)
                               : fmt::format("{} recipient(s) of {} message(s) due now", recipients, messages);
@@ -254,16 +257,15 @@ queue_result queue_operations::retry(const std::optional<std::string>& id, queue
 
 queue_result queue_operations::set_held(const std::string& id, bool held) {
     if (auto bad = check_id(id)) return *bad;
-    std::lock_guard lock(mutex_);
-    auto env = store_.load_envelope(id);
-    if (!env) return not_found(id);
-    if (env->held == held) return success(fmt::format("{} is already {}", id, held ? "held" : "released"));
-    env->held = held;
-    std::string reason;
-    if (!store_.update(*env, &reason)) {
-        if (!store_.load_envelope(id)) return not_found(id);
-        return failure("cannot update " + id + ": " + reason);
-    }
+    bool already = false;
+    auto r = queue::change_and_wait(store_, id, [&](queue::envelope& env, auto&) {
+        already = env.held == held;
+        env.held = held;
+        return already ? queue::change_action::keep : queue::change_action::update;
+    });
+    if (!r.found) return not_found(id);
+    if (!r.ok) return failure("cannot update " + id + ": " + r.reason);
+    if (already) return success(fmt::format("{} is already {}", id, held ? "held" : "released"));
     return success(fmt::format("{} {}", id, held ? "held: it is not attempted until released" : "released"));
 }
 
@@ -273,16 +275,15 @@ queue_result queue_operations::release(const std::string& id) { return set_held(
 
 queue_result queue_operations::remove(const std::string& id) {
     if (auto bad = check_id(id)) return *bad;
-    std::lock_guard lock(mutex_);
-    auto env = store_.load_envelope(id);
-    if (!env) return not_found(id);
-    std::string reason;
-    if (!store_.remove(id, &reason)) {
-        if (!store_.load_envelope(id)) return not_found(id);
-        return failure("cannot delete " + id + ": " + reason);
-    }
-    return success(fmt::format("deleted {} (from <{}>, {} recipient(s), {} still pending)", id, env->mail_from,
-                               env->recipients.size(), pending_count(*env)));
+    queue::envelope removed;
+    auto r = queue::change_and_wait(store_, id, [&](queue::envelope& env, auto&) {
+        removed = env;
+        return queue::change_action::remove;
+    });
+    if (!r.found) return not_found(id);
+    if (!r.ok) return failure("cannot delete " + id + ": " + r.reason);
+    return success(fmt::format("deleted {} (from <{}>, {} recipient(s), {} still pending)", id, removed.mail_from,
+                               removed.recipients.size(), pending_count(removed)));
 }
 
 bool is_queue_command(const std::string& command) {

@@ -23,12 +23,11 @@
 // "receive_connector", "session_id", "delay_notice_sent" and "headers" (the message's
 // header section as stored; the body is never shown).
 //
-// Concurrency: every load-modify-update of an envelope runs under `envelope_mutex`, which
-// the server shares with the delivery engine's store wrapper (mail_pipeline.cpp), so an
-// operation and a delivery result never overwrite each other's change.
+// Concurrency: every load-modify-update of an envelope is a store change()
+// (queue/store.hpp), run in order on the store's writer thread, as the delivery engine's
+// are, so an operation and a delivery result never overwrite each other's change.
 #pragma once
 
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -49,7 +48,7 @@ struct queue_result {
 
 class queue_operations {
 public:
-    queue_operations(queue::store& store, std::mutex& envelope_mutex) : store_(store), mutex_(envelope_mutex) {}
+    explicit queue_operations(queue::store& store) : store_(store) {}
 
     queue_result list(queue::sys_time now) const;
     queue_result show(const std::string& id, queue::sys_time now) const;
@@ -65,7 +64,6 @@ private:
     queue_result set_held(const std::string& id, bool held);
 
     queue::store& store_;
-    std::mutex& mutex_;
 };
 
 /// Commands the control socket passes to handle_queue_request().

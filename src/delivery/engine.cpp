@@ -76,21 +76,20 @@ private:
     std::optional<log::session_logger> logger_;
 };
 
-/// store::commit as an awaitable: its callback comes from a store thread and is posted
-/// back to the awaiting coroutine's executor.
 // GCC 12 destroys temporaries inside a co_await expression twice in some cases (PR
 // c++/100611), so every object with a destructor that goes into a co_await below is a
 // named variable first.
-asio::awaitable<queue::commit_result> commit_async(queue::store& store, queue::envelope env, std::string body) {
+/// store::change as an awaitable, resumed on the awaiting coroutine's executor.
+asio::awaitable<queue::change_result> change_async(queue::store& store, std::string id, queue::envelope_change apply) {
     auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&store, executor](auto handler, queue::envelope e, std::string b) {
+    auto initiation = [&store, executor](auto handler, std::string i, queue::envelope_change a) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        store.commit(std::move(e), std::move(b), [shared, executor](queue::commit_result r) {
+        store.change(std::move(i), std::move(a), [shared, executor](queue::change_result r) {
             asio::post(executor, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
         });
     };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::commit_result)>(
-        initiation, asio::use_awaitable, std::move(env), std::move(body));
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::change_result)>(
+        initiation, asio::use_awaitable, std::move(id), std::move(apply));
 }
 
 asio::awaitable<route::next_hops> resolve_async(next_hop_source& resolver, std::string domain,
@@ -199,9 +198,6 @@ struct engine::impl {
     bool started_ = false;
     bool stopping_ = false;
     std::uint64_t saved_counter_ = 0;
-    /// Serialises load-modify-update of envelopes: two connections may finish recipients
-    /// of the same message (different domains) at the same time.
-    std::mutex envelope_mutex_;
     std::mutex stop_mutex_;
 
     // --- the loop ------------------------------------------------------------------------
@@ -621,110 +617,104 @@ struct engine::impl {
         for (auto i : recipients) in_flight_.erase({id, i});
     }
 
+    /// A message whose recipients are all done (left so by a crash between the last result
+    /// and its removal): removed without waiting.
     void remove_message(const std::string& id) {
-        std::string reason;
-        if (!store_.remove(id, &reason)) spdlog::warn("delivery: cannot remove {} from the queue: {}", id, reason);
-        else debug(fmt::format("{}: every recipient done, removed from the queue", id));
+        store_.change(
+            id, [](queue::envelope& env, auto&) { return finished(env) ? queue::change_action::remove : queue::change_action::keep; },
+            // No `this`: the answer may come after the engine is gone.
+            [id](queue::change_result r) {
+                if (!r.ok && r.found) spdlog::warn("delivery: cannot remove {} from the queue: {}", id, r.reason);
+            });
     }
 
-    /// Records results; bounces what must bounce; removes the message once done.
-    ///
-    /// Order for bounces: the DSN is committed first, then the original's recipients are
-    /// marked failed. A crash between the two leaves the recipient pending, so after the
-    /// restart it is tried (and may bounce) again: at worst a duplicate DSN, never a lost
-    /// one. The opposite order could lose the bounce for good (failed, but no DSN), which
-    /// at-least-once forbids. A combined write in the store would remove the duplicate;
-    /// it is not needed for correctness.
+    /// Records results, bounces what must bounce and removes the message once every
+    /// recipient is done, in one store change: the recipient states, the DSN for the
+    /// failed ones and the removal are one synced write, shared with every other write
+    /// submitted meanwhile (group commit), so no engine thread waits for a disk.
+    /// When that write fails, nothing changed: the recipients stay pending and are tried
+    /// again (at-least-once); bounces that could not be queued wait a minute.
     asio::awaitable<void> finish_recipients(const std::string& id, std::vector<std::size_t> indices,
                                             std::vector<recipient_result> results) {
         const auto cfg = config();
         const auto now = std::chrono::system_clock::now();
-        std::vector<std::size_t> bounce;
-        std::vector<dsn_recipient> dsn_list;
-        queue::envelope snapshot;
-        bool removed = false;
-        {
-            std::lock_guard envelope_lock(envelope_mutex_);
-            auto env = store_.load_envelope(id);
-            if (!env) {
-                release(id, indices);
-                co_return;
-            }
-            unsigned delivered = 0, deferred = 0;
+        struct tally {
+            unsigned delivered = 0, deferred = 0, bounced = 0;
+            bool dsn = false;
+            std::vector<std::string> lines;   // for smtp_client_debug
+        };
+        auto counted = std::make_shared<tally>();
+        const bool debugging = cfg->debug.smtp_client_debug;
+        queue::envelope_change apply = [this, id, indices, results, cfg, now, counted, debugging](
+                                           queue::envelope& env, std::vector<queue::new_message>& also) {
+            *counted = tally{};
+            std::vector<dsn_recipient> dsn_list;
             for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
-                if (indices[k] >= env->recipients.size()) continue;
-                auto& rcpt = env->recipients[indices[k]];
+                if (indices[k] >= env.recipients.size()) continue;
+                auto& rcpt = env.recipients[indices[k]];
                 if (rcpt.state != queue::recipient_state::pending) continue;
-                switch (apply_result(rcpt, results[k], *env, cfg->queue, now)) {
-                case decision::done: ++delivered; break;
-                case decision::retry: ++deferred; break;
+                switch (apply_result(rcpt, results[k], env, cfg->queue, now)) {
+                case decision::done: ++counted->delivered; break;
+                case decision::retry: ++counted->deferred; break;
                 case decision::bounce:
-                    bounce.push_back(indices[k]);
+                    ++counted->bounced;
+                    rcpt.state = queue::recipient_state::failed;
                     dsn_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(), rcpt.last_reply,
                                         results[k].host});
                     break;
                 }
-                debug(fmt::format("{}: <{}> {}: {}", id, rcpt.address,
-                                  rcpt.state == queue::recipient_state::delivered ? "delivered"
-                                  : rcpt.next_attempt > now                       ? "deferred"
-                                                                                  : "to bounce",
-                                  rcpt.last_reply));
+                if (debugging)
+                    counted->lines.push_back(fmt::format("{}: <{}> {}: {}", id, rcpt.address,
+                                                         rcpt.state == queue::recipient_state::delivered ? "delivered"
+                                                         : rcpt.state == queue::recipient_state::failed  ? "bounced"
+                                                                                                          : "deferred",
+                                                         rcpt.last_reply));
             }
-            std::string reason;
-            if (bounce.empty() && finished(*env)) {
-                // Every recipient done: one synced removal instead of an update and then a
-                // removal (a crash before it re-sends: at-least-once).
-                remove_message(id);
-                removed = true;
-            } else if (!store_.update(*env, &reason)) {
-                spdlog::warn("delivery: cannot update {}: {}", id, reason);
-            }
-            snapshot = *env;
-            std::lock_guard lock(mutex_);
-            stats_.delivered += delivered;
-            stats_.deferred += deferred;
-        }
-        if (!bounce.empty()) {
-            bool bounced = true;
-            if (snapshot.mail_from.empty()) {
+            if (!dsn_list.empty() && !env.mail_from.empty()) {
                 // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would
-                // be a bounce of a bounce); the failure is only logged.
-                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", id, bounce.size());
-            } else {
+                // be a bounce of a bounce); then the failure is only logged.
                 auto body = store_.load_body(id);
-                auto dsn = build_dsn(snapshot, dsn_list, dsn_kind::failure, cfg->server.hostname,
+                auto dsn = build_dsn(env, dsn_list, dsn_kind::failure, cfg->server.hostname,
                                      header_section(body ? *body : std::string()), now);
-                auto r = co_await commit_async(store_, std::move(dsn.envelope), std::move(dsn.body));
-                if (r.ok) {
-                    std::lock_guard lock(mutex_);
-                    ++stats_.dsn_sent;
-                    wake_pending_ = true;   // the DSN itself goes out at once
-                } else {
-                    bounced = false;
-                    spdlog::warn("delivery: {}: cannot queue the DSN ({}); will try again", id, r.reason);
-                }
+                also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
+                counted->dsn = true;
             }
-            std::lock_guard envelope_lock(envelope_mutex_);
-            if (auto env = store_.load_envelope(id)) {
-                for (auto i : bounce) {
-                    auto& rcpt = env->recipients[i];
-                    if (bounced) rcpt.state = queue::recipient_state::failed;
-                    else rcpt.next_attempt = now + std::chrono::minutes(1);
-                }
-                std::string reason;
-                if (!store_.update(*env, &reason)) spdlog::warn("delivery: cannot update {}: {}", id, reason);
-                snapshot = *env;
-                if (bounced) {
-                    std::lock_guard lock(mutex_);
-                    stats_.bounced += bounce.size();
-                }
+            if (finished(env)) return queue::change_action::remove;
+            return queue::change_action::update;
+        };
+        auto r = co_await change_async(store_, id, std::move(apply));
+        for (const auto& line : counted->lines) debug(line);
+        if (r.ok) {
+            if (r.action == queue::change_action::remove)
+                debug(fmt::format("{}: every recipient done, removed from the queue", id));
+            if (counted->bounced && !counted->dsn)
+                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", id, counted->bounced);
+            std::lock_guard lock(mutex_);
+            stats_.delivered += counted->delivered;
+            stats_.deferred += counted->deferred;
+            stats_.bounced += counted->bounced;
+            if (counted->dsn) {
+                ++stats_.dsn_sent;
+                wake_pending_ = true;   // the DSN itself goes out at once
             }
-        }
-        if (!removed && finished(snapshot)) {
-            std::lock_guard envelope_lock(envelope_mutex_);
-            remove_message(id);
+        } else if (r.found) {
+            spdlog::warn("delivery: cannot record results for {}: {}", id, r.reason);
+            if (counted->bounced) co_await postpone(id, indices, now + std::chrono::minutes(1));
         }
         release(id, indices);
+    }
+
+    /// After a failed write: the given pending recipients are not tried before `when`.
+    asio::awaitable<void> postpone(const std::string& id, const std::vector<std::size_t>& indices,
+                                   queue::sys_time when) {
+        queue::envelope_change later = [indices, when](queue::envelope& env, auto&) {
+            for (auto i : indices)
+                if (i < env.recipients.size() && env.recipients[i].state == queue::recipient_state::pending)
+                    env.recipients[i].next_attempt = std::max(env.recipients[i].next_attempt, when);
+            return queue::change_action::update;
+        };
+        auto r = co_await change_async(store_, id, std::move(later));
+        if (!r.ok && r.found) spdlog::warn("delivery: cannot update {}: {}", id, r.reason);
     }
 
     // --- delay notices ------------------------------------------------------------------------
@@ -738,34 +728,32 @@ struct engine::impl {
         asio::co_spawn(io_, delay_notice(id), asio::detached);
     }
 
+    /// The notice and the flag that it was sent are one write: never twice, never lost.
     asio::awaitable<void> delay_notice(std::string id) {
         try {
             const auto cfg = config();
             const auto now = std::chrono::system_clock::now();
-            auto env = store_.load_envelope(id);
-            if (env && delay_notice_due(*env, cfg->queue, now)) {
+            queue::envelope_change apply = [this, id, cfg, now](queue::envelope& env,
+                                                                std::vector<queue::new_message>& also) {
+                if (!delay_notice_due(env, cfg->queue, now)) return queue::change_action::keep;
                 std::vector<dsn_recipient> list;
-                for (const auto& r : env->recipients)
+                for (const auto& r : env.recipients)
                     if (r.state == queue::recipient_state::pending)
                         list.push_back({r.address, r.orcpt, "4.4.7", r.last_reply.empty() ? "not yet delivered" : r.last_reply, {}});
                 auto body = store_.load_body(id);
-                auto dsn = build_dsn(*env, list, dsn_kind::delay, cfg->server.hostname,
+                auto dsn = build_dsn(env, list, dsn_kind::delay, cfg->server.hostname,
                                      header_section(body ? *body : std::string()), now);
-                auto r = co_await commit_async(store_, std::move(dsn.envelope), std::move(dsn.body));
-                if (r.ok) {
-                    // The notice is durable before the flag: a crash in between sends it
-                    // twice, never not at all.
-                    std::lock_guard envelope_lock(envelope_mutex_);
-                    if (auto fresh = store_.load_envelope(id)) {
-                        fresh->delay_notice_sent = true;
-                        store_.update(*fresh);
-                    }
-                    std::lock_guard lock(mutex_);
-                    ++stats_.dsn_sent;
-                    wake_pending_ = true;
-                } else {
-                    spdlog::warn("delivery: {}: cannot queue the delay notice: {}", id, r.reason);
-                }
+                also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
+                env.delay_notice_sent = true;
+                return queue::change_action::update;
+            };
+            auto r = co_await change_async(store_, id, std::move(apply));
+            if (r.ok && !r.new_ids.empty()) {
+                std::lock_guard lock(mutex_);
+                ++stats_.dsn_sent;
+                wake_pending_ = true;
+            } else if (!r.ok && r.found) {
+                spdlog::warn("delivery: {}: cannot queue the delay notice: {}", id, r.reason);
             }
         } catch (const std::exception& e) {
             spdlog::error("delivery: delay notice for {}: {}", id, e.what());

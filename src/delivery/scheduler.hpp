@@ -61,7 +61,7 @@ enum class decision { done, retry, bounce };
 /// Applies `result` to `rcpt`: counts the attempt, keeps the reply, and sets the next
 /// attempt time with jitter (queue/retry.hpp). A transient result past [queue] expire is
 /// a bounce; the reason then says so. The state only changes to delivered here; a bounce
-/// turns into failed once its DSN is durable (engine.cpp says why that order).
+/// turns into failed in the same store write that queues its DSN (engine.cpp).
 decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
                       const config::queue_section& queue, queue::sys_time now);
 

@@ -33,7 +33,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -237,18 +237,24 @@ public:
     std::vector<envelope> list() const override;
     bool update(const envelope& env, std::string* reason) override;
     bool remove(const std::string& id, std::string* reason) override;
+    void change(std::string id, envelope_change apply, std::function<void(change_result)> done) override;
     store_stats stats() const override;
 
 private:
-    enum class write_kind { commit, update, remove };
+    enum class write_kind { commit, update, remove, change };
     struct pending_write {
         write_kind kind;
         std::string id;
         std::string encoded_envelope;  // commit, update
         std::string body;              // commit
         std::function<void(commit_result)> done;
+        envelope_change apply;                              // change
+        std::function<void(change_result)> change_done;     // change
         std::uint64_t bytes() const { return id.size() + encoded_envelope.size() + body.size(); }
     };
+    // The queue as it will be once the group being built is written: what earlier writes
+    // of the group put (an envelope) or removed (nullopt), over what is on disk.
+    class group_view;
 
     void open_database();
     bool submit_and_wait(pending_write write, std::string* reason);
@@ -398,6 +404,15 @@ bool rocksdb_store::remove(const std::string& id, std::string* reason) {
     return submit_and_wait({write_kind::remove, id, {}, {}, {}}, reason);
 }
 
+void rocksdb_store::change(std::string id, envelope_change apply, std::function<void(change_result)> done) {
+    pending_write write{write_kind::change, std::move(id), {}, {}, {}, std::move(apply), std::move(done)};
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(write));
+    }
+    wake_.notify_one();
+}
+
 bool rocksdb_store::submit_and_wait(pending_write write, std::string* reason) {
     std::promise<commit_result> promise;
     auto future = promise.get_future();
@@ -439,48 +454,127 @@ void rocksdb_store::run_committer() {
     }
 }
 
+class rocksdb_store::group_view {
+public:
+    explicit group_view(const rocksdb_store& store) : store_(store) {}
+
+    bool exists(const std::string& id) const {
+        if (auto it = overlay_.find(id); it != overlay_.end()) return it->second.has_value();
+        return store_.exists(id);
+    }
+    std::optional<envelope> load(const std::string& id) const {
+        if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
+        return store_.load_envelope(id);
+    }
+    void put(const envelope& env) { overlay_[env.id] = env; }
+    void put_encoded(const std::string& id, std::string_view encoded) {
+        if (auto env = decode_envelope(encoded)) overlay_[id] = std::move(*env);
+        else overlay_.erase(id);   // undecodable: later reads see what the write put, via the database
+    }
+    void removed(const std::string& id) { overlay_[id] = std::nullopt; }
+
+private:
+    const rocksdb_store& store_;
+    std::unordered_map<std::string, std::optional<envelope>> overlay_;
+};
+
 void rocksdb_store::write_group(std::vector<pending_write>& group) {
-    std::vector<std::optional<std::string>> refusals(group.size());
+    struct outcome {
+        std::optional<std::string> refusal;
+        change_result change;      // change writes only
+    };
+    std::vector<outcome> outcomes(group.size());
     std::optional<std::string> space_problem;
     bool space_checked = false;
-    std::unordered_set<std::string> removed_in_group;
+    auto space = [&]() -> const std::optional<std::string>& {
+        if (!space_checked) {
+            space_problem = space_refusal();
+            space_checked = true;
+        }
+        return space_problem;
+    };
+    group_view view(*this);
 
     rocksdb::WriteBatch batch;
     std::size_t batched = 0;
     for (std::size_t i = 0; i < group.size(); ++i) {
         auto& w = group[i];
+        auto& out = outcomes[i];
         switch (w.kind) {
         case write_kind::commit:
             // Only new messages are refused for space: updates and removals are tiny, and
             // removals are how space comes back.
-            if (!space_checked) {
-                space_problem = space_refusal();
-                space_checked = true;
-            }
-            if (space_problem) {
-                refusals[i] = *space_problem;
+            if (space()) {
+                out.refusal = *space();
                 continue;
             }
             batch.Put(bodies_, w.id, w.body);
             batch.Put(envelopes_, w.id, w.encoded_envelope);
+            view.put_encoded(w.id, w.encoded_envelope);
             break;
         case write_kind::update:
             // Never resurrect a removed message as an envelope without a body.
-            if (!parse_queue_id(w.id) || removed_in_group.contains(w.id) || !exists(w.id)) {
-                refusals[i] = "no such message " + w.id;
+            if (!parse_queue_id(w.id) || !view.exists(w.id)) {
+                out.refusal = "no such message " + w.id;
                 continue;
             }
             batch.Put(envelopes_, w.id, w.encoded_envelope);
+            view.put_encoded(w.id, w.encoded_envelope);
             break;
         case write_kind::remove:
-            if (!parse_queue_id(w.id) || removed_in_group.contains(w.id) || !exists(w.id)) {
-                refusals[i] = "no such message " + w.id;
+            if (!parse_queue_id(w.id) || !view.exists(w.id)) {
+                out.refusal = "no such message " + w.id;
                 continue;
             }
             batch.Delete(envelopes_, w.id);
             batch.Delete(bodies_, w.id);
-            removed_in_group.insert(w.id);
+            view.removed(w.id);
             break;
+        case write_kind::change: {
+            auto current = parse_queue_id(w.id) ? view.load(w.id) : std::nullopt;
+            if (!current) {
+                out.refusal = "no such message " + w.id;
+                continue;
+            }
+            out.change.found = true;
+            std::vector<new_message> also_commit;
+            try {
+                out.change.action = w.apply(*current, also_commit);
+            } catch (const std::exception& e) {
+                out.refusal = std::string("change of ") + w.id + " failed: " + e.what();
+                continue;
+            } catch (...) {
+                out.refusal = "change of " + w.id + " failed";
+                continue;
+            }
+            if (!also_commit.empty() && space()) {
+                out.refusal = *space();
+                continue;
+            }
+            current->id = w.id;   // `apply` cannot move the change to another message
+            switch (out.change.action) {
+            case change_action::keep: break;
+            case change_action::update:
+                batch.Put(envelopes_, w.id, encode_envelope(*current));
+                view.put(*current);
+                break;
+            case change_action::remove:
+                batch.Delete(envelopes_, w.id);
+                batch.Delete(bodies_, w.id);
+                view.removed(w.id);
+                break;
+            }
+            for (auto& m : also_commit) {
+                m.env.id = ids_->next();
+                m.env.body_size = m.body.size();
+                batch.Put(bodies_, m.env.id, m.body);
+                batch.Put(envelopes_, m.env.id, encode_envelope(m.env));
+                view.put(m.env);
+                out.change.new_ids.push_back(m.env.id);
+            }
+            if (out.change.action == change_action::keep && also_commit.empty()) continue;   // nothing to write
+            break;
+        }
         }
         ++batched;
     }
@@ -490,19 +584,27 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
 
     for (std::size_t i = 0; i < group.size(); ++i) {
         auto& w = group[i];
-        commit_result result;
-        if (refusals[i]) {
-            result.reason = std::move(*refusals[i]);
-        } else if (!status.ok()) {
-            result.reason = rocksdb_reason(status);
-        } else {
-            result.ok = true;
-            result.id = w.id;
-        }
-        if (w.kind == write_kind::commit) (result.ok ? commits_ : failed_commits_).fetch_add(1);
-        if (!w.done) continue;
+        auto& out = outcomes[i];
+        std::string reason;
+        bool ok = false;
+        if (out.refusal) reason = std::move(*out.refusal);
+        else if (!status.ok()) reason = rocksdb_reason(status);
+        else ok = true;
         try {
-            w.done(std::move(result));
+            if (w.kind == write_kind::change) {
+                out.change.ok = ok;
+                out.change.reason = std::move(reason);
+                if (!ok) out.change.new_ids.clear();
+                if (ok) commits_.fetch_add(out.change.new_ids.size());
+                if (w.change_done) w.change_done(std::move(out.change));
+                continue;
+            }
+            commit_result result;
+            result.ok = ok;
+            result.reason = std::move(reason);
+            if (ok) result.id = w.id;
+            if (w.kind == write_kind::commit) (ok ? commits_ : failed_commits_).fetch_add(1);
+            if (w.done) w.done(std::move(result));
         } catch (...) {
             // A throwing callback must not stop the committer: every other session
             // waiting for its 250 depends on this thread.

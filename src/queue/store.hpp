@@ -37,6 +37,27 @@ struct store_options {
     std::uint64_t min_free = 1024ull * 1024 * 1024;  // below this, commit fails without writing
 };
 
+/// What a change() does with the message after looking at its current envelope.
+enum class change_action { keep, update, remove };
+
+/// A message committed in the same write as a change (a DSN and the recipient states
+/// that caused it: both durable, or neither). The store assigns envelope.id.
+struct new_message {
+    envelope env;
+    std::string body;
+};
+
+struct change_result {
+    bool ok = false;                     // the write (if any) is synced; false: nothing changed
+    bool found = false;                  // the message was in the queue when `apply` would run
+    change_action action = change_action::keep;
+    std::vector<std::string> new_ids;    // ids of the messages committed with the change
+    std::string reason;                  // on failure, for the log
+};
+
+/// Looks at the current envelope and decides; may append messages to commit with it.
+using envelope_change = std::function<change_action(envelope& current, std::vector<new_message>& also_commit)>;
+
 class store {
 public:
     virtual ~store() = default;
@@ -59,8 +80,23 @@ public:
     /// Remove envelope and body, synced. False on failure.
     virtual bool remove(const std::string& id, std::string* reason = nullptr) = 0;
 
+    /// Read-modify-write of one envelope without blocking the caller, serialised with
+    /// every other write of the store: `apply` runs on the store's writer thread with the
+    /// envelope as it stands after every write submitted before this one, so two changes
+    /// of one message (two destinations finishing at once, a delivery result and a
+    /// `queue hold`) never overwrite each other. Changes submitted together share one
+    /// synced write (group commit). `apply` must be quick and must not call the store's
+    /// write functions; it is not called when the message is gone (found = false).
+    /// Messages appended to `also_commit` are refused, with the change, when the disk is
+    /// low on space. `done` is called once, from a store thread, after the write.
+    virtual void change(std::string id, envelope_change apply, std::function<void(change_result)> done) = 0;
+
     virtual store_stats stats() const = 0;
 };
+
+/// change() for callers that may block (the command line, the control socket). Never call
+/// it from a store callback.
+change_result change_and_wait(store& s, std::string id, envelope_change apply);
 
 /// Opens (creating if needed, mode 0700) the RocksDB store. Throws std::runtime_error
 /// with a clear message when it cannot (locked by another process, damaged, permissions).

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
-#include <mutex>
 #include <string>
 
 #include "app/control_socket.hpp"
@@ -80,13 +79,12 @@ protected:
 
     temp_dir dir;
     std::unique_ptr<queue::store> store;
-    std::mutex envelope_mutex;
     std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
     std::string id;
 };
 
 TEST_F(queue_operations_test, list_says_why_each_message_waits) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     auto r = ops.list(now);
     ASSERT_TRUE(r.ok) << r.error;
     ASSERT_EQ(r.data["count"], 1);
@@ -117,7 +115,7 @@ TEST_F(queue_operations_test, list_says_why_each_message_waits) {
 
 TEST_F(queue_operations_test, an_empty_queue_lists_as_empty) {
     ASSERT_TRUE(store->remove(id));
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     auto r = ops.list(now);
     ASSERT_TRUE(r.ok);
     EXPECT_TRUE(r.data["messages"].empty());
@@ -125,7 +123,7 @@ TEST_F(queue_operations_test, an_empty_queue_lists_as_empty) {
 }
 
 TEST_F(queue_operations_test, show_gives_the_envelope_and_headers_never_the_body) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     auto r = ops.show(id, now);
     ASSERT_TRUE(r.ok) << r.error;
     const auto& m = r.data["message"];
@@ -141,7 +139,7 @@ TEST_F(queue_operations_test, show_gives_the_envelope_and_headers_never_the_body
 }
 
 TEST_F(queue_operations_test, bad_and_unknown_ids) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     for (auto bad : {"", "../../etc/passwd", "00061F0A1B2C3D4E", "123"}) {
         auto r = ops.show(bad, now);
         EXPECT_FALSE(r.ok);
@@ -160,7 +158,7 @@ TEST_F(queue_operations_test, bad_and_unknown_ids) {
 }
 
 TEST_F(queue_operations_test, retry_makes_pending_recipients_due_now_and_nothing_else) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     const auto later = now + 1s;
     auto r = ops.retry(id, later);
     ASSERT_TRUE(r.ok) << r.error;
@@ -180,7 +178,7 @@ TEST_F(queue_operations_test, retry_makes_pending_recipients_due_now_and_nothing
 }
 
 TEST_F(queue_operations_test, hold_and_release_are_durable_and_shown) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     auto held = ops.hold(id);
     ASSERT_TRUE(held.ok) << held.error;
     EXPECT_TRUE(store->load_envelope(id)->held);
@@ -195,14 +193,14 @@ TEST_F(queue_operations_test, hold_and_release_are_durable_and_shown) {
     // Reopened: still held.
     store.reset();
     store = queue::open_rocksdb_store({dir.path / "queue", 0});
-    queue_operations again(*store, envelope_mutex);
+    queue_operations again(*store);
     EXPECT_TRUE(store->load_envelope(id)->held);
     ASSERT_TRUE(again.release(id).ok);
     EXPECT_FALSE(store->load_envelope(id)->held);
 }
 
 TEST_F(queue_operations_test, delete_removes_envelope_and_body) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     auto r = ops.remove(id);
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_NE(r.message.find("deleted " + id), std::string::npos) << r.message;
@@ -213,7 +211,7 @@ TEST_F(queue_operations_test, delete_removes_envelope_and_body) {
 }
 
 TEST_F(queue_operations_test, requests_in_the_control_protocol_form) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     EXPECT_TRUE(handle_queue_request(ops, json{{"command", "queue-list"}}, now).ok);
     EXPECT_TRUE(handle_queue_request(ops, json{{"command", "queue-hold"}, {"id", id}}, now).ok);
     EXPECT_TRUE(store->load_envelope(id)->held);
@@ -232,7 +230,7 @@ TEST_F(queue_operations_test, requests_in_the_control_protocol_form) {
 }
 
 TEST_F(queue_operations_test, control_socket_carries_arguments_and_data) {
-    queue_operations ops(*store, envelope_mutex);
+    queue_operations ops(*store);
     const auto path = dir.path / "control.sock";
     control_socket server({path, {::geteuid()}, std::nullopt, 2000ms});
     server.start({{}, {}, [&](const json& request) {

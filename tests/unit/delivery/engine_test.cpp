@@ -86,6 +86,29 @@ public:
         changed_.notify_all();
         return true;
     }
+    /// As the real store: changes run one at a time, each against the current envelope;
+    /// messages `apply` adds are committed with it.
+    void change(std::string id, queue::envelope_change apply, std::function<void(queue::change_result)> done) override {
+        queue::change_result r;
+        {
+            std::lock_guard serial(change_mutex_);
+            auto env = load_envelope(id);
+            if (env) {
+                r.found = true;
+                std::vector<queue::new_message> also;
+                r.action = apply(*env, also);
+                r.ok = true;
+                for (auto& m : also) {
+                    commit(std::move(m.env), std::move(m.body), [&](queue::commit_result c) { r.new_ids.push_back(c.id); });
+                }
+                if (r.action == queue::change_action::update) update(*env);
+                if (r.action == queue::change_action::remove) remove(id);
+            } else {
+                r.reason = "no such message " + id;
+            }
+        }
+        done(std::move(r));
+    }
     queue::store_stats stats() const override { return {}; }
 
     /// Adds a message as the receive side would (without waking anyone).
@@ -120,6 +143,7 @@ public:
 
 private:
     mutable std::mutex mutex_;
+    std::mutex change_mutex_;
     std::condition_variable_any changed_;
     std::uint64_t next_id_ = 0;
     std::map<std::string, queue::envelope> envelopes_;

@@ -66,6 +66,9 @@ public:
     std::vector<queue::envelope> list() const override { return {}; }
     bool update(const queue::envelope&, std::string*) override { return true; }
     bool remove(const std::string&, std::string*) override { return true; }
+    void change(std::string, queue::envelope_change, std::function<void(queue::change_result)> done) override {
+        done({});   // the receive side never changes a queued message
+    }
     queue::store_stats stats() const override { return {}; }
 
     std::size_t count() {

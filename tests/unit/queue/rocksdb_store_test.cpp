@@ -1,5 +1,6 @@
 #include <atomic>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -214,6 +215,127 @@ TEST(rocksdb_store, update_and_remove_work_from_inside_a_commit_callback) {
     EXPECT_TRUE(updated);
     EXPECT_TRUE(removed);
     EXPECT_TRUE(s->list().empty());
+}
+
+TEST(rocksdb_store, concurrent_changes_of_one_message_all_apply_and_share_syncs) {
+    temp_dir dir;
+    auto s = open_store(dir.path());
+    const auto id = commit_and_wait(*s, sample_envelope(), "body").id;
+    const auto syncs_before = s->stats().syncs;
+    constexpr int threads = 16, per_thread = 20;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t)
+        workers.emplace_back([&] {
+            for (int i = 0; i < per_thread; ++i) {
+                auto r = change_and_wait(*s, id, [](envelope& env, std::vector<new_message>&) {
+                    ++env.recipients[0].attempts;   // a lost update would show as a smaller count
+                    return change_action::update;
+                });
+                if (!r.ok || !r.found) ++failures;
+            }
+        });
+    for (auto& w : workers) w.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(s->load_envelope(id)->recipients[0].attempts, std::uint32_t{threads * per_thread});
+    EXPECT_LT(s->stats().syncs - syncs_before, std::uint64_t{threads * per_thread}) << "changes did not share syncs";
+}
+
+TEST(rocksdb_store, a_change_and_the_message_it_adds_are_durable_together) {
+    temp_dir dir;
+    std::string id, added;
+    {
+        auto s = open_store(dir.path());
+        id = commit_and_wait(*s, sample_envelope(), "original").id;
+        auto r = change_and_wait(*s, id, [](envelope& env, std::vector<new_message>& also) {
+            env.recipients[0].state = recipient_state::failed;
+            envelope dsn;
+            dsn.recipients.push_back({});
+            dsn.recipients[0].address = env.mail_from;
+            also.push_back({dsn, "the notice"});
+            return change_action::update;
+        });
+        ASSERT_TRUE(r.ok) << r.reason;
+        EXPECT_TRUE(r.found);
+        EXPECT_EQ(r.action, change_action::update);
+        ASSERT_EQ(r.new_ids.size(), 1u);
+        added = r.new_ids[0];
+        EXPECT_GT(added, id);
+    }
+    auto s = open_store(dir.path());
+    EXPECT_EQ(s->load_envelope(id)->recipients[0].state, recipient_state::failed);
+    ASSERT_TRUE(s->load_envelope(added));
+    EXPECT_EQ(s->load_envelope(added)->mail_from, "");
+    EXPECT_EQ(s->load_body(added), "the notice");
+    EXPECT_EQ(s->load_envelope(added)->body_size, std::string("the notice").size());
+}
+
+TEST(rocksdb_store, a_change_may_remove_the_message) {
+    temp_dir dir;
+    std::string id;
+    {
+        auto s = open_store(dir.path());
+        id = commit_and_wait(*s, sample_envelope(), body_of_size(10000)).id;
+        auto r = change_and_wait(*s, id, [](envelope&, std::vector<new_message>&) { return change_action::remove; });
+        ASSERT_TRUE(r.ok) << r.reason;
+        EXPECT_EQ(r.action, change_action::remove);
+        // The next change finds nothing and is not asked.
+        bool asked = false;
+        auto again = change_and_wait(*s, id, [&](envelope&, std::vector<new_message>&) {
+            asked = true;
+            return change_action::update;
+        });
+        EXPECT_FALSE(again.ok);
+        EXPECT_FALSE(again.found);
+        EXPECT_FALSE(asked);
+        EXPECT_NE(again.reason.find("no such message"), std::string::npos) << again.reason;
+    }
+    auto s = open_store(dir.path());
+    EXPECT_FALSE(s->load_envelope(id));
+    EXPECT_FALSE(s->load_body(id));
+}
+
+TEST(rocksdb_store, a_change_adding_a_message_is_refused_whole_when_space_is_low) {
+    temp_dir dir;
+    std::string id;
+    {
+        auto s = open_store(dir.path());
+        id = commit_and_wait(*s, sample_envelope(), "original").id;
+    }
+    auto s = open_store(dir.path(), ~0ull / 2);
+    auto r = change_and_wait(*s, id, [](envelope& env, std::vector<new_message>& also) {
+        env.recipients[0].state = recipient_state::failed;
+        also.push_back({envelope{}, "the notice"});
+        return change_action::update;
+    });
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.found);
+    EXPECT_TRUE(r.new_ids.empty());
+    EXPECT_NE(r.reason.find("below min_free"), std::string::npos) << r.reason;
+    EXPECT_EQ(s->load_envelope(id)->recipients[0].state, recipient_state::pending);
+    EXPECT_EQ(s->list().size(), 1u);
+    // A change that adds nothing is not a new message: it goes through (that is how
+    // recipients get recorded and space comes back).
+    auto update = change_and_wait(*s, id, [](envelope& env, std::vector<new_message>&) {
+        env.recipients[0].state = recipient_state::delivered;
+        return change_action::update;
+    });
+    EXPECT_TRUE(update.ok) << update.reason;
+    EXPECT_EQ(s->load_envelope(id)->recipients[0].state, recipient_state::delivered);
+}
+
+TEST(rocksdb_store, a_throwing_change_writes_nothing_and_the_store_goes_on) {
+    temp_dir dir;
+    auto s = open_store(dir.path());
+    const auto id = commit_and_wait(*s, sample_envelope(), "body").id;
+    auto r = change_and_wait(*s, id, [](envelope& env, std::vector<new_message>&) -> change_action {
+        env.held = true;
+        throw std::runtime_error("bad envelope");
+    });
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.reason.find("bad envelope"), std::string::npos) << r.reason;
+    EXPECT_FALSE(s->load_envelope(id)->held);
+    EXPECT_TRUE(commit_and_wait(*s, sample_envelope(), "next").ok);
 }
 
 TEST(rocksdb_store, directory_is_0700_and_files_0600) {
