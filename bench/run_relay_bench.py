@@ -287,6 +287,29 @@ def run_load(args, port, sessions, size, per_message):
         raise RuntimeError(f"relay_load failed ({p.returncode}): {p.stdout}{p.stderr}")
 
 
+def start_profile(args, target, name, size, sessions, per_message):
+    """perf record of the middle server's processes for the cell (--profile DIR); the
+    report is written next to the data when the cell ends."""
+    if not args.profile:
+        return None
+    os.makedirs(args.profile, exist_ok=True)
+    base = os.path.join(args.profile, f"{name}-{'pm' if per_message else 'reuse'}-{sessions}-{size}")
+    cmd = ["perf", "record", "--call-graph", os.environ.get("BENCH_CALLGRAPH", "fp"), "-o", base + ".data", "-p", ",".join(str(p) for p in target.pids())]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, base
+
+
+def stop_profile(profiler):
+    if profiler is None:
+        return
+    proc, base = profiler
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    with open(base + ".txt", "w") as out:
+        subprocess.run(["perf", "report", "-i", base + ".data", "--no-children", "--sort", "dso,symbol",
+                        "--stdio", "-g", "none", "--percent-limit", "0.5"], stdout=out, stderr=subprocess.DEVNULL)
+
+
 def measure(args, name, size, sessions, per_message):
     load_at_start, waited = wait_quiet(args.max_load, args.load_wait)
     pki = lib.pki()
@@ -296,6 +319,7 @@ def measure(args, name, size, sessions, per_message):
     try:
         target = PosternMiddle(sink.port) if name == "postern" else PostfixMiddle(sink.port, pki)
         mem = MemorySampler(target).start()
+        profiler = start_profile(args, target, name, size, sessions, per_message)
         cpu0 = target.cpu()
         r = run_load(args, target.port, sessions, size, per_message)
         accepted = r["accepted"]
@@ -306,6 +330,7 @@ def measure(args, name, size, sessions, per_message):
         except TimeoutError:
             drained = False
         cpu1 = target.cpu()
+        stop_profile(profiler)
         hwm_sum, rss_peak, nprocs = mem.stop()
         if name == "postern":
             st = proc_status(target.server.pid)
@@ -447,6 +472,8 @@ def main():
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--load-wait", type=float, default=120)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--profile", default=None,
+                    help="directory: perf record the middle server during each cell (needs perf)")
     args = ap.parse_args()
     build = find_build(args.build)
     if build is None:

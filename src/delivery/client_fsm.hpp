@@ -150,6 +150,8 @@ public:
     explicit client_fsm(client_settings settings);
 
     client_action resume(const client_event& ev);
+    /// Same; a `send` event's transaction (with its body) is moved in, not copied.
+    client_action resume(client_event&& ev);
 
     const capabilities& offered() const { return caps_; }
     bool tls_active() const { return tls_active_; }
@@ -169,7 +171,7 @@ private:
     client_action drain_replies();
     client_action on_reply(const smtp::reply& r);
     client_action after_hello();
-    client_action begin_transaction(const transaction& tx);
+    client_action begin_transaction(transaction tx);
     client_action send_mail();
     client_action send_rcpt_or_data();
     client_action on_pipelined_reply(const smtp::reply& r);

@@ -358,8 +358,8 @@ asio::awaitable<std::vector<recipient_result>> client_session::send(transaction 
         }
         co_return results;
     }
-    const auto ev = client_event::send(std::move(tx));
-    auto step = fsm_->resume(ev);
+    auto ev = client_event::send(std::move(tx));
+    auto step = fsm_->resume(std::move(ev));
     auto act = co_await perform(std::move(step));
     results = std::move(act.results);
     if (act.what == client_action::kind::close) {

@@ -587,12 +587,22 @@ struct engine::impl {
         save_outbound(cfg, env->id, *body);
         // RFC 5321 §4.5.3.1.10: a 452 to RCPT asks for the remaining recipients in a new
         // transaction; go on while each round delivers someone.
+        bool first_round = true;
         while (!todo.empty()) {
             transaction tx;
             tx.mail_from = env->mail_from;
             tx.body_8bit = env->body_8bit;
             tx.smtputf8 = env->smtputf8;
-            tx.body = *body;
+            // The body moves into the first transaction (a copy of a large body is not
+            // free); the rare second round after a 452 reads it again.
+            if (first_round) {
+                tx.body = std::move(*body);
+                first_round = false;
+            } else if (auto reread = store_.load_body(j.message_id)) {
+                tx.body = std::move(*reread);
+            } else {
+                break;
+            }
             for (auto k : todo) tx.recipients.push_back(env->recipients[indices[k]].address);
             auto round = co_await session.send(std::move(tx));
             std::vector<std::size_t> again;

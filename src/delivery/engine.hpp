@@ -59,7 +59,9 @@ struct client_timeouts {
 };
 
 struct engine_options {
-    unsigned threads = 1;
+    /// Connections are coroutines on their own strands; two threads let TLS and body
+    /// copies of different connections run side by side (DESIGN §2: a small fixed number).
+    unsigned threads = 2;
     client_timeouts timeouts;
     /// How often the queue is looked at even without wake(): catches due retries.
     std::chrono::seconds poll_interval{1};

@@ -318,7 +318,11 @@ void rocksdb_store::open_database() {
     db.max_background_jobs = 2;  // small machines; one flush and one compaction at a time
     db.max_subcompactions = 1;
     db.max_open_files = 256;
-    db.max_total_wal_size = 64ull * 1024 * 1024;
+    // Relayed mail is usually deleted within a second of arriving. A body deleted while
+    // still in the memtable is dropped by the flush and never written again (no blob file,
+    // no second checksum, no garbage collection); so the memtable and the WAL that backs it
+    // are sized for about a second of 100 KB messages at full speed.
+    db.max_total_wal_size = 256ull * 1024 * 1024;
     db.info_log = std::make_shared<queue_info_log>(options_.dir);
     db.max_manifest_file_size = 64ull * 1024 * 1024;
     db.max_bgerror_resume_count = 0;  // recovery is ours: see error_listener
@@ -340,8 +344,8 @@ void rocksdb_store::open_database() {
 
     rocksdb::ColumnFamilyOptions bodies;
     bodies.table_factory = table_factory;
-    bodies.write_buffer_size = 16ull * 1024 * 1024;
-    bodies.max_write_buffer_number = 2;
+    bodies.write_buffer_size = 64ull * 1024 * 1024;
+    bodies.max_write_buffer_number = 3;
     bodies.target_file_size_base = 8ull * 1024 * 1024;
     bodies.max_bytes_for_level_base = 32ull * 1024 * 1024;
     bodies.compression = rocksdb::kNoCompression;

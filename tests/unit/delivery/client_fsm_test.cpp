@@ -90,6 +90,10 @@ TEST(dot_stuff, leading_dots_are_doubled_and_the_end_is_marked) {
     EXPECT_EQ(dot_stuff(".a\r\nb\r\n..c\r\n"), "..a\r\nb\r\n...c\r\n.\r\n");
     EXPECT_EQ(dot_stuff("no final crlf"), "no final crlf\r\n.\r\n");
     EXPECT_EQ(dot_stuff("a\r\n.\r\nb\r\n"), "a\r\n..\r\nb\r\n.\r\n");   // cannot end DATA early
+    EXPECT_EQ(dot_stuff(""), ".\r\n");
+    EXPECT_EQ(dot_stuff("."), "..\r\n.\r\n");
+    EXPECT_EQ(dot_stuff("a\r\n.\r\n.\r\n..\r\n"), "a\r\n..\r\n..\r\n...\r\n.\r\n");   // dot lines in a row
+    EXPECT_EQ(dot_stuff("x\r\n."), "x\r\n..\r\n.\r\n");   // a last line of one dot, no CRLF
 }
 
 TEST(client_fsm, plain_transaction_without_pipelining) {
