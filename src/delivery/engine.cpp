@@ -92,6 +92,36 @@ asio::awaitable<queue::change_result> change_async(queue::store& store, std::str
         initiation, asio::use_awaitable, std::move(id), std::move(apply));
 }
 
+/// Several store::change calls submitted at once (so they share group commits); resumes
+/// once every one is answered, with the answers in the same order.
+asio::awaitable<std::vector<queue::change_result>> change_all_async(
+    queue::store& store, std::vector<std::pair<std::string, queue::envelope_change>> changes) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [&store, executor](auto handler, std::vector<std::pair<std::string, queue::envelope_change>> list) {
+        using handler_type = decltype(handler);
+        struct shared_state {
+            shared_state(std::size_t n, handler_type h) : answers(n), remaining(n), handler(std::move(h)) {}
+            std::vector<queue::change_result> answers;
+            std::atomic<std::size_t> remaining;
+            handler_type handler;
+        };
+        auto state = std::make_shared<shared_state>(list.size(), std::move(handler));
+        if (list.empty()) {
+            asio::post(executor, [state]() mutable { state->handler(std::move(state->answers)); });
+            return;
+        }
+        for (std::size_t i = 0; i < list.size(); ++i)
+            store.change(std::move(list[i].first), std::move(list[i].second),
+                         [state, i, executor](queue::change_result r) {
+                             state->answers[i] = std::move(r);
+                             if (state->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1)
+                                 asio::post(executor, [state]() mutable { state->handler(std::move(state->answers)); });
+                         });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::vector<queue::change_result>)>(
+        initiation, asio::use_awaitable, std::move(changes));
+}
+
 asio::awaitable<route::next_hops> resolve_async(next_hop_source& resolver, std::string domain,
                                                 std::vector<std::string> own_names) {
     auto executor = co_await asio::this_coro::executor;
@@ -529,21 +559,37 @@ struct engine::impl {
         sessions_.erase(s);
     }
 
-    /// Every job still queued for `where` gets `result` (no host could be reached).
+    /// Every job still queued for `where` gets `result` (no host could be reached). The
+    /// changes are submitted together, so a destination with thousands of queued messages
+    /// costs a few group commits, not one synced write each. While stopping, the jobs are
+    /// only let go: no attempt was made, so their recipients keep their state.
     asio::awaitable<void> fail_queued(const destination& where, recipient_result result) {
         std::deque<job> jobs;
+        bool stopping = false;
         {
             std::lock_guard lock(mutex_);
             jobs.swap(destinations_[where].queue);
+            stopping = stopping_;
         }
+        if (stopping) {
+            for (const auto& j : jobs) release(j.message_id, j.recipients);
+            co_return;
+        }
+        std::vector<recording> recs;
+        recs.reserve(jobs.size());
         for (auto& j : jobs) {
             std::vector<recipient_result> results(j.recipients.size(), result);
             if (auto env = store_.load_envelope(j.message_id))
                 for (std::size_t k = 0; k < j.recipients.size(); ++k)
                     if (j.recipients[k] < env->recipients.size())
                         results[k].recipient = env->recipients[j.recipients[k]].address;
-            co_await finish_recipients(j.message_id, j.recipients, results);
+            recs.push_back(prepare(j.message_id, j.recipients, std::move(results)));
         }
+        std::vector<std::pair<std::string, queue::envelope_change>> changes;
+        changes.reserve(recs.size());
+        for (const auto& rec : recs) changes.emplace_back(rec.id, rec.apply);
+        auto answers = co_await change_all_async(store_, std::move(changes));
+        for (std::size_t i = 0; i < recs.size(); ++i) co_await conclude(recs[i], answers[i]);
     }
 
     void save_outbound(const config::configuration& cfg, const std::string& id, const std::string& body) {
@@ -638,26 +684,31 @@ struct engine::impl {
             });
     }
 
-    /// Records results, bounces what must bounce and removes the message once every
-    /// recipient is done, in one store change: the recipient states, the DSN for the
-    /// failed ones and the removal are one synced write, shared with every other write
-    /// submitted meanwhile (group commit), so no engine thread waits for a disk.
-    /// When that write fails, nothing changed: the recipients stay pending and are tried
-    /// again (at-least-once); bounces that could not be queued wait a minute.
-    asio::awaitable<void> finish_recipients(const std::string& id, std::vector<std::size_t> indices,
-                                            std::vector<recipient_result> results) {
-        const auto cfg = config();
-        const auto now = std::chrono::system_clock::now();
+    /// One message's results on their way into the store: the change to submit and what
+    /// it counted, for conclude() once the write is done.
+    struct recording {
         struct tally {
             unsigned delivered = 0, deferred = 0, bounced = 0;
             bool dsn = false;
             std::vector<std::string> lines;   // for smtp_client_debug
         };
-        auto counted = std::make_shared<tally>();
+        std::string id;
+        std::vector<std::size_t> indices;
+        queue::sys_time now;
+        std::shared_ptr<tally> counted = std::make_shared<tally>();
+        queue::envelope_change apply;
+    };
+
+    recording prepare(const std::string& id, std::vector<std::size_t> indices, std::vector<recipient_result> results) {
+        const auto cfg = config();
+        recording rec;
+        rec.id = id;
+        rec.indices = indices;
+        rec.now = std::chrono::system_clock::now();
         const bool debugging = cfg->debug.smtp_client_debug;
-        queue::envelope_change apply = [this, id, indices, results, cfg, now, counted, debugging](
-                                           queue::envelope& env, std::vector<queue::new_message>& also) {
-            *counted = tally{};
+        rec.apply = [this, id, indices = std::move(indices), results = std::move(results), cfg, now = rec.now,
+                     counted = rec.counted, debugging](queue::envelope& env, std::vector<queue::new_message>& also) {
+            *counted = recording::tally{};
             std::vector<dsn_recipient> dsn_list;
             for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
                 if (indices[k] >= env.recipients.size()) continue;
@@ -692,26 +743,44 @@ struct engine::impl {
             if (finished(env)) return queue::change_action::remove;
             return queue::change_action::update;
         };
-        auto r = co_await change_async(store_, id, std::move(apply));
-        for (const auto& line : counted->lines) debug(line);
+        return rec;
+    }
+
+    asio::awaitable<void> conclude(const recording& rec, const queue::change_result& r) {
+        const auto& counted = *rec.counted;
+        for (const auto& line : counted.lines) debug(line);
         if (r.ok) {
             if (r.action == queue::change_action::remove)
-                debug(fmt::format("{}: every recipient done, removed from the queue", id));
-            if (counted->bounced && !counted->dsn)
-                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", id, counted->bounced);
+                debug(fmt::format("{}: every recipient done, removed from the queue", rec.id));
+            if (counted.bounced && !counted.dsn)
+                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", rec.id, counted.bounced);
             std::lock_guard lock(mutex_);
-            stats_.delivered += counted->delivered;
-            stats_.deferred += counted->deferred;
-            stats_.bounced += counted->bounced;
-            if (counted->dsn) {
+            stats_.delivered += counted.delivered;
+            stats_.deferred += counted.deferred;
+            stats_.bounced += counted.bounced;
+            if (counted.dsn) {
                 ++stats_.dsn_sent;
                 wake_pending_ = true;   // the DSN itself goes out at once
             }
         } else if (r.found) {
-            spdlog::warn("delivery: cannot record results for {}: {}", id, r.reason);
-            if (counted->bounced) co_await postpone(id, indices, now + std::chrono::minutes(1));
+            spdlog::warn("delivery: cannot record results for {}: {}", rec.id, r.reason);
+            if (counted.bounced) co_await postpone(rec.id, rec.indices, rec.now + std::chrono::minutes(1));
         }
-        release(id, indices);
+        release(rec.id, rec.indices);
+    }
+
+    /// Records results, bounces what must bounce and removes the message once every
+    /// recipient is done, in one store change: the recipient states, the DSN for the
+    /// failed ones and the removal are one synced write, shared with every other write
+    /// submitted meanwhile (group commit), so no engine thread waits for a disk.
+    /// When that write fails, nothing changed: the recipients stay pending and are tried
+    /// again (at-least-once); bounces that could not be queued wait a minute.
+    asio::awaitable<void> finish_recipients(const std::string& id, std::vector<std::size_t> indices,
+                                            std::vector<recipient_result> results) {
+        auto rec = prepare(id, std::move(indices), std::move(results));
+        auto change = rec.apply;
+        auto r = co_await change_async(store_, rec.id, std::move(change));
+        co_await conclude(rec, r);
     }
 
     /// After a failed write: the given pending recipients are not tried before `when`.
