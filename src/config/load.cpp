@@ -340,6 +340,7 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.text("client_certificate", c.client_certificate);
     r.flag("trust_system_store", c.trust_system_store);
     r.count("max_per_destination", c.max_per_destination);
+    r.duration("connection_cache_time", c.connection_cache_time, /*zero_allowed=*/true);
     r.choice("protocol_logging", c.logging, detail::protocol_logging_names);
 }
 

@@ -98,6 +98,9 @@ struct send_connector {
     std::string client_certificate;
     bool trust_system_store = false;
     std::uint32_t max_per_destination = 10;
+    /// An idle connection waits this long for more mail to the same next hop before QUIT
+    /// (Postfix: smtp_connection_cache_time_limit); 0 = QUIT at once.
+    seconds connection_cache_time{2};
     protocol_logging logging = protocol_logging::verbose;            // key: protocol_logging
 };
 

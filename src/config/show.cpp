@@ -89,6 +89,7 @@ json send_json(const send_connector& c) {
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
             {"max_per_destination", c.max_per_destination},
+            {"connection_cache_time", detail::format_duration(c.connection_cache_time)},
             {"protocol_logging", name_of(detail::protocol_logging_names, c.logging)}};
 }
 

@@ -203,9 +203,16 @@ struct engine::impl {
           timer_(strand_) {}
 
     // --- state shared between threads (mutex_) ---------------------------------------
+    /// A connection with nothing to send, waiting (connection_cache_time) for more mail to
+    /// its next hop; dispatch() wakes it instead of opening a new connection.
+    struct idle_connection {
+        std::shared_ptr<asio::steady_timer> timer;   // waited on by the connection's strand
+        asio::any_io_executor executor;
+    };
     struct destination_state {
         std::deque<job> queue;
-        unsigned active = 0;
+        unsigned active = 0;                          // connections, idle ones included
+        std::deque<idle_connection> idle;
     };
     mutable std::mutex mutex_;
     std::condition_variable idle_cv_;
@@ -344,12 +351,24 @@ struct engine::impl {
         {
             std::lock_guard lock(mutex_);
             if (stopping_) return;
+            const unsigned total = std::max(1u, cfg->server.max_outbound_connections);
             for (auto& [where, state] : destinations_) {
+                // Idle connections to this next hop take the new jobs first.
+                for (std::size_t woken = 0; woken < state.queue.size() && !state.idle.empty(); ++woken)
+                    wake_idle(state.idle);
                 const auto* connector = find_connector(*cfg, where.connector);
                 const unsigned per_destination = connector ? std::max(1u, connector->max_per_destination) : 1u;
+                // At the total limit, an idle connection elsewhere gives up its slot: it
+                // finds nothing to send and closes, and its end dispatches again.
+                if (!state.queue.empty() && state.active == 0 && active_connections_ >= total)
+                    for (auto& [other, other_state] : destinations_)
+                        if (!other_state.idle.empty()) {
+                            wake_idle(other_state.idle);
+                            break;
+                        }
                 while (!state.queue.empty() && state.active < per_destination &&
                        (state.active == 0 || state.queue.size() > state.active) &&
-                       active_connections_ < std::max(1u, cfg->server.max_outbound_connections)) {
+                       active_connections_ < total) {
                     ++state.active;
                     ++active_connections_;
                     ++active_tasks_;
@@ -533,21 +552,49 @@ struct engine::impl {
 
     connected:
         for (;;) {
-            std::optional<job> next;
-            {
-                std::lock_guard lock(mutex_);
-                auto& q = destinations_[where].queue;
-                if (!q.empty() && !stopping_) {
-                    next = std::move(q.front());
-                    q.pop_front();
+            auto next = take_job(where);
+            if (!next) {
+                // Connection caching (as Postfix's smtp_connection_cache_time_limit): stay
+                // a moment for more mail to this next hop rather than pay for a new TCP
+                // and TLS handshake when it comes.
+                if (connector->connection_cache_time.count() <= 0) break;
+                auto timer = std::make_shared<asio::steady_timer>(executor);
+                timer->expires_after(connector->connection_cache_time);
+                {
+                    std::lock_guard lock(mutex_);
+                    if (stopping_) break;
+                    destinations_[where].idle.push_back({timer, executor});
                 }
+                co_await timer->async_wait(use_tuple);
+                {
+                    std::lock_guard lock(mutex_);
+                    auto& idle = destinations_[where].idle;
+                    std::erase_if(idle, [&](const idle_connection& c) { return c.timer == timer; });
+                }
+                next = take_job(where);
+                if (!next) break;
             }
-            if (!next) break;
             co_await deliver_job(*session, *next, *cfg);
             if (!session->usable()) break;
         }
         co_await session->close();
         unregister_session(session.get());
+    }
+
+    std::optional<job> take_job(const destination& where) {
+        std::lock_guard lock(mutex_);
+        auto& q = destinations_[where].queue;
+        if (q.empty() || stopping_) return std::nullopt;
+        auto next = std::move(q.front());
+        q.pop_front();
+        return next;
+    }
+
+    /// Ends one idle connection's wait (mutex_ held): on its own strand, as timers want.
+    static void wake_idle(std::deque<idle_connection>& idle) {
+        auto c = std::move(idle.front());
+        idle.pop_front();
+        asio::post(c.executor, [timer = c.timer] { timer->cancel(); });
     }
 
     void register_session(client_session* s, asio::any_io_executor ex) {
@@ -916,6 +963,8 @@ void engine::stop(std::chrono::seconds grace) {
         std::lock_guard lock(d.mutex_);
         if (!d.started_ || d.threads_.empty()) return;
         d.stopping_ = true;
+        for (auto& [where, state] : d.destinations_)
+            while (!state.idle.empty()) impl::wake_idle(state.idle);   // they QUIT at once
     }
     asio::post(d.strand_, [&d] { d.timer_.cancel(); });
     std::unique_lock lock(d.mutex_);

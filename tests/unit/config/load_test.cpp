@@ -141,6 +141,18 @@ tls_domain = "partner.test"
     EXPECT_FALSE(c.ignore_starttls);
     EXPECT_FALSE(c.trust_system_store);
     EXPECT_EQ(c.max_per_destination, 10u);
+    EXPECT_EQ(c.connection_cache_time, 2s);
+}
+
+TEST(config_load, connection_cache_time_may_be_zero_and_must_be_a_duration) {
+    const std::string head = "[server]\nhostname = \"mx.example.test\"\n[[send_connector]]\nname = \"out\"\n"
+                             "address_spaces = [\"*\"]\n";
+    auto zero = load(head + "connection_cache_time = \"0s\"\n");
+    ASSERT_TRUE(zero.ok()) << all(zero.errors);
+    EXPECT_EQ(zero.config->send_connectors[0].connection_cache_time, 0s);
+    auto bad = load(head + "connection_cache_time = \"soon\"\n");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(all(bad.errors).find("connection_cache_time"), std::string::npos) << all(bad.errors);
 }
 
 TEST(config_load, tls_none_without_auth_mechanisms_means_none) {

@@ -635,5 +635,39 @@ TEST_F(engine_test, save_outbound_dir_keeps_a_private_copy_of_each_message_sent)
     EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), body);
 }
 
+TEST_F(engine_test, an_idle_connection_waits_for_more_mail_to_its_next_hop) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.send_connectors[0].connection_cache_time = 300s;
+    start(cfg);
+    const auto first = store_.add(message_to({"bob@partner.test"}), body);
+    engine_->committed(first);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(first); }));
+    const auto second = store_.add(message_to({"carol@partner.test"}), body);
+    engine_->committed(second);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
+    EXPECT_EQ(peer.transactions().size(), 2u);
+    EXPECT_EQ(peer.connections(), 1);               // the second message took the waiting connection
+    // Stopping does not wait out the cache time: the idle connection QUITs at once.
+    const auto before = std::chrono::steady_clock::now();
+    engine_->stop(60s);
+    EXPECT_LT(std::chrono::steady_clock::now() - before, 60s);
+}
+
+TEST_F(engine_test, without_connection_caching_each_burst_opens_its_own_connection) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.send_connectors[0].connection_cache_time = 0s;
+    start(cfg);
+    const auto first = store_.add(message_to({"bob@partner.test"}), body);
+    engine_->committed(first);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(first); }));
+    const auto second = store_.add(message_to({"carol@partner.test"}), body);
+    engine_->committed(second);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
+    EXPECT_EQ(peer.transactions().size(), 2u);
+    EXPECT_EQ(peer.connections(), 2);
+}
+
 }  // namespace
 }  // namespace postern::delivery
