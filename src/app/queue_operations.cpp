@@ -84,6 +84,7 @@ json message_json(const queue::store& store, const queue::envelope& env, queue::
     for (const auto& r : env.recipients) {
         recipients.push_back({{"address", r.address},
                               {"orcpt", r.orcpt},
+                              {"notify", r.notify},
                               {"state", state_name(r.state)},
                               {"attempts", r.attempts},
                               {"next_attempt", r.state == recipient_state::pending ? json(iso_time(r.next_attempt))
@@ -155,6 +156,11 @@ void append_recipients(std::string& out, const json& message, queue::sys_time no
         if (r.contains("next_attempt") && r["next_attempt"].is_string())
             detail += ", next attempt " + when_text(r["next_attempt"].get<std::string>(), now);
         out += fmt::format("{}{:<10} {}\n", indent, "", detail);
+        // RFC 3461 parameters as received, only when the client gave them.
+        std::string dsn;
+        if (auto notify = text(r, "notify"); !notify.empty()) dsn = "NOTIFY=" + notify;
+        if (auto orcpt = text(r, "orcpt"); !orcpt.empty()) dsn += (dsn.empty() ? "" : " ") + ("ORCPT=" + orcpt);
+        if (!dsn.empty()) out += fmt::format("{}{:<10} dsn: {}\n", indent, "", dsn);
         if (auto reply = text(r, "last_reply"); !reply.empty())
             out += fmt::format("{}{:<10} last reply: {}\n", indent, "", reply);
     }

@@ -16,7 +16,8 @@
 // A message in `data`:
 //     {"id", "received_at" (ISO 8601 UTC), "sender" ("" = null sender), "size" (octets),
 //      "held", "status" ("held" | "deferred" | "ready"), "reason" (why it waits),
-//      "recipients": [{"address", "orcpt", "state" ("pending" | "delivered" | "failed"),
+//      "recipients": [{"address", "orcpt", "notify" (RFC 3461 NOTIFY as received, upper case;
+//                      "" = absent), "state" ("pending" | "delivered" | "failed"),
 //                      "attempts", "next_attempt" (ISO 8601 UTC; null unless pending),
 //                      "last_reply"}]}
 // `show` adds "envid", "ret", "body_8bit", "smtputf8", "client_address", "client_helo",

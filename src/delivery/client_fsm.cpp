@@ -469,6 +469,22 @@ std::string client_fsm::mail_command() const {
     if (caps_.size) line += fmt::format(" SIZE={}", tx_->body.size());
     if (tx_->body_8bit) line += " BODY=8BITMIME";
     if (tx_->smtputf8) line += " SMTPUTF8";
+    // RFC 3461 §4.3-4.4: only to a next hop that advertised DSN; RFC 3461 §5.2.2 (relay to
+    // a non-DSN MTA) has us leave them off, and the engine owes NOTIFY=SUCCESS a notice.
+    if (caps_.dsn) {
+        if (!tx_->ret.empty()) line += " RET=" + tx_->ret;
+        if (!tx_->envid.empty()) line += " ENVID=" + tx_->envid;
+    }
+    return line;
+}
+
+std::string client_fsm::rcpt_command(std::size_t index) const {
+    std::string line = "RCPT TO:<" + tx_->recipients[index] + ">";
+    if (caps_.dsn && index < tx_->recipient_params.size()) {   // RFC 3461 §4.1-4.2
+        const auto& p = tx_->recipient_params[index];
+        if (!p.notify.empty()) line += " NOTIFY=" + p.notify;
+        if (!p.orcpt.empty()) line += " ORCPT=" + p.orcpt;
+    }
     return line;
 }
 
@@ -480,8 +496,8 @@ client_action client_fsm::send_mail() {
         // RFC 2920 §3.1: MAIL, every RCPT and DATA in one group; DATA is last because its
         // 354 must be seen before the body goes out.
         std::string out = mail + "\r\n";
-        for (const auto& rcpt : tx_->recipients) {
-            const std::string line = "RCPT TO:<" + rcpt + ">";
+        for (std::size_t i = 0; i < tx_->recipients.size(); ++i) {
+            const std::string line = rcpt_command(i);
             sent(line);
             out += line + "\r\n";
         }
@@ -497,7 +513,7 @@ client_action client_fsm::send_mail() {
 client_action client_fsm::send_rcpt_or_data() {
     if (next_rcpt_ < tx_->recipients.size()) {
         state_ = state::rcpt;
-        const std::string line = "RCPT TO:<" + tx_->recipients[next_rcpt_] + ">";
+        const std::string line = rcpt_command(next_rcpt_);
         sent(line);
         return read(wait_stage::rcpt, line + "\r\n");
     }
@@ -549,6 +565,7 @@ std::vector<recipient_result> client_fsm::results_from_replies(const std::option
     for (std::size_t i = 0; i < tx_->recipients.size(); ++i) {
         recipient_result rr;
         rr.recipient = tx_->recipients[i];
+        rr.next_hop_dsn = caps_.dsn;
         const auto& rcpt = rcpt_replies_[i];
         if (mail_reply_ && mail_reply_->code / 100 != 2) {
             rr.remote = mail_reply_;

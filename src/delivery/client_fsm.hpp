@@ -2,7 +2,9 @@
 //
 // Standards: RFC 5321 (SMTP; §4.1.1.1 HELO fallback, §4.5.2 dot transparency, §4.5.3.1.10
 // 452 too many recipients), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 1870 (SIZE),
-// RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 2034/3463 (enhanced status codes).
+// RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 2034/3463 (enhanced status codes),
+// RFC 3461 (DSN: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT, sent only to a next hop
+// that advertises DSN; §4.1-4.2 say a relay to one that does not leaves them off).
 //
 // The driver (delivery/client_session) owns the socket and calls resume() with what
 // happened; the machine answers with one action: write `out` (always first, may be empty),
@@ -76,10 +78,21 @@ struct capabilities {
 };
 capabilities parse_ehlo(const smtp::reply& reply);
 
+/// RFC 3461 parameters of one recipient, as queued; "" = absent (not sent).
+struct recipient_dsn {
+    std::string notify;                 // "NEVER", "SUCCESS,DELAY" (upper case)
+    std::string orcpt;                  // "rfc822;bob@example.test", xtext-encoded
+};
+
 /// One mail transaction: one sender, the recipients for this next hop, one body.
 struct transaction {
     std::string mail_from;              // "" = null sender (bounces)
     std::vector<std::string> recipients;
+    /// NOTIFY and ORCPT per recipient, index for index with `recipients`; it may be shorter
+    /// (or empty): a recipient without an entry gets neither parameter.
+    std::vector<recipient_dsn> recipient_params;
+    std::string envid;                  // ENVID= as received (xtext); "" = absent
+    std::string ret;                    // RET= "FULL" | "HDRS"; "" = absent
     bool body_8bit = false;             // BODY=8BITMIME was given when we received it
     bool smtputf8 = false;
     std::string body;                   // as queued: CRLF lines, not dot-stuffed
@@ -186,6 +199,7 @@ private:
     client_action read(wait_stage s, std::string out = {});
     wait_stage current_wait() const;
     std::string mail_command() const;
+    std::string rcpt_command(std::size_t index) const;
     std::string stage_name() const;
     void sent(const std::string& line);
 

@@ -35,7 +35,27 @@ std::string one_line(std::string s) {
 
 std::string address_type(const std::string& address) { return non_ascii(address) ? "utf-8" : "rfc822"; }
 
+/// Ends `s` with CRLF unless it is empty or already does.
+std::string with_final_crlf(std::string s) {
+    if (!s.empty() && (s.size() < 2 || s.compare(s.size() - 2, 2, "\r\n") != 0)) s += "\r\n";
+    return s;
+}
+
 }  // namespace
+
+bool wants_notice(const queue::recipient& rcpt, dsn_kind kind) {
+    // RFC 3461 §4.1: without NOTIFY, failures and (at the MTA's choice) delays are
+    // reported, successes are not.
+    if (rcpt.notify.empty()) return kind != dsn_kind::relayed;
+    const std::string_view wanted = kind == dsn_kind::failure ? "FAILURE" : kind == dsn_kind::delay ? "DELAY" : "SUCCESS";
+    std::string_view rest = rcpt.notify;
+    for (;;) {
+        const auto comma = rest.find(',');
+        if (rest.substr(0, comma) == wanted) return true;   // NEVER matches none of them
+        if (comma == std::string_view::npos) return false;
+        rest.remove_prefix(comma + 1);
+    }
+}
 
 std::string header_section(const std::string& body) {
     const auto end = body.find("\r\n\r\n");
@@ -44,7 +64,7 @@ std::string header_section(const std::string& body) {
 }
 
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
-                      const std::string& reporting_mta, const std::string& headers, queue::sys_time now) {
+                      const std::string& reporting_mta, const std::string& message, queue::sys_time now) {
     dsn_message dsn;
     auto& env = dsn.envelope;
     env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
@@ -60,11 +80,18 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     std::random_device rd;
     const std::string boundary = fmt::format("postern-dsn-{:08x}{:08x}", rd(), rd());
     const bool failure = kind == dsn_kind::failure;
+    // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
+    const bool full = failure && original.ret == "FULL";
+    const std::string returned = with_final_crlf(full ? message : header_section(message));
 
     std::string b;
     b += "From: Mail Delivery System <MAILER-DAEMON@" + reporting_mta + ">\r\n";
     b += "To: <" + original.mail_from + ">\r\n";
-    b += failure ? "Subject: Undelivered Mail Returned to Sender\r\n" : "Subject: Delayed Mail (still being retried)\r\n";
+    switch (kind) {
+    case dsn_kind::failure: b += "Subject: Undelivered Mail Returned to Sender\r\n"; break;
+    case dsn_kind::delay: b += "Subject: Delayed Mail (still being retried)\r\n"; break;
+    case dsn_kind::relayed: b += "Subject: Relayed Mail (no further notices)\r\n"; break;
+    }
     b += "Date: " + rfc5322_date(now) + "\r\n";
     b += fmt::format("Message-ID: <{}.{}@{}>\r\n", original.id.empty() ? "dsn" : original.id, boundary, reporting_mta);
     b += "Auto-Submitted: auto-replied\r\n";   // RFC 3834
@@ -76,12 +103,20 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     b += "--" + boundary + "\r\n";
     b += "Content-Type: text/plain; charset=utf-8\r\n\r\n";
     b += "This is the mail system at " + reporting_mta + ".\r\n\r\n";
-    if (failure)
+    switch (kind) {
+    case dsn_kind::failure:
         b += "Your message could not be delivered to one or more recipients.\r\n"
              "It has been removed from the queue. The reasons follow.\r\n\r\n";
-    else
+        break;
+    case dsn_kind::delay:
         b += "Your message has not been delivered yet to one or more recipients.\r\n"
              "It is still in the queue and will be retried; you do not need to resend it.\r\n\r\n";
+        break;
+    case dsn_kind::relayed:
+        b += "Your message was relayed to the recipients below, as you asked to be told.\r\n"
+             "The next system does not report delivery, so no further notices will come.\r\n\r\n";
+        break;
+    }
     for (const auto& r : recipients) b += "<" + r.address + ">: " + one_line(r.diagnostic) + "\r\n";
     b += "\r\n";
 
@@ -95,7 +130,9 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
         b += "\r\n";
         if (!r.orcpt.empty()) b += "Original-Recipient: " + one_line(r.orcpt) + "\r\n";
         b += "Final-Recipient: " + address_type(r.address) + "; " + r.address + "\r\n";
-        b += failure ? "Action: failed\r\n" : "Action: delayed\r\n";
+        b += kind == dsn_kind::failure ? "Action: failed\r\n"
+             : kind == dsn_kind::delay ? "Action: delayed\r\n"
+                                       : "Action: relayed\r\n";
         b += "Status: " + r.status + "\r\n";
         if (!r.remote_mta.empty()) b += "Remote-MTA: dns; " + one_line(r.remote_mta) + "\r\n";
         b += "Diagnostic-Code: smtp; " + one_line(r.diagnostic) + "\r\n";
@@ -103,14 +140,20 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     }
     b += "\r\n";
 
-    // Part 3: the original headers (RFC 3462 text/rfc822-headers).
+    // Part 3: the original message (RET=FULL) or its headers (RFC 3462 text/rfc822-headers).
     b += "--" + boundary + "\r\n";
-    b += "Content-Type: text/rfc822-headers\r\n\r\n";
-    std::string h = headers;
-    if (!h.empty() && h.size() >= 2 && h.compare(h.size() - 2, 2, "\r\n") != 0) h += "\r\n";
-    b += h;
+    if (full) {
+        b += "Content-Type: message/rfc822\r\n";
+        b += "Content-Description: Undelivered Message\r\n";
+        // RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary; say so when it is not 7bit.
+        if (non_ascii(returned)) b += "Content-Transfer-Encoding: 8bit\r\n";
+        b += "\r\n";
+    } else {
+        b += "Content-Type: text/rfc822-headers\r\n\r\n";
+    }
+    b += returned;
     b += "\r\n--" + boundary + "--\r\n";
-    if (!env.body_8bit) env.body_8bit = non_ascii(headers);
+    if (!env.body_8bit) env.body_8bit = non_ascii(returned);
     dsn.body = std::move(b);
     return dsn;
 }

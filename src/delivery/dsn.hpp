@@ -1,8 +1,10 @@
 // delivery/dsn.hpp: bounces and delay notices as RFC 3464 delivery status notifications.
 //
 // Standards: RFC 3464 (message/delivery-status), RFC 6522 (multipart/report), RFC 3461 §6
-// (null reverse path; ENVID and ORCPT echoed), RFC 3463 (status codes), RFC 6533 (UTF-8
-// addresses: utf-8 address type).
+// (null reverse path; ENVID and ORCPT echoed), RFC 3461 §4.1 (NOTIFY: which notices a
+// recipient wants), §4.3 (RET: the whole message or its headers in a failure DSN),
+// §5.2.2 ("relayed" notice after relaying to a non-DSN MTA), RFC 3463 (status codes),
+// RFC 6533 (UTF-8 addresses: utf-8 address type).
 // Security: a DSN goes to the original sender with the null sender (MAIL FROM:<>), so a
 // DSN can never cause another DSN (RFC 5321 §4.5.5); we never build one for a message
 // whose sender is null.
@@ -15,7 +17,15 @@
 
 namespace postern::delivery {
 
-enum class dsn_kind { failure, delay };
+/// failure: Action failed (a bounce); delay: Action delayed (still retried);
+/// relayed: Action relayed (handed to a next hop that does not do DSN, RFC 3461 §5.2.2).
+enum class dsn_kind { failure, delay, relayed };
+
+/// Whether `rcpt`'s NOTIFY asks for this kind of notice (RFC 3461 §4.1):
+///   NOTIFY absent ("")          -> failure and delay, not relayed (success);
+///   NOTIFY=NEVER                -> none;
+///   otherwise                   -> failure iff FAILURE, delay iff DELAY, relayed iff SUCCESS.
+bool wants_notice(const queue::recipient& rcpt, dsn_kind kind);
 
 struct dsn_recipient {
     std::string address;
@@ -30,11 +40,18 @@ struct dsn_message {
     std::string body;                    // CRLF lines
 };
 
-/// Builds the DSN for `original`. `headers` are the original message's header section
-/// (returned as text/rfc822-headers: RFC 3462 allows headers only, and it keeps bounces
-/// small). `reporting_mta` is our host name. `now` is the Arrival/notification time.
+/// Builds the DSN for `original`. `message` is the original message as queued (CRLF
+/// lines); what of it goes back follows RET (RFC 3461 §4.3):
+///  - a failure DSN for a message received with RET=FULL returns all of `message` as
+///    message/rfc822;
+///  - otherwise (RET=HDRS, RET absent, delay and relayed notices) only its header section
+///    goes back, as text/rfc822-headers (RFC 3462), which keeps notices small.
+/// Passing just the header section still works (the older calling convention): a RET=FULL
+/// failure DSN then returns a message/rfc822 part that holds the headers only.
+/// `recipients` should already be filtered with wants_notice(). `reporting_mta` is our
+/// host name. `now` is the notification time.
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
-                      dsn_kind kind, const std::string& reporting_mta, const std::string& headers,
+                      dsn_kind kind, const std::string& reporting_mta, const std::string& message,
                       queue::sys_time now);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.

@@ -22,6 +22,10 @@ struct recipient_result {
     std::string reason;                  // ours: "tls: certificate name mismatch (wanted partner.test)"
     smtp::enhanced_code status;          // ours, for a reason that has an RFC 3463 code (5.6.3)
     std::string host;                    // which smart host / MX host answered ("" before any)
+    /// The next hop advertised DSN, so NOTIFY and ORCPT went with the RCPT and any later
+    /// notice is its job. When false, a delivered recipient that asked for NOTIFY=SUCCESS
+    /// is owed a "relayed" DSN from us (RFC 3461 §5.2.2).
+    bool next_hop_dsn = false;
 
     /// "452 4.5.3 Too many recipients" or our reason: what queue show and DSNs print.
     std::string describe() const;

@@ -7,6 +7,7 @@
 
 #include "queue/retry.hpp"
 #include "route/resolver.hpp"
+#include "smtp/address.hpp"
 
 namespace postern::delivery {
 
@@ -95,8 +96,38 @@ bool delay_notice_due(const queue::envelope& env, const config::queue_section& q
     if (queue.delay_notice.count() <= 0 || queue.delay_notice >= queue.expire) return false;
     if (now < env.received_at || now - env.received_at < queue.delay_notice) return false;
     return std::any_of(env.recipients.begin(), env.recipients.end(), [](const queue::recipient& r) {
-        return r.state == queue::recipient_state::pending && r.attempts > 0;
+        return r.state == queue::recipient_state::pending && r.attempts > 0 && wants_notice(r, dsn_kind::delay);
     });
+}
+
+std::vector<dsn_recipient> delay_notice_recipients(const queue::envelope& env) {
+    std::vector<dsn_recipient> list;
+    for (const auto& r : env.recipients)
+        if (r.state == queue::recipient_state::pending && wants_notice(r, dsn_kind::delay))
+            list.push_back({r.address, r.orcpt, "4.4.7", r.last_reply.empty() ? "not yet delivered" : r.last_reply, {}});
+    return list;
+}
+
+transaction transaction_for(const queue::envelope& env, const std::vector<std::size_t>& which, std::string body) {
+    transaction tx;
+    tx.mail_from = env.mail_from;
+    tx.body_8bit = env.body_8bit;
+    tx.smtputf8 = env.smtputf8;
+    tx.envid = env.envid;
+    tx.ret = env.ret;
+    tx.body = std::move(body);
+    for (auto i : which) {
+        if (i >= env.recipients.size()) continue;
+        const auto& r = env.recipients[i];
+        recipient_dsn params{r.notify, r.orcpt};
+        const bool ascii = std::all_of(r.address.begin(), r.address.end(),
+                                       [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+        if (params.orcpt.empty() && ascii && !r.address.empty())
+            params.orcpt = "rfc822;" + smtp::xtext_encode(r.address);
+        tx.recipients.push_back(r.address);
+        tx.recipient_params.push_back(std::move(params));
+    }
+    return tx;
 }
 
 bool finished(const queue::envelope& env) {

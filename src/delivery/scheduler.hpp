@@ -2,7 +2,8 @@
 //
 // Standards: RFC 5321 §4.5.4.1 (retry strategy: retry intervals, give up after days),
 // §4.5.3.1.10 (452 to RCPT: the rest in a new transaction), RFC 3464 (DSN), RFC 3461 §6.2
-// (never a DSN to a null sender).
+// (never a DSN to a null sender), RFC 3461 §4 (NOTIFY, ORCPT, RET and ENVID carried to the
+// next hop; NOTIFY decides which notices a recipient gets).
 //
 // Pure functions over envelopes and times: no clock, no store, no network, so every
 // decision is a unit test. The engine (engine.cpp) does the I/O around them.
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include "config/schema.hpp"
+#include "delivery/client_fsm.hpp"
+#include "delivery/dsn.hpp"
 #include "delivery/outcome.hpp"
 #include "queue/message.hpp"
 
@@ -66,8 +69,21 @@ decision apply_result(queue::recipient& rcpt, const recipient_result& result, co
                       const config::queue_section& queue, queue::sys_time now);
 
 /// True when a delay notice is due: not sent yet, queued for delay_notice or longer,
-/// some recipient still pending, and a sender to tell (not the null sender).
+/// some recipient still pending that was tried and whose NOTIFY asks for delay notices
+/// (wants_notice, RFC 3461 §4.1), and a sender to tell (not the null sender).
 bool delay_notice_due(const queue::envelope& env, const config::queue_section& queue, queue::sys_time now);
+
+/// What a delay notice reports: every pending recipient whose NOTIFY asks for delay
+/// notices, with status 4.4.7 and its last reply ("not yet delivered" before any).
+std::vector<dsn_recipient> delay_notice_recipients(const queue::envelope& env);
+
+/// The transaction that carries `env`'s recipients at `which` (indices into
+/// env.recipients, in that order) with `body`: sender, BODY/SMTPUTF8, and the RFC 3461
+/// parameters as received (RET, ENVID; NOTIFY and ORCPT per recipient). A recipient that
+/// came without ORCPT gets "rfc822;" and its address in xtext when the address is ASCII
+/// (RFC 3461 §4.2: a relay may add it, with the address it received). The client sends
+/// them only when the next hop advertises DSN.
+transaction transaction_for(const queue::envelope& env, const std::vector<std::size_t>& which, std::string body);
 
 /// True when nothing is left to do: every recipient delivered or failed.
 bool finished(const queue::envelope& env);

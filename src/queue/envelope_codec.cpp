@@ -115,6 +115,7 @@ std::string encode(const envelope& env, unsigned char format) {
     for (const auto& r : env.recipients) {
         put_string(out, r.address);
         put_string(out, r.orcpt);
+        if (format >= envelope_format_v3) put_string(out, r.notify);
         out.push_back(static_cast<char>(r.state));
         put_varint(out, r.attempts);
         put_time(out, r.next_attempt);
@@ -129,10 +130,12 @@ std::string encode_envelope(const envelope& env) { return encode(env, envelope_f
 
 std::string encode_envelope_v1(const envelope& env) { return encode(env, envelope_format_v1); }
 
+std::string encode_envelope_v2(const envelope& env) { return encode(env, envelope_format_v2); }
+
 std::optional<envelope> decode_envelope(std::string_view bytes) {
     reader in(bytes);
     unsigned char format;
-    if (!in.byte(format) || (format != envelope_format_v1 && format != envelope_format_v2)) return std::nullopt;
+    if (!in.byte(format) || format < envelope_format_v1 || format > envelope_format_v3) return std::nullopt;
     envelope env;
     std::uint64_t count;
     bool ok = in.string(env.id) && in.string(env.mail_from) && in.boolean(env.body_8bit) &&
@@ -149,7 +152,8 @@ std::optional<envelope> decode_envelope(std::string_view bytes) {
     for (std::uint64_t i = 0; i < count; ++i) {
         recipient r;
         unsigned char state;
-        if (!in.string(r.address) || !in.string(r.orcpt) || !in.byte(state) ||
+        if (!in.string(r.address) || !in.string(r.orcpt) ||
+            (format >= envelope_format_v3 && !in.string(r.notify)) || !in.byte(state) ||
             state > static_cast<unsigned char>(recipient_state::failed) || !in.u32(r.attempts) ||
             !in.time(r.next_attempt) || !in.string(r.last_reply))
             return std::nullopt;

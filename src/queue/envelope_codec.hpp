@@ -20,13 +20,18 @@ namespace postern::queue {
 ///   v1: the first field list.
 ///   v2: v1 + `held` and `body_size` after delay_notice_sent (v1 records read as
 ///       held = false, body_size = 0).
+///   v3: v2 + each recipient's `notify` after its orcpt (v1 and v2 records read as
+///       notify = "", which RFC 3461 §4.1 treats as NOTIFY absent).
 inline constexpr unsigned char envelope_format_v1 = 1;
 inline constexpr unsigned char envelope_format_v2 = 2;
-inline constexpr unsigned char envelope_format_current = envelope_format_v2;
+inline constexpr unsigned char envelope_format_v3 = 3;
+inline constexpr unsigned char envelope_format_current = envelope_format_v3;
 
 std::string encode_envelope(const envelope& env);
 /// The v1 form (no `held`, no `body_size`): kept so tests can prove old records still read.
 std::string encode_envelope_v1(const envelope& env);
+/// The v2 form (no recipient `notify`), for the same reason.
+std::string encode_envelope_v2(const envelope& env);
 std::optional<envelope> decode_envelope(std::string_view bytes);
 
 }  // namespace postern::queue

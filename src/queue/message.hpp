@@ -15,6 +15,7 @@ enum class recipient_state : std::uint8_t { pending, delivered, failed };
 struct recipient {
     std::string address;                 // as given in RCPT TO, without <>
     std::string orcpt;                   // ORCPT= parameter when given (RFC 3461)
+    std::string notify;                  // NOTIFY= as received, upper case ("NEVER", "SUCCESS,DELAY"); "" = absent
     recipient_state state = recipient_state::pending;
     std::uint32_t attempts = 0;
     sys_time next_attempt{};

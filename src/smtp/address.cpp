@@ -205,6 +205,23 @@ parse_result<T> fail(address_error e, std::string detail) {
 
 }  // namespace
 
+std::string xtext_encode(std::string_view s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size());
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 33 || c > 126 || c == '+' || c == '=') {
+            out += '+';
+            out += hex[c >> 4];
+            out += hex[c & 0x0f];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 bool valid_utf8(std::string_view s) {
     std::size_t i = 0;
     while (i < s.size()) {

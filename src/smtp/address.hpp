@@ -63,5 +63,8 @@ bool valid_address_literal(std::string_view literal);     // "[192.0.2.1]", "[IP
 std::string domain_of(std::string_view address);
 /// RFC 3629 well-formedness (no overlongs, no surrogates, at most U+10FFFF).
 bool valid_utf8(std::string_view s);
+/// RFC 3461 §4 xtext: "+", "=", controls, space and octets above 126 become "+XX"
+/// (upper-case hex); every other printable stays as it is. "a+b=c" -> "a+2Bb+3Dc".
+std::string xtext_encode(std::string_view s);
 
 }  // namespace postern::smtp

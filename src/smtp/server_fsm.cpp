@@ -168,7 +168,6 @@ void server_fsm::reset_transaction() {
     in_data_ = false;
     data_.reset();
     envelope_ = queue::envelope{};
-    notify_.clear();
 }
 
 void server_fsm::after_transaction() {
@@ -502,8 +501,8 @@ void server_fsm::on_rcpt(const command& c) {
     queue::recipient rec;
     rec.address = std::move(address);
     rec.orcpt = rc.orcpt;
+    rec.notify = rc.notify;
     envelope_.recipients.push_back(std::move(rec));
-    notify_.push_back(rc.notify);
     send(replies::recipient_ok());
 }
 

@@ -234,7 +234,6 @@ private:
 
     // the current transaction
     queue::envelope envelope_;
-    std::vector<std::string> notify_;         // NOTIFY= per recipient (RFC 3461), in order
     std::optional<dot_reader> data_;
     std::string commit_body_;
 };

@@ -104,6 +104,36 @@ class QueueWithServer(PosternTestCase):
         self.assertIn("Subject: show me", human.stdout)
         self.assertNotIn("xxxxxxxx", human.stdout)
 
+    def test_show_gives_the_rfc3461_parameters_as_received(self):
+        with smtplib.SMTP("127.0.0.1", self.server.port(), timeout=30) as s:
+            s.ehlo()
+            self.assertTrue(s.has_extn("dsn"))
+            s.mail("alice@client.test", ["RET=FULL", "ENVID=QQ+2B314"])
+            s.rcpt(f"bob@{ACCEPTED_DOMAIN}", ["NOTIFY=success,delay", f"ORCPT=rfc822;Bob@{ACCEPTED_DOMAIN}"])
+            s.rcpt(f"carol@{ACCEPTED_DOMAIN}", ["NOTIFY=NEVER"])
+            s.rcpt(f"dave@{ACCEPTED_DOMAIN}")
+            code, text = s.data(message(256, subject="dsn"))
+            self.assertEqual(code, 250, text)
+            queue_id = text.decode().rsplit(" ", 1)[-1]
+        p = self.queue("show", queue_id, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = json.loads(p.stdout)["message"]
+        self.assertEqual(m["ret"], "FULL")
+        self.assertEqual(m["envid"], "QQ+2B314")
+        rcpts = {r["address"]: r for r in m["recipients"]}
+        self.assertEqual(rcpts[f"bob@{ACCEPTED_DOMAIN}"]["notify"], "SUCCESS,DELAY")
+        self.assertEqual(rcpts[f"bob@{ACCEPTED_DOMAIN}"]["orcpt"], f"rfc822;Bob@{ACCEPTED_DOMAIN}")
+        self.assertEqual(rcpts[f"carol@{ACCEPTED_DOMAIN}"]["notify"], "NEVER")
+        self.assertEqual(rcpts[f"dave@{ACCEPTED_DOMAIN}"]["notify"], "")
+        self.assertEqual(rcpts[f"dave@{ACCEPTED_DOMAIN}"]["orcpt"], "")
+        listed = entry(self.server, queue_id)
+        self.assertEqual([r["notify"] for r in listed["recipients"]], ["SUCCESS,DELAY", "NEVER", ""])
+        human = self.queue("show", queue_id)
+        self.assertEqual(human.returncode, 0, human.stderr)
+        self.assertIn(f"dsn: NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob@{ACCEPTED_DOMAIN}", human.stdout)
+        self.assertIn("dsn: NOTIFY=NEVER", human.stdout)
+        self.assertIn("ret:", human.stdout)
+
     def test_bad_and_unknown_ids(self):
         p = self.queue("show", "../../etc/passwd")
         self.assertEqual(p.returncode, 2, p.stderr)

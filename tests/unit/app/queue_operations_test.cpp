@@ -52,6 +52,8 @@ queue::envelope sample(std::chrono::system_clock::time_point now) {
     deferred.attempts = 2;
     deferred.next_attempt = now + 5min;
     deferred.last_reply = "451 4.4.1 connection refused by 127.0.0.1:2526";
+    deferred.orcpt = "rfc822;bob@example.test";
+    deferred.notify = "FAILURE,DELAY";
     queue::recipient delivered;
     delivered.address = "carol@example.test";
     delivered.state = recipient_state::delivered;
@@ -102,7 +104,10 @@ TEST_F(queue_operations_test, list_says_why_each_message_waits) {
     EXPECT_EQ(m["recipients"][0]["state"], "pending");
     EXPECT_EQ(m["recipients"][0]["attempts"], 2);
     EXPECT_EQ(m["recipients"][0]["next_attempt"], iso_time(now + 5min));
+    EXPECT_EQ(m["recipients"][0]["orcpt"], "rfc822;bob@example.test");
+    EXPECT_EQ(m["recipients"][0]["notify"], "FAILURE,DELAY");
     EXPECT_EQ(m["recipients"][1]["state"], "delivered");
+    EXPECT_EQ(m["recipients"][1]["notify"], "");
     EXPECT_TRUE(m["recipients"][1]["next_attempt"].is_null());
 
     const auto text = format_queue_list(r.data, now);
@@ -110,6 +115,8 @@ TEST_F(queue_operations_test, list_says_why_each_message_waits) {
     EXPECT_NE(text.find("waiting: 451 4.4.1 connection refused"), std::string::npos) << text;
     EXPECT_NE(text.find("attempts 2, next attempt"), std::string::npos) << text;
     EXPECT_NE(text.find("(in 4m"), std::string::npos) << text;
+    EXPECT_NE(text.find("dsn: NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.test\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("dsn:"), text.rfind("dsn:")) << "only the recipient with parameters: " << text;
     EXPECT_NE(text.find("-- 1 message(s)"), std::string::npos) << text;
 }
 
@@ -131,10 +138,12 @@ TEST_F(queue_operations_test, show_gives_the_envelope_and_headers_never_the_body
     EXPECT_EQ(m["client_address"], "192.0.2.7:49152");
     EXPECT_EQ(m["receive_connector"], "inbound");
     EXPECT_EQ(m["session_id"], "08DB5A1E00000001");
+    EXPECT_EQ(m["recipients"][0]["notify"], "FAILURE,DELAY");
     EXPECT_EQ(m["headers"], "From: <alice@client.test>\r\nTo: <bob@example.test>\r\nSubject: quarterly figures\r\n");
     EXPECT_EQ(r.data.dump().find("SECRET BODY"), std::string::npos);
     const auto text = format_queue_show(r.data, now);
     EXPECT_NE(text.find("  Subject: quarterly figures\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("dsn: NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.test\n"), std::string::npos) << text;
     EXPECT_EQ(text.find("SECRET BODY"), std::string::npos) << text;
 }
 

@@ -16,6 +16,16 @@ transaction simple_tx(std::vector<std::string> rcpts = {"bob@partner.test"}) {
     return tx;
 }
 
+/// A transaction with every RFC 3461 parameter: RET and ENVID on MAIL, NOTIFY and ORCPT
+/// on the first RCPT, nothing on the second (absent), NOTIFY=NEVER on the third.
+transaction dsn_tx() {
+    auto tx = simple_tx({"bob@partner.test", "carol@partner.test", "dave@partner.test"});
+    tx.ret = "FULL";
+    tx.envid = "QQ+2B314";
+    tx.recipient_params = {{"SUCCESS,FAILURE", "rfc822;bob+2Btag@partner.test"}, {}, {"NEVER", ""}};
+    return tx;
+}
+
 /// Reads like a transcript: what we expect the client to write, what the server answers.
 struct harness {
     client_fsm fsm;
@@ -175,6 +185,100 @@ TEST(client_fsm, second_transaction_on_the_connection_starts_with_rset) {
     t.expect_out("RSET\r\n");
     t.server("250 reset\r\n");
     t.expect_out("MAIL FROM:<alice@example.test>\r\n");
+}
+
+TEST(ehlo, dsn_keyword_is_read) {
+    auto with = parse_reply_lines({"250-mx", "250-dsn", "250 PIPELINING"});
+    ASSERT_TRUE(with);
+    EXPECT_TRUE(parse_ehlo(*with).dsn);
+    auto without = parse_reply_lines({"250-mx", "250 PIPELINING"});
+    ASSERT_TRUE(without);
+    EXPECT_FALSE(parse_ehlo(*without).dsn);
+}
+
+// RFC 3461 §4: a next hop that advertises DSN gets RET and ENVID on MAIL, NOTIFY and ORCPT
+// on each RCPT that has them, byte for byte as queued.
+TEST(client_fsm, dsn_parameters_go_to_a_next_hop_that_advertises_dsn) {
+    harness t;
+    t.greet("250-8BITMIME\r\n250 DSN\r\n");
+    ASSERT_EQ(t.act.what, kind::idle);
+    t.act = t.fsm.resume(client_event::send(dsn_tx()));
+    t.expect_out("MAIL FROM:<alice@example.test> RET=FULL ENVID=QQ+2B314\r\n");
+    t.server("250 2.1.0 OK\r\n");
+    t.expect_out("RCPT TO:<bob@partner.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@partner.test\r\n");
+    t.server("250 2.1.5 OK\r\n");
+    t.expect_out("RCPT TO:<carol@partner.test>\r\n");
+    t.server("250 2.1.5 OK\r\n");
+    t.expect_out("RCPT TO:<dave@partner.test> NOTIFY=NEVER\r\n");
+    t.server("250 2.1.5 OK\r\n");
+    t.expect_out("DATA\r\n");
+    t.server("354 go ahead\r\n");
+    ASSERT_EQ(t.act.what, kind::write_data);
+    t.server("250 2.0.0 queued\r\n");
+    ASSERT_EQ(t.act.what, kind::transaction_done);
+    ASSERT_EQ(t.act.results.size(), 3u);
+    for (const auto& r : t.act.results) {
+        EXPECT_EQ(r.what, verdict::delivered);
+        EXPECT_TRUE(r.next_hop_dsn) << "the next hop took over the notices";
+    }
+}
+
+TEST(client_fsm, dsn_parameters_in_a_pipelined_group_after_size_and_body) {
+    harness t;
+    t.greet("250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 100000\r\n250 DSN\r\n");
+    auto tx = dsn_tx();
+    tx.body_8bit = true;
+    tx.recipients.resize(1);
+    const auto size = std::to_string(tx.body.size());
+    t.act = t.fsm.resume(client_event::send(tx));
+    t.expect_out("MAIL FROM:<alice@example.test> SIZE=" + size + " BODY=8BITMIME RET=FULL ENVID=QQ+2B314\r\n"
+                 "RCPT TO:<bob@partner.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@partner.test\r\n"
+                 "DATA\r\n");
+}
+
+// RFC 3461 §4.1-4.2 / §5.2.2: relaying to a next hop without DSN, the parameters are left
+// off (it would refuse them with 555), and the results say that nobody downstream will
+// report: a NOTIFY=SUCCESS recipient is owed a "relayed" notice by us.
+TEST(client_fsm, dsn_parameters_are_left_off_without_the_dsn_keyword) {
+    harness t;
+    t.greet("250-PIPELINING\r\n250 8BITMIME\r\n");
+    ASSERT_FALSE(t.fsm.offered().dsn);
+    t.act = t.fsm.resume(client_event::send(dsn_tx()));
+    t.expect_out("MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@partner.test>\r\nRCPT TO:<carol@partner.test>\r\n"
+                 "RCPT TO:<dave@partner.test>\r\nDATA\r\n");
+    t.server("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    ASSERT_EQ(t.act.what, kind::write_data);
+    t.server("250 ok\r\n");
+    ASSERT_EQ(t.act.what, kind::transaction_done);
+    ASSERT_EQ(t.act.results.size(), 3u);
+    for (const auto& r : t.act.results) EXPECT_FALSE(r.next_hop_dsn);
+}
+
+TEST(client_fsm, dsn_parameters_are_left_off_after_a_helo_fallback) {
+    harness t;
+    t.server("220 old.partner.test\r\n");
+    t.server("502 command not implemented\r\n");
+    t.server("250 old.partner.test\r\n");
+    ASSERT_EQ(t.act.what, kind::idle);
+    t.act = t.fsm.resume(client_event::send(dsn_tx()));
+    t.expect_out("MAIL FROM:<alice@example.test>\r\n");
+    t.server("250 ok\r\n");
+    t.expect_out("RCPT TO:<bob@partner.test>\r\n");
+}
+
+// A transaction without RFC 3461 fields (postern send, older callers) reads as before,
+// even to a DSN server; recipient_params shorter than recipients means "none".
+TEST(client_fsm, no_dsn_fields_no_dsn_parameters) {
+    harness t;
+    t.greet("250 DSN\r\n");
+    auto tx = simple_tx({"a@partner.test", "b@partner.test"});
+    tx.recipient_params = {{"DELAY", ""}};
+    t.act = t.fsm.resume(client_event::send(tx));
+    t.expect_out("MAIL FROM:<alice@example.test>\r\n");
+    t.server("250 ok\r\n");
+    t.expect_out("RCPT TO:<a@partner.test> NOTIFY=DELAY\r\n");
+    t.server("250 ok\r\n");
+    t.expect_out("RCPT TO:<b@partner.test>\r\n");
 }
 
 TEST(client_fsm, helo_fallback_when_ehlo_is_unknown) {

@@ -11,7 +11,7 @@ bool same(const envelope& a, const envelope& b) {
     if (a.recipients.size() != b.recipients.size()) return false;
     for (std::size_t i = 0; i < a.recipients.size(); ++i) {
         const auto &x = a.recipients[i], &y = b.recipients[i];
-        if (x.address != y.address || x.orcpt != y.orcpt || x.state != y.state || x.attempts != y.attempts ||
+        if (x.address != y.address || x.orcpt != y.orcpt || x.notify != y.notify || x.state != y.state || x.attempts != y.attempts ||
             x.next_attempt != y.next_attempt || x.last_reply != y.last_reply)
             return false;
     }
@@ -33,6 +33,8 @@ envelope rich_envelope() {
     env.recipients[0].attempts = 3;
     env.recipients[0].next_attempt = env.received_at + std::chrono::minutes(5);
     env.recipients[0].last_reply = "250 2.0.0 Ok: queued as 4Xyz";
+    env.recipients[0].notify = "SUCCESS,DELAY";
+    env.recipients[1].notify = "NEVER";
     env.recipients[1].state = recipient_state::failed;
     env.recipients[1].last_reply = std::string("550 5.1.1 \x00\xff binary", 19);
     return env;
@@ -70,7 +72,7 @@ TEST(envelope_codec, trailing_bytes_unknown_format_and_bad_state_are_rejected) {
     auto bytes = encode_envelope(rich_envelope());
     EXPECT_FALSE(decode_envelope(bytes + "x"));
     auto other_format = bytes;
-    other_format[0] = 3;
+    other_format[0] = 4;
     EXPECT_FALSE(decode_envelope(other_format));
     other_format[0] = 0;
     EXPECT_FALSE(decode_envelope(other_format));
@@ -97,7 +99,7 @@ TEST(envelope_codec, writes_the_current_format) {
     auto bytes = encode_envelope(rich_envelope());
     ASSERT_FALSE(bytes.empty());
     EXPECT_EQ(static_cast<unsigned char>(bytes[0]), envelope_format_current);
-    EXPECT_EQ(envelope_format_current, envelope_format_v2);
+    EXPECT_EQ(envelope_format_current, envelope_format_v3);
 }
 
 // A v1 record as the first release wrote it, byte for byte: it must still read, as a
@@ -146,11 +148,66 @@ TEST(envelope_codec, v1_encoding_drops_only_the_new_fields) {
     EXPECT_EQ(decoded->body_size, 0u);
     decoded->held = env.held;
     decoded->body_size = env.body_size;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        EXPECT_EQ(decoded->recipients[i].notify, "");
+        decoded->recipients[i].notify = env.recipients[i].notify;
+    }
     EXPECT_TRUE(same(env, *decoded));
     // Every truncation of a v1 record is rejected as well.
     auto bytes = encode_envelope_v1(env);
     for (std::size_t n = 0; n < bytes.size(); ++n)
         EXPECT_FALSE(decode_envelope(std::string_view(bytes).substr(0, n))) << "length " << n;
+}
+
+TEST(envelope_codec, v2_encoding_drops_only_notify) {
+    auto env = rich_envelope();
+    auto bytes = encode_envelope_v2(env);
+    ASSERT_EQ(static_cast<unsigned char>(bytes[0]), envelope_format_v2);
+    auto decoded = decode_envelope(bytes);
+    ASSERT_TRUE(decoded);
+    EXPECT_TRUE(decoded->held);
+    EXPECT_EQ(decoded->body_size, env.body_size);
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        EXPECT_EQ(decoded->recipients[i].notify, "") << i;   // RFC 3461 §4.1: absent
+        decoded->recipients[i].notify = env.recipients[i].notify;
+    }
+    EXPECT_TRUE(same(env, *decoded));
+    for (std::size_t n = 0; n < bytes.size(); ++n)
+        EXPECT_FALSE(decode_envelope(std::string_view(bytes).substr(0, n))) << "length " << n;
+}
+
+// A v2 record byte for byte (the format before recipient NOTIFY was kept): it must read
+// with notify "" for every recipient.
+TEST(envelope_codec, a_v2_record_from_disk_reads_with_notify_absent) {
+    using namespace std::string_literals;
+    const std::string v2 =
+        "\x02"s                                   // format 2
+        "\x10" "00061f0a1b2c3d4e"s                // id
+        "\x08" "a@b.test"s                        // mail_from
+        "\x00\x00"s                               // body_8bit, smtputf8
+        "\x05" "E+2B1"s "\x04" "FULL"s             // envid, ret
+        "\x00\x00\x00\x00"s                       // client, helo, connector, session
+        "\x01\x00\x00\x00\x00\x00\x00\x00"s         // received_at = 1 tick
+        "\x00"s                                   // delay_notice_sent
+        "\x01" "\x80\x01"s                        // held = true, body_size = 128
+        "\x01"s                                   // one recipient
+        "\x08" "c@d.test"s                        // address
+        "\x0f" "rfc822;c@d.test"s                 // orcpt
+        "\x00\x00"s                               // pending, 0 attempts
+        "\x00\x00\x00\x00\x00\x00\x00\x00"s         // next_attempt
+        "\x00"s;                                  // last_reply
+    auto env = decode_envelope(v2);
+    ASSERT_TRUE(env);
+    EXPECT_EQ(env->envid, "E+2B1");
+    EXPECT_EQ(env->ret, "FULL");
+    EXPECT_TRUE(env->held);
+    EXPECT_EQ(env->body_size, 128u);
+    ASSERT_EQ(env->recipients.size(), 1u);
+    EXPECT_EQ(env->recipients[0].orcpt, "rfc822;c@d.test");
+    EXPECT_EQ(env->recipients[0].notify, "");
+    auto again = decode_envelope(encode_envelope(*env));
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(same(*env, *again));
 }
 
 TEST(envelope_codec, a_bad_held_byte_is_rejected) {

@@ -104,3 +104,14 @@ TEST(domain_of, lower_cases) {
     EXPECT_EQ(domain_of("\"x@y\"@z.test"), "z.test");
     EXPECT_EQ(domain_of("postmaster"), "");
 }
+
+TEST(xtext_encode, plus_equals_space_controls_and_non_ascii_are_hex) {
+    EXPECT_EQ(xtext_encode("bob@example.test"), "bob@example.test");
+    EXPECT_EQ(xtext_encode("a+b=c"), "a+2Bb+3Dc");
+    EXPECT_EQ(xtext_encode("\"a b\"@x"), "\"a+20b\"@x");
+    EXPECT_EQ(xtext_encode(std::string("\x01\x7f\xc3\xa9", 4)), "+01+7F+C3+A9");
+    EXPECT_EQ(xtext_encode(""), "");
+    // What we encode, our own parser accepts as ORCPT xtext.
+    auto r = parse_rcpt_to("TO:<x@y.test> ORCPT=rfc822;" + xtext_encode("a+b=c d@y.test"), false);
+    EXPECT_TRUE(r.ok()) << r.detail;
+}

@@ -140,6 +140,41 @@ TEST(server_fsm, one_message_end_to_end) {
     EXPECT_EQ(t.fsm.messages_accepted(), 1u);
 }
 
+// RFC 3461: NOTIFY and ORCPT are kept per recipient, RET and ENVID per message, so the
+// delivery side can pass them on and honour them in its own DSNs.
+TEST(server_fsm, dsn_parameters_reach_the_queued_envelope) {
+    harness t;
+    t.connect();
+    t.line("EHLO client.test");
+    EXPECT_EQ(t.line("MAIL FROM:<alice@client.test> RET=HDRS ENVID=QQ+2B1"), "250 2.1.0 Sender OK\r\n");
+    EXPECT_EQ(t.line("RCPT TO:<bob@example.test> NOTIFY=success,Delay ORCPT=rfc822;bob+2Bx@example.test"),
+              "250 2.1.5 Recipient OK\r\n");
+    EXPECT_EQ(t.line("RCPT TO:<carol@example.test> NOTIFY=NEVER"), "250 2.1.5 Recipient OK\r\n");
+    EXPECT_EQ(t.line("RCPT TO:<dave@example.test>"), "250 2.1.5 Recipient OK\r\n");
+    t.line("DATA");
+    EXPECT_EQ(t.send("Subject: hi\r\n\r\nhello\r\n.\r\n"), "250 2.0.0 OK queued as Q1\r\n");
+    ASSERT_EQ(t.committed.size(), 1u);
+    const auto& env = t.committed[0].first;
+    EXPECT_EQ(env.ret, "HDRS");
+    EXPECT_EQ(env.envid, "QQ+2B1");
+    ASSERT_EQ(env.recipients.size(), 3u);
+    EXPECT_EQ(env.recipients[0].notify, "SUCCESS,DELAY");       // upper case, order as given
+    EXPECT_EQ(env.recipients[0].orcpt, "rfc822;bob+2Bx@example.test");
+    EXPECT_EQ(env.recipients[1].notify, "NEVER");
+    EXPECT_EQ(env.recipients[1].orcpt, "");
+    EXPECT_EQ(env.recipients[2].notify, "");                    // absent: RFC 3461 §4.1 default
+
+    // A new transaction on the same session starts without the previous parameters.
+    t.line("MAIL FROM:<alice@client.test>");
+    t.line("RCPT TO:<bob@example.test>");
+    t.line("DATA");
+    EXPECT_EQ(t.send("Subject: again\r\n\r\nhello\r\n.\r\n"), "250 2.0.0 OK queued as Q2\r\n");
+    ASSERT_EQ(t.committed.size(), 2u);
+    EXPECT_EQ(t.committed[1].first.recipients[0].notify, "");
+    EXPECT_EQ(t.committed[1].first.ret, "");
+    EXPECT_EQ(t.committed[1].first.envid, "");
+}
+
 TEST(server_fsm, pipelined_group_gets_replies_in_order) {
     harness t;
     t.connect();
