@@ -682,21 +682,20 @@ struct engine::impl {
         // transaction; go on while each round delivers someone.
         bool first_round = true;
         while (!todo.empty()) {
-            transaction tx;
-            tx.mail_from = env->mail_from;
-            tx.body_8bit = env->body_8bit;
-            tx.smtputf8 = env->smtputf8;
             // The body moves into the first transaction (a copy of a large body is not
             // free); the rare second round after a 452 reads it again.
+            std::string round_body;
             if (first_round) {
-                tx.body = std::move(*body);
+                round_body = std::move(*body);
                 first_round = false;
             } else if (auto reread = store_.load_body(j.message_id)) {
-                tx.body = std::move(*reread);
+                round_body = std::move(*reread);
             } else {
                 break;
             }
-            for (auto k : todo) tx.recipients.push_back(env->recipients[indices[k]].address);
+            std::vector<std::size_t> which;
+            for (auto k : todo) which.push_back(indices[k]);
+            transaction tx = transaction_for(*env, which, std::move(round_body));   // with RET, ENVID, NOTIFY, ORCPT
             auto round = co_await session.send(std::move(tx));
             std::vector<std::size_t> again;
             bool progress = false;
@@ -737,6 +736,7 @@ struct engine::impl {
         struct tally {
             unsigned delivered = 0, deferred = 0, bounced = 0;
             bool dsn = false;
+            bool relayed = false;             // a "relayed" notice (RFC 3461 §5.2.2)
             std::vector<std::string> lines;   // for smtp_client_debug
         };
         std::string id;
@@ -757,18 +757,26 @@ struct engine::impl {
                      counted = rec.counted, debugging](queue::envelope& env, std::vector<queue::new_message>& also) {
             *counted = recording::tally{};
             std::vector<dsn_recipient> dsn_list;
+            std::vector<dsn_recipient> relayed_list;
             for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
                 if (indices[k] >= env.recipients.size()) continue;
                 auto& rcpt = env.recipients[indices[k]];
                 if (rcpt.state != queue::recipient_state::pending) continue;
                 switch (apply_result(rcpt, results[k], env, cfg->queue, now)) {
-                case decision::done: ++counted->delivered; break;
+                case decision::done:
+                    ++counted->delivered;
+                    // RFC 3461 §5.2.2: a next hop without DSN will not report; we say "relayed".
+                    if (!results[k].next_hop_dsn && wants_notice(rcpt, dsn_kind::relayed))
+                        relayed_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
+                                                rcpt.last_reply, results[k].host});
+                    break;
                 case decision::retry: ++counted->deferred; break;
                 case decision::bounce:
                     ++counted->bounced;
                     rcpt.state = queue::recipient_state::failed;
-                    dsn_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(), rcpt.last_reply,
-                                        results[k].host});
+                    if (wants_notice(rcpt, dsn_kind::failure))   // RFC 3461 §4.1: NOTIFY
+                        dsn_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
+                                            rcpt.last_reply, results[k].host});
                     break;
                 }
                 if (debugging)
@@ -783,9 +791,16 @@ struct engine::impl {
                 // be a bounce of a bounce); then the failure is only logged.
                 auto body = store_.load_body(id);
                 auto dsn = build_dsn(env, dsn_list, dsn_kind::failure, cfg->server.hostname,
-                                     header_section(body ? *body : std::string()), now);
+                                     body ? *body : std::string(), now);   // all of it for RET=FULL
                 also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
                 counted->dsn = true;
+            }
+            if (!relayed_list.empty() && !env.mail_from.empty()) {
+                auto body = store_.load_body(id);
+                auto dsn = build_dsn(env, relayed_list, dsn_kind::relayed, cfg->server.hostname,
+                                     body ? *body : std::string(), now);
+                also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
+                counted->relayed = true;
             }
             if (finished(env)) return queue::change_action::remove;
             return queue::change_action::update;
@@ -800,13 +815,14 @@ struct engine::impl {
             if (r.action == queue::change_action::remove)
                 debug(fmt::format("{}: every recipient done, removed from the queue", rec.id));
             if (counted.bounced && !counted.dsn)
-                spdlog::info("delivery: {}: {} recipient(s) failed; null sender, no DSN", rec.id, counted.bounced);
+                spdlog::info("delivery: {}: {} recipient(s) failed; null sender or NOTIFY without FAILURE, no DSN",
+                             rec.id, counted.bounced);
             std::lock_guard lock(mutex_);
             stats_.delivered += counted.delivered;
             stats_.deferred += counted.deferred;
             stats_.bounced += counted.bounced;
-            if (counted.dsn) {
-                ++stats_.dsn_sent;
+            if (counted.dsn || counted.relayed) {
+                stats_.dsn_sent += (counted.dsn ? 1 : 0) + (counted.relayed ? 1 : 0);
                 wake_pending_ = true;   // the DSN itself goes out at once
             }
         } else if (r.found) {
@@ -862,10 +878,7 @@ struct engine::impl {
             queue::envelope_change apply = [this, id, cfg, now](queue::envelope& env,
                                                                 std::vector<queue::new_message>& also) {
                 if (!delay_notice_due(env, cfg->queue, now)) return queue::change_action::keep;
-                std::vector<dsn_recipient> list;
-                for (const auto& r : env.recipients)
-                    if (r.state == queue::recipient_state::pending)
-                        list.push_back({r.address, r.orcpt, "4.4.7", r.last_reply.empty() ? "not yet delivered" : r.last_reply, {}});
+                auto list = delay_notice_recipients(env);   // only recipients whose NOTIFY asks for delays
                 auto body = store_.load_body(id);
                 auto dsn = build_dsn(env, list, dsn_kind::delay, cfg->server.hostname,
                                      header_section(body ? *body : std::string()), now);

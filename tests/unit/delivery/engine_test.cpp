@@ -194,7 +194,9 @@ public:
 /// on the local part ("reject" -> 550, "later" -> 451, "full" -> 452 after the first).
 class smtp_peer {
 public:
-    smtp_peer() : acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
+    /// `dsn`: the EHLO reply lists DSN (RFC 3461).
+    explicit smtp_peer(bool dsn = false)
+        : dsn_(dsn), acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
         thread_ = std::thread([this] { serve(); });
     }
     ~smtp_peer() {
@@ -211,6 +213,10 @@ public:
         return transactions_;
     }
     int connections() const { return connections_; }
+    std::vector<std::string> mail_commands() const {
+        std::lock_guard lock(mutex_);
+        return mail_commands_;
+    }
 
 private:
     void serve() {
@@ -235,8 +241,16 @@ private:
             if (ec) return;
             std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 2);
             buf.consume(n);
-            if (line.starts_with("EHLO")) say("250-peer\r\n250 8BITMIME\r\n");
-            else if (line.starts_with("MAIL")) { rcpts.clear(); accepted = 0; say("250 2.1.0 ok\r\n"); }
+            if (line.starts_with("EHLO")) say(dsn_ ? "250-peer\r\n250-DSN\r\n250 8BITMIME\r\n" : "250-peer\r\n250 8BITMIME\r\n");
+            else if (line.starts_with("MAIL")) {
+                rcpts.clear();
+                accepted = 0;
+                {
+                    std::lock_guard lock(mutex_);
+                    mail_commands_.push_back(line);
+                }
+                say("250 2.1.0 ok\r\n");
+            }
             else if (line.starts_with("RCPT")) {
                 if (line.find("<reject") != std::string::npos) say("550 5.1.1 no such user\r\n");
                 else if (line.find("<later") != std::string::npos) say("451 4.3.0 try later\r\n");
@@ -258,6 +272,7 @@ private:
         }
     }
 
+    bool dsn_;
     asio::io_context io_;
     tcp::acceptor acceptor_;
     std::thread thread_;
@@ -265,6 +280,7 @@ private:
     std::atomic<int> connections_{0};
     mutable std::mutex mutex_;
     std::vector<std::string> transactions_;
+    std::vector<std::string> mail_commands_;
 };
 
 config::configuration config_with_smart_host(std::uint16_t port, const std::filesystem::path& log_dir) {
@@ -275,6 +291,9 @@ config::configuration config_with_smart_host(std::uint16_t port, const std::file
     c.name = "to-partner";
     c.address_spaces = {"partner.test", "nullmx.test"};
     c.smart_hosts.push_back({"127.0.0.1", port, "127.0.0.1:" + std::to_string(port)});
+    // QUIT as soon as the work is done: the test peer serves one connection at a time and
+    // its destructor waits for the QUIT. The caching tests set their own time.
+    c.connection_cache_time = std::chrono::seconds(0);
     cfg.send_connectors.push_back(c);
     cfg.log.dir = log_dir;
     cfg.queue.retry = {std::chrono::seconds(60)};
@@ -667,6 +686,66 @@ TEST_F(engine_test, without_connection_caching_each_burst_opens_its_own_connecti
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
     EXPECT_EQ(peer.transactions().size(), 2u);
     EXPECT_EQ(peer.connections(), 2);
+}
+
+// --- RFC 3461 DSN parameters ----------------------------------------------------------------
+
+queue::envelope message_with_dsn_parameters(std::string rcpt, std::string notify) {
+    auto env = message_to({std::move(rcpt)});
+    env.ret = "HDRS";
+    env.envid = "QQ314159";
+    env.recipients[0].notify = std::move(notify);
+    env.recipients[0].orcpt = "rfc822;" + env.recipients[0].address;
+    return env;
+}
+
+TEST_F(engine_test, dsn_parameters_go_to_a_next_hop_that_advertises_dsn) {
+    smtp_peer peer(/*dsn=*/true);
+    const auto id = store_.add(message_with_dsn_parameters("bob@partner.test", "SUCCESS,FAILURE"), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    ASSERT_EQ(peer.mail_commands().size(), 1u);
+    EXPECT_NE(peer.mail_commands()[0].find("RET=HDRS"), std::string::npos) << peer.mail_commands()[0];
+    EXPECT_NE(peer.mail_commands()[0].find("ENVID=QQ314159"), std::string::npos) << peer.mail_commands()[0];
+    ASSERT_EQ(peer.transactions().size(), 1u);
+    EXPECT_NE(peer.transactions()[0].find("NOTIFY=SUCCESS,FAILURE"), std::string::npos) << peer.transactions()[0];
+    EXPECT_NE(peer.transactions()[0].find("ORCPT=rfc822;bob@partner.test"), std::string::npos) << peer.transactions()[0];
+    EXPECT_EQ(store_.committed().size(), 1u);       // the next hop reports success itself
+}
+
+TEST_F(engine_test, a_next_hop_without_dsn_gets_no_parameters_and_success_is_reported_as_relayed) {
+    smtp_peer peer;
+    const auto id = store_.add(message_with_dsn_parameters("bob@partner.test", "SUCCESS"), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id) && s.committed().size() == 2; }));
+    ASSERT_EQ(peer.mail_commands().size(), 1u);
+    EXPECT_EQ(peer.mail_commands()[0].find("RET="), std::string::npos) << peer.mail_commands()[0];
+    EXPECT_EQ(peer.transactions()[0].find("NOTIFY="), std::string::npos) << peer.transactions()[0];
+    const auto notice = store_.committed_body(1);
+    EXPECT_EQ(store_.committed()[1].mail_from, "");
+    EXPECT_NE(notice.find("Action: relayed"), std::string::npos) << notice;
+    EXPECT_NE(notice.find("Original-Envelope-Id: QQ314159"), std::string::npos) << notice;
+}
+
+TEST_F(engine_test, notify_never_bounces_without_a_dsn) {
+    smtp_peer peer;
+    const auto id = store_.add(message_with_dsn_parameters("reject@partner.test", "NEVER"), body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    EXPECT_TRUE(eventually([&] { return engine_->stats().bounced == 1u; }));
+    EXPECT_EQ(store_.committed().size(), 1u);       // only the original
+}
+
+TEST_F(engine_test, ret_full_returns_the_whole_message_in_the_bounce) {
+    smtp_peer peer;
+    auto env = message_with_dsn_parameters("reject@partner.test", "");
+    env.ret = "FULL";
+    const auto id = store_.add(env, body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id) && s.committed().size() == 2; }));
+    const auto dsn = store_.committed_body(1);
+    EXPECT_NE(dsn.find("message/rfc822"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("\r\n\r\nhi\r\n"), std::string::npos) << dsn;   // the original's body, not only its headers
 }
 
 }  // namespace
