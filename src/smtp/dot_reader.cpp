@@ -30,6 +30,11 @@ data_verdict dot_reader::verdict() const {
     return syntax_ != data_verdict::ok ? syntax_ : limit_;
 }
 
+void dot_reader::begin_with(std::string prefix, std::size_t expected) {
+    body_ = std::move(prefix);
+    body_.reserve(body_.size() + expected);
+}
+
 std::string dot_reader::take_body() {
     if (verdict() != data_verdict::ok) return {};
     return std::move(body_);

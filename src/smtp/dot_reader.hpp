@@ -48,6 +48,11 @@ public:
     /// were consumed. Bytes after the end belong to the next command (PIPELINING).
     std::size_t feed(std::string_view bytes);
 
+    /// Starts the body with `prefix` (our Received: header, which is not part of what the
+    /// client sends and counts toward no limit) and makes room for `expected` more octets,
+    /// so a large message is read into one buffer without growing and copying it.
+    void begin_with(std::string prefix, std::size_t expected);
+
     bool done() const { return state_ == state::done; }
     /// The first problem seen (syntax problems win over size problems); ok when none.
     data_verdict verdict() const;

@@ -457,6 +457,7 @@ void server_fsm::on_mail(const command& c) {
     }
     reset_transaction();
     mail_given_ = true;
+    declared_size_ = m.size;
     envelope_.mail_from = m.address;
     envelope_.body_8bit = m.body == body_type::eight_bit_mime;
     envelope_.smtputf8 = m.smtputf8;
@@ -511,6 +512,11 @@ void server_fsm::on_data(const command&) {
     if (envelope_.recipients.empty()) return send_error(replies::no_valid_recipients());
     const auto& p = params_.policy;
     data_.emplace(dot_limits{p.max_message_size, p.max_header_size, p.max_hop_count});
+    // Our Received: header goes first, written now as Postfix's smtpd does at DATA; the
+    // body is read in behind it. SIZE= sizes the buffer (within max_message_size).
+    constexpr std::uint64_t default_expected = 64 * 1024;
+    const auto expected = std::min<std::uint64_t>(declared_size_.value_or(default_expected), p.max_message_size);
+    data_->begin_with(received_header(), static_cast<std::size_t>(expected) + 1024);
     in_data_ = true;
     send(replies::start_data());
 }
@@ -533,8 +539,7 @@ void server_fsm::finish_data() {
     }
     ++transactions_;
     envelope_.received_at = params_.clock();
-    commit_body_ = received_header();
-    commit_body_ += data_->take_body();
+    commit_body_ = data_->take_body();   // begins with our Received: header
     data_.reset();
     info(fmt::format("message received: {} octets, {} recipients", size, envelope_.recipients.size()));
     committing_ = true;
@@ -586,7 +591,7 @@ std::string server_fsm::received_header() const {
     std::string h = fmt::format("Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {}.{}\r\n",
                                 sanitise(helo_name_), sanitise(params_.client_ip), sanitise(params_.policy.hostname),
                                 protocol, sanitise(params_.session_id.empty() ? "0" : params_.session_id),
-                                transactions_);
+                                transactions_ + 1);   // the transaction this header starts
     if (tls_) {
         const char* verify = tls_->certificate_verified ? "OK" : tls_->certificate_presented ? "FAIL" : "NO";
         h += fmt::format("\t(version={} cipher={} bits={} verify={})\r\n", sanitise(tls_->protocol),

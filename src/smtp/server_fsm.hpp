@@ -224,6 +224,7 @@ private:
     std::string helo_name_;
     std::optional<tls_summary> tls_;
     bool mail_given_ = false;
+    std::optional<std::uint64_t> declared_size_;   // MAIL ... SIZE= (RFC 1870), a hint for the body buffer
     bool in_data_ = false;
     bool committing_ = false;
     bool shutting_down_ = false;
