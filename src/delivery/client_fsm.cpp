@@ -180,6 +180,27 @@ std::string dot_stuff(std::string_view body) {
     return out;
 }
 
+std::optional<std::vector<std::string_view>> dot_stuffed_pieces(std::string_view body, std::size_t max_pieces) {
+    static constexpr std::string_view dot = ".", crlf = "\r\n", end = ".\r\n";
+    std::vector<std::string_view> pieces;
+    auto add = [&](std::string_view p) {
+        if (!p.empty()) pieces.push_back(p);
+        return pieces.size() <= max_pieces;
+    };
+    std::size_t from = 0;
+    if (!body.empty() && body.front() == '.' && !add(dot)) return std::nullopt;
+    for (;;) {
+        const auto stuffed = body.find("\n.", from);
+        if (stuffed == std::string_view::npos) break;
+        if (!add(body.substr(from, stuffed + 1 - from)) || !add(dot)) return std::nullopt;
+        from = stuffed + 1;
+    }
+    if (!add(body.substr(from))) return std::nullopt;
+    if (!body.empty() && body.back() != '\n' && !add(crlf)) return std::nullopt;
+    if (!add(end)) return std::nullopt;
+    return pieces;
+}
+
 // --- the machine --------------------------------------------------------------------------
 
 client_fsm::client_fsm(client_settings settings) : settings_(std::move(settings)) {
@@ -552,7 +573,11 @@ client_action client_fsm::send_body() {
     client_action a;
     a.what = client_action::kind::write_data;
     a.stage = wait_stage::data_end;
-    a.out = dot_stuff(tx_->body);
+    // Usually the body goes out as it is stored plus ".CRLF"; a body with many dot lines
+    // is stuffed into one new buffer instead.
+    constexpr std::size_t max_pieces = 8;
+    if (auto pieces = dot_stuffed_pieces(tx_->body, max_pieces)) a.data = std::move(*pieces);
+    else a.out = dot_stuff(tx_->body);
     log_.push_back({transcript_line::kind::info, fmt::format("message body: {} octets", tx_->body.size())});
     sent(".");
     return a;

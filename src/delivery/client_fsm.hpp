@@ -102,6 +102,12 @@ struct transaction {
 /// CRLF, followed by ".\r\n".
 std::string dot_stuff(std::string_view body);
 
+/// The same wire form as pieces: views into `body` and into static strings, so a body
+/// without dot lines goes out without being copied. At most `max_pieces`; std::nullopt when
+/// the body needs more (then dot_stuff() is the better choice: many tiny writes would each
+/// become a TLS record).
+std::optional<std::vector<std::string_view>> dot_stuffed_pieces(std::string_view body, std::size_t max_pieces);
+
 /// Lines for the protocol log, in the order they crossed the wire.
 struct transcript_line {
     enum class kind { sent, received, info } what;
@@ -145,13 +151,16 @@ struct session_failure {
 struct client_action {
     enum class kind {
         read,           // write `out`, then read; `stage` says which timeout applies
-        write_data,     // write `out` (the dot-stuffed body) in blocks, then read (data_end)
+        write_data,     // write `data` (or `out`): the dot-stuffed body, in blocks, then read (data_end)
         start_tls,      // write `out` (empty), then run the TLS client handshake
         transaction_done, // `results` holds one entry per recipient of the transaction
         idle,           // ready: resume with send(tx) or quit()
         close,          // write `out` (may be empty), then close; `failure` when it failed
     } what = kind::read;
     std::string out;
+    /// write_data without a copy: views into the transaction's body, valid until the
+    /// machine is resumed with the next transaction.
+    std::vector<std::string_view> data;
     wait_stage stage = wait_stage::greeting;
     std::vector<recipient_result> results;
     std::optional<session_failure> failure;

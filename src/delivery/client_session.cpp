@@ -211,11 +211,14 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
             break;
         case client_action::kind::write_data: {
             bool ok = true;
-            std::string_view rest = act.out;
-            while (ok && !rest.empty()) {
-                const auto block = rest.substr(0, data_block);
-                ok = co_await write_all(block, settings_.timeouts.data_block);
-                rest.remove_prefix(block.size());
+            if (act.data.empty() && !act.out.empty()) act.data.push_back(act.out);
+            for (auto piece : act.data) {
+                // RFC 5321 §4.5.3.2.5: the timeout applies per block written.
+                while (ok && !piece.empty()) {
+                    const auto block = piece.substr(0, data_block);
+                    ok = co_await write_all(block, settings_.timeouts.data_block);
+                    piece.remove_prefix(block.size());
+                }
             }
             if (!ok) {
                 act = fsm_->resume(client_event::closed("write failed during DATA"));

@@ -35,6 +35,13 @@ struct harness {
 
     void server(std::string_view bytes) { act = fsm.resume(client_event::bytes(bytes)); }
     void expect_out(std::string_view out) { EXPECT_EQ(act.out, out); }
+    /// What a write_data action puts on the wire: its pieces, or `out`.
+    std::string data_written() const {
+        if (act.data.empty()) return act.out;
+        std::string all;
+        for (auto p : act.data) all += p;
+        return all;
+    }
 
     /// Greeting and EHLO with the given capability lines; leaves the machine idle.
     void greet(std::string caps = "250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n") {
@@ -96,6 +103,26 @@ TEST(ehlo, capabilities_are_read) {
     EXPECT_EQ(caps.size_limit, 5000u);
 }
 
+TEST(dot_stuff, the_pieces_join_to_the_same_wire_form) {
+    const std::vector<std::string> bodies = {"", ".", "a\r\n", "no final crlf", ".a\r\nb\r\n..c\r\n",
+                                             "a\r\n.\r\n.\r\n..\r\n", "x\r\n.", "Subject: s\r\n\r\nbody\r\n"};
+    for (const auto& body : bodies) {
+        auto pieces = dot_stuffed_pieces(body, 100);
+        ASSERT_TRUE(pieces) << body;
+        std::string joined;
+        for (auto p : *pieces) joined += p;
+        EXPECT_EQ(joined, dot_stuff(body)) << body;
+    }
+    // A body without dot lines is two pieces: itself and the end marker.
+    const std::string plain = "Subject: s\r\n\r\nbody\r\n";
+    auto pieces = dot_stuffed_pieces(plain, 8);
+    ASSERT_TRUE(pieces);
+    ASSERT_EQ(pieces->size(), 2u);
+    EXPECT_EQ((*pieces)[0].data(), plain.data());   // a view, not a copy
+    // Too many dot lines for the limit: the caller stuffs into one buffer instead.
+    EXPECT_FALSE(dot_stuffed_pieces("a\r\n.\r\n.\r\n.\r\n.\r\n", 4));
+}
+
 TEST(dot_stuff, leading_dots_are_doubled_and_the_end_is_marked) {
     EXPECT_EQ(dot_stuff(".a\r\nb\r\n..c\r\n"), "..a\r\nb\r\n...c\r\n.\r\n");
     EXPECT_EQ(dot_stuff("no final crlf"), "no final crlf\r\n.\r\n");
@@ -120,7 +147,7 @@ TEST(client_fsm, plain_transaction_without_pipelining) {
     t.expect_out("DATA\r\n");
     t.server("354 go ahead\r\n");
     ASSERT_EQ(t.act.what, kind::write_data);
-    EXPECT_EQ(t.act.out, "Subject: hi\r\n\r\nhello\r\n.\r\n");
+    EXPECT_EQ(t.data_written(), "Subject: hi\r\n\r\nhello\r\n.\r\n");
     EXPECT_EQ(t.act.stage, wait_stage::data_end);
     t.server("250 2.0.0 queued as X\r\n");
     ASSERT_EQ(t.act.what, kind::transaction_done);

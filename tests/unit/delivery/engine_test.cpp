@@ -213,6 +213,7 @@ public:
         return transactions_;
     }
     int connections() const { return connections_; }
+    int finished_sessions() const { return finished_; }
     std::vector<std::string> mail_commands() const {
         std::lock_guard lock(mutex_);
         return mail_commands_;
@@ -227,6 +228,7 @@ private:
             if (ec || stopping_) return;
             ++connections_;
             session(s);
+            ++finished_;
         }
     }
     void session(tcp::socket& s) {
@@ -278,6 +280,7 @@ private:
     std::thread thread_;
     std::atomic<bool> stopping_{false};
     std::atomic<int> connections_{0};
+    std::atomic<int> finished_{0};
     mutable std::mutex mutex_;
     std::vector<std::string> transactions_;
     std::vector<std::string> mail_commands_;
@@ -667,10 +670,12 @@ TEST_F(engine_test, an_idle_connection_waits_for_more_mail_to_its_next_hop) {
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
     EXPECT_EQ(peer.transactions().size(), 2u);
     EXPECT_EQ(peer.connections(), 1);               // the second message took the waiting connection
+    EXPECT_EQ(peer.finished_sessions(), 0);         // and it is still open, waiting for more
     // Stopping does not wait out the cache time: the idle connection QUITs at once.
     const auto before = std::chrono::steady_clock::now();
     engine_->stop(60s);
     EXPECT_LT(std::chrono::steady_clock::now() - before, 60s);
+    EXPECT_TRUE(eventually([&] { return peer.finished_sessions() == 1; }));
 }
 
 TEST_F(engine_test, without_connection_caching_each_burst_opens_its_own_connection) {
@@ -681,6 +686,8 @@ TEST_F(engine_test, without_connection_caching_each_burst_opens_its_own_connecti
     const auto first = store_.add(message_to({"bob@partner.test"}), body);
     engine_->committed(first);
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(first); }));
+    // With nothing more to send, the connection QUITs at once.
+    ASSERT_TRUE(eventually([&] { return peer.finished_sessions() == 1; }));
     const auto second = store_.add(message_to({"carol@partner.test"}), body);
     engine_->committed(second);
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
