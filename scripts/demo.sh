@@ -2,7 +2,7 @@
 # scripts/demo.sh: `postern demo`, two organisations exchanging mail over enforced, verified
 # TLS on loopback (lab CA, two key rings, two `postern serve` processes, a message from a
 # client to org A and on to org B, the story of each hop). Arguments go to `postern demo`
-# (--keep, --json). POSTERN_DEMO_KEEP=1 keeps the temporary directory.
+# (--keep, --json, --peer postfix). POSTERN_DEMO_KEEP=1 keeps the temporary directory.
 #
 # scripts/relay-demo.sh is the single-node walk-through with the shell commands.
 set -euo pipefail
