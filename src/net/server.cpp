@@ -37,6 +37,9 @@ namespace {
 struct listener {
     std::string key;                              // the bind as written
     tcp::acceptor acceptor;
+    /// Port 0 ("any free port") is one listener per connector, never shared: two
+    /// connectors asking for a port each get their own. Then this names the connector.
+    std::string only_connector;
 };
 
 std::shared_ptr<SSL_CTX> native_of(std::shared_ptr<tls::server_context> ctx) {
@@ -134,7 +137,14 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
         std::lock_guard lock(mutex);
         if (stopping) return;
         const auto& c = *cfg;
-        auto choice = choose_connector(c, connectors_on_bind(c, l.key), remote.address());
+        std::vector<std::size_t> candidates;
+        if (l.only_connector.empty()) {
+            candidates = connectors_on_bind(c, l.key);
+        } else {
+            for (std::size_t i = 0; i < c.receive_connectors.size(); ++i)
+                if (c.receive_connectors[i].name == l.only_connector) candidates.push_back(i);
+        }
+        auto choice = choose_connector(c, candidates, remote.address());
         if (!choice) {
             setup.params.policy.hostname = policy_for(c, config::receive_connector{}).hostname;
             setup.params.admitted = smtp::admission::no_connector;
@@ -266,12 +276,13 @@ std::vector<bound_listener> server::start() {
     for (const auto& rc : cfg->receive_connectors) {
         for (const auto& e : rc.bind) {
             const auto key = bind_key(e);
-            if (auto it = seen.find(key); it != seen.end()) {
+            const bool own_port = e.port == 0;
+            if (auto it = seen.find(key); !own_port && it != seen.end()) {
                 bound[it->second].connectors.push_back(rc.name);
                 continue;
             }
             const auto endpoint = resolve_bind(e);
-            auto l = std::make_unique<listener>(listener{key, tcp::acceptor(impl_->control)});
+            auto l = std::make_unique<listener>(listener{key, tcp::acceptor(impl_->control), own_port ? rc.name : ""});
             boost::system::error_code ec;
             l->acceptor.open(endpoint.protocol(), ec);
             if (!ec) l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -279,7 +290,7 @@ std::vector<bound_listener> server::start() {
             if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
             if (ec)
                 throw std::system_error(std::error_code(ec), "receive connector " + rc.name + ": cannot listen on " + key);
-            seen.emplace(key, bound.size());
+            if (!own_port) seen.emplace(key, bound.size());
             bound.push_back({rc.name, {rc.name}, key, l->acceptor.local_endpoint()});
             spdlog::info("receive connector {} listening on {}", rc.name, endpoint_text(bound.back().endpoint));
             impl_->listeners.push_back(std::move(l));

@@ -449,6 +449,23 @@ TEST(connector_choice, most_specific_range_wins_and_mapped_addresses_are_ipv4) {
     EXPECT_EQ(net::endpoint_text(tcp::endpoint(asio::ip::make_address("2001:db8::1"), 25)), "[2001:db8::1]:25");
 }
 
+TEST(server, connectors_asking_for_port_0_each_get_a_port_of_their_own) {
+    auto cfg = test_config();
+    auto other = cfg.receive_connectors[0];
+    other.name = "partners-only";
+    other.remote_ip_ranges = {range("192.0.2.0", 24)};   // loopback clients match nothing here
+    cfg.receive_connectors.push_back(other);
+    running_server s(cfg);
+    ASSERT_EQ(s.listeners.size(), 2u);
+    EXPECT_NE(s.endpoint(0).port(), s.endpoint(1).port());
+    EXPECT_EQ(s.listeners[0].connectors, std::vector<std::string>{cfg.receive_connectors[0].name});
+    EXPECT_EQ(s.listeners[1].connectors, std::vector<std::string>{"partners-only"});
+    client first(s.endpoint(0));
+    EXPECT_EQ(first.reply().substr(0, 4), "220 ");
+    client second(s.endpoint(1));
+    EXPECT_EQ(second.reply().substr(0, 4), "554 ");     // its own connector, whose ranges do not match
+}
+
 TEST(server, mutual_tls_client_that_is_not_a_partner_gets_554) {
     auto cfg = test_config();
     auto& rc = cfg.receive_connectors[0];
