@@ -290,6 +290,9 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         co_return report;
     }
     report.connected = true;
+    // Every write is a whole command group or the whole body: Nagle's algorithm could
+    // only hold the last piece back until the next hop's delayed ACK.
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     if (settings_.client_debug)
         spdlog::info("smtp-client connected to {} ({}), TLS plan: {}", target_.host, report.remote,
                      target_.plan.implicit_tls ? "implicit"

@@ -59,9 +59,10 @@ struct client_timeouts {
 };
 
 struct engine_options {
-    /// Connections are coroutines on their own strands; two threads let TLS and body
-    /// copies of different connections run side by side (DESIGN §2: a small fixed number).
-    unsigned threads = 2;
+    /// Connections are coroutines on their own strands. One thread: on the relay benchmark
+    /// a second one cost more in hand-offs between threads than it gained (DESIGN §2: a
+    /// small fixed number).
+    unsigned threads = 1;
     client_timeouts timeouts;
     /// How often the queue is looked at even without wake(): catches due retries.
     std::chrono::seconds poll_interval{1};
