@@ -88,6 +88,8 @@ queue_result mail_pipeline::queue_request(const nlohmann::json& request) {
     return result;
 }
 
+bool mail_pipeline::delivery_behind() const { return engine_->waiting_bytes() > in_flow_backlog; }
+
 void mail_pipeline::flush_logs() {
     receive_log_->flush();
     send_log_->flush();

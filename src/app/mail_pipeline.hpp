@@ -40,6 +40,14 @@ public:
     /// Reload: new send connectors, [queue], [debug] and key material for next attempts.
     void reload(const config::configuration& cfg);
     void flush_logs();
+    /// Flow control for the receive side: more than in_flow_backlog octets of bodies are
+    /// due for delivery and not yet on their way.
+    bool delivery_behind() const;
+    /// About eighty 100 KB bodies: with this little waiting, a relayed body is usually sent
+    /// and deleted while still in the queue store's memtable, never written to a blob file
+    /// (queue/rocksdb_store.cpp). Measured on the relay benchmark: 32 MB let the queue grow
+    /// to 0.3 s of mail and cost 18% more CPU per message.
+    static constexpr std::uint64_t in_flow_backlog = 8ull * 1024 * 1024;
 
     /// One queue-* request of the control socket; changes go to the server log, and
     /// retry and release wake the delivery engine.

@@ -178,7 +178,9 @@ int serve(const serve_options& opt) {
         return 0;
     });
 
-    net::server server(*cfg, tls, pipeline->receive_store(), pipeline->receive_log());
+    net::server_options server_options;
+    server_options.delivery_behind = [p = pipeline.get()] { return p->delivery_behind(); };
+    net::server server(*cfg, tls, pipeline->receive_store(), pipeline->receive_log(), server_options);
     std::vector<ready_listener> listeners;
     for (const auto& l : server.start()) {
         spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),

@@ -245,6 +245,7 @@ struct engine::impl {
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::vector<std::thread> threads_;
     std::atomic<bool> wake_pending_{false};
+    std::atomic<std::uint64_t> waiting_bytes_{0};   // bodies of jobs queued, not yet started
     // Scan requests (mutex_): ids committed since the last scan, and whether the whole
     // queue must be read. last_full_scan_ is only touched on strand_.
     std::vector<std::string> committed_ids_;
@@ -314,9 +315,11 @@ struct engine::impl {
                 std::lock_guard lock(mutex_);
                 if (stopping_) return;
                 p = plan_message(*cfg, env, now, [&](std::size_t i) { return in_flight_.contains({env.id, i}); });
-                for (const auto& j : p.jobs) {
+                for (auto& j : p.jobs) {
                     for (auto i : j.recipients) in_flight_.insert({env.id, i});
-                    destinations_[j.where].queue.push_back(j);
+                    j.body_size = env.body_size;
+                    waiting_bytes_ += j.body_size;
+                    destinations_[j.where].queue.push_back(std::move(j));
                 }
                 for (const auto& u : p.unroutable) in_flight_.insert({env.id, u.recipient});
             }
@@ -587,6 +590,7 @@ struct engine::impl {
         if (q.empty() || stopping_) return std::nullopt;
         auto next = std::move(q.front());
         q.pop_front();
+        waiting_bytes_ -= next.body_size;
         return next;
     }
 
@@ -616,6 +620,7 @@ struct engine::impl {
         {
             std::lock_guard lock(mutex_);
             jobs.swap(destinations_[where].queue);
+            for (const auto& j : jobs) waiting_bytes_ -= j.body_size;
             stopping = stopping_;
         }
         if (stopping) {
@@ -1012,6 +1017,8 @@ void engine::set_client_tls(std::shared_ptr<const client_tls_material> client_tl
     impl_->material_ = std::move(client_tls);
     impl_->contexts_.clear();
 }
+
+std::uint64_t engine::waiting_bytes() const { return impl_->waiting_bytes_.load(std::memory_order_relaxed); }
 
 engine_stats engine::stats() const {
     std::lock_guard lock(impl_->mutex_);

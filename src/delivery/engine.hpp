@@ -125,6 +125,10 @@ public:
 
     engine_stats stats() const;
 
+    /// Thread-safe, cheap: octets of message bodies whose delivery is due and not yet
+    /// started. Arrival outpacing delivery shows here first (flow control in net/).
+    std::uint64_t waiting_bytes() const;
+
 private:
     struct impl;
     std::shared_ptr<impl> impl_;

@@ -38,6 +38,7 @@ struct job {
     std::string message_id;
     destination where;
     std::vector<std::size_t> recipients;   // indices into envelope.recipients
+    std::uint64_t body_size = 0;           // for the engine's count of bytes waiting to go out
 };
 
 /// A recipient no connector routes: bounced at once.

@@ -174,6 +174,8 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
         id = next_session++;
     }
     setup.farewell_timeout = options.farewell_timeout;
+    setup.delivery_behind = options.delivery_behind;
+    setup.in_flow_delay = options.in_flow_delay;
     setup.params.client_ip = source;
     setup.params.client_port = remote.port();
     setup.params.storage_low = [&store = store] { return store.low_on_space(); };

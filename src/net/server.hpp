@@ -33,6 +33,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -61,6 +62,11 @@ struct server_options {
     unsigned threads = 2;                         // DESIGN §2: a small fixed number
     /// How long the last words (421, TLS close_notify) may take before the socket is cut.
     std::chrono::seconds farewell_timeout{10};
+    /// Flow control (as Postfix's in_flow_delay): true while delivery is behind arrival.
+    /// Then a session that has just had a message accepted waits, up to in_flow_delay,
+    /// before it reads the client's next command. Empty: never.
+    std::function<bool()> delivery_behind;
+    std::chrono::milliseconds in_flow_delay{1000};
 };
 
 class server {

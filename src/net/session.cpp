@@ -162,6 +162,7 @@ asio::awaitable<void> session::run() {
             }
             case smtp::action::kind::commit: {
                 auto r = co_await commit(std::move(act.envelope), std::move(act.body));
+                message_just_accepted_ = r.ok;
                 act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason)));
                 break;
             }
@@ -176,7 +177,21 @@ asio::awaitable<void> session::run() {
     logger_.disconnect();
 }
 
+// Postfix's in_flow_delay: when messages arrive faster than they leave, each sender waits a
+// little before its next message, up to in_flow_delay, so the queue does not grow without
+// bound and bodies are delivered while still in memory. The 250 has already been sent.
+asio::awaitable<void> session::pause_while_delivery_is_behind() {
+    constexpr auto step = std::chrono::milliseconds(10);
+    const auto until = steady_clock::now() + setup_.in_flow_delay;
+    asio::steady_timer pause(socket_.get_executor());
+    while (stop_level_ == 0 && setup_.delivery_behind() && steady_clock::now() < until) {
+        pause.expires_after(step);
+        co_await pause.async_wait(use_tuple);
+    }
+}
+
 asio::awaitable<smtp::event> session::next_event() {
+    if (std::exchange(message_just_accepted_, false) && setup_.delivery_behind) co_await pause_while_delivery_is_behind();
     if (stop_level_ > stop_seen_) {
         stop_seen_ = stop_level_;
         co_return smtp::event::stop(stop_seen_ == 2);

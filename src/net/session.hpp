@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,6 +45,8 @@ struct session_setup {
     std::chrono::seconds inactivity_timeout{300};
     std::chrono::seconds farewell_timeout{10};
     bool report_tls_handshake_errors = true;
+    std::function<bool()> delivery_behind;        // server_options: flow control
+    std::chrono::milliseconds in_flow_delay{1000};
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -55,6 +58,7 @@ public:
     boost::asio::awaitable<void> run();
 
     /// Must run on the session's executor. `now` = grace over.
+    /// (Flow control: see pause_while_delivery_is_behind in session.cpp.)
     void request_stop(bool now);
 
     boost::asio::any_io_executor get_executor() { return socket_.get_executor(); }
@@ -69,6 +73,8 @@ private:
     using io_result = std::tuple<boost::system::error_code, std::size_t>;
 
     boost::asio::awaitable<smtp::event> next_event();
+
+    boost::asio::awaitable<void> pause_while_delivery_is_behind();
     boost::asio::awaitable<void> watchdog(std::shared_ptr<session> self);
     void arm(std::chrono::steady_clock::time_point deadline);   // the coming read/write ends by then
     bool disarm();                                              // true: it was cancelled for its deadline
@@ -92,6 +98,7 @@ private:
     bool io_pending_ = false;
     bool io_timed_out_ = false;
     bool reading_ = false;                        // request_stop cancels a pending read
+    bool message_just_accepted_ = false;          // flow control applies before the next read
     bool finished_ = false;
     std::chrono::steady_clock::time_point session_deadline_;
     std::vector<char> buffer_;

@@ -227,11 +227,12 @@ private:
 // --- the server under test, on its own threads -------------------------------------------------------
 class running_server {
 public:
-    explicit running_server(config::configuration cfg, std::shared_ptr<SSL_CTX> tls = test_tls_context())
+    explicit running_server(config::configuration cfg, std::shared_ptr<SSL_CTX> tls = test_tls_context(),
+                            net::server_options options = {})
         : dir_(std::filesystem::temp_directory_path() /
                ("postern-net-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++))),
           log_(log::protocol_log_options{dir_, log::log_kind::receive}),
-          server_(cfg, std::move(tls), store, log_) {
+          server_(cfg, std::move(tls), store, log_, std::move(options)) {
         listeners = server_.start();
         runner_ = std::thread([this] { server_.run(); });
     }
@@ -304,6 +305,46 @@ TEST(server, accepts_one_message_and_logs_the_session) {
     EXPECT_NE(log.find(",>,250 2.0.0 OK queued as Q1"), std::string::npos);
     EXPECT_NE(log.find(",-,"), std::string::npos);
     EXPECT_EQ(log.find("hello"), std::string::npos);          // bodies are never logged
+}
+
+TEST(server, flow_control_holds_the_next_command_while_delivery_is_behind) {
+    std::atomic<int> asked{0};
+    net::server_options options;
+    // Behind for the first three looks, then caught up.
+    options.delivery_behind = [&asked] { return ++asked <= 3; };
+    running_server s(test_config(), test_tls_context(), options);
+    client c(s.endpoint());
+    c.reply();
+    c.command("EHLO client.test");
+    EXPECT_EQ(asked.load(), 0);                     // nothing accepted yet: no waiting
+    c.command("MAIL FROM:<a@client.test>");
+    c.command("RCPT TO:<b@example.test>");
+    c.command("DATA");
+    EXPECT_EQ(c.command("Subject: t\r\n\r\nhello\r\n."), "250 2.0.0 OK queued as Q1\n");   // not delayed
+    // The next command waits until delivery has caught up, then is served as usual.
+    EXPECT_EQ(c.command("MAIL FROM:<a@client.test>"), "250 2.1.0 Sender OK\n");
+    EXPECT_EQ(asked.load(), 4);
+    c.command("QUIT");
+    s.stop(5s);
+}
+
+TEST(server, flow_control_waits_at_most_in_flow_delay) {
+    net::server_options options;
+    options.delivery_behind = [] { return true; };   // never catches up
+    options.in_flow_delay = std::chrono::milliseconds(50);
+    running_server s(test_config(), test_tls_context(), options);
+    client c(s.endpoint());
+    c.reply();
+    c.command("EHLO client.test");
+    for (int i = 1; i <= 2; ++i) {
+        EXPECT_EQ(c.command("MAIL FROM:<a@client.test>"), "250 2.1.0 Sender OK\n");
+        c.command("RCPT TO:<b@example.test>");
+        c.command("DATA");
+        EXPECT_EQ(c.command("Subject: t\r\n\r\nhello\r\n."), "250 2.0.0 OK queued as Q" + std::to_string(i) + "\n");
+    }
+    EXPECT_EQ(s.store.count(), 2u);
+    c.command("QUIT");
+    s.stop(5s);
 }
 
 TEST(server, starttls_discards_injected_commands_and_starts_over) {
