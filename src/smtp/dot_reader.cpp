@@ -123,9 +123,16 @@ std::size_t dot_reader::feed(std::string_view bytes) {
                 content(c);
                 ++i;
             } else if (!in_header_) {
-                // Bulk path: plain octets up to the next CR, LF or NUL.
-                std::size_t j = i;
-                while (j < n && bytes[j] != '\r' && bytes[j] != '\n' && bytes[j] != '\0') ++j;
+                // Bulk path: plain octets up to the next CR, LF or NUL. memchr (vectorised)
+                // finds the CR that usually ends the line; LF and NUL are looked for only
+                // before it. A byte-by-byte scan here was a visible share of the CPU spent
+                // receiving large messages.
+                const char* from = bytes.data() + i;
+                std::size_t span_end = n - i;
+                if (const void* cr = std::memchr(from, '\r', span_end)) span_end = static_cast<const char*>(cr) - from;
+                if (const void* lf = std::memchr(from, '\n', span_end)) span_end = static_cast<const char*>(lf) - from;
+                if (const void* nul = std::memchr(from, '\0', span_end)) span_end = static_cast<const char*>(nul) - from;
+                const std::size_t j = i + span_end;
                 if (j == i) {                // a NUL
                     content(c);
                     ++i;
