@@ -117,12 +117,12 @@ void client_session::abort() {
 }
 
 asio::awaitable<client_session::io_result> client_session::write_some_raw(std::string_view out) {
-    if (tls_) co_return co_await asio::async_write(*tls_, asio::buffer(out.data(), out.size()), use_tuple);
+    if (tls_) co_return co_await tls_->write(asio::buffer(out.data(), out.size()));
     co_return co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), use_tuple);
 }
 
 asio::awaitable<client_session::io_result> client_session::read_some_raw() {
-    if (tls_) co_return co_await tls_->async_read_some(asio::buffer(buffer_), use_tuple);
+    if (tls_) co_return co_await tls_->read_some(asio::buffer(buffer_));
     co_return co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
 }
 
@@ -179,7 +179,7 @@ asio::awaitable<client_session::handshake_outcome> client_session::handshake() {
     }
     tls_.emplace(socket_, ssl);                // the stream owns ssl from here on
     deadline_.expires_after(settings_.timeouts.tls_handshake);
-    auto r = co_await (tls_->async_handshake(asio::ssl::stream_base::client, use_tuple) ||
+    auto r = co_await (tls_->handshake(tls::stream::role::client) ||
                        deadline_.async_wait(use_tuple));
     if (r.index() == 1) {
         result.reason = "TLS handshake timed out";

@@ -27,9 +27,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "tls/stream.hpp"
 #include "delivery/client_fsm.hpp"
 #include "delivery/engine.hpp"
 #include "delivery/tls_policy.hpp"
@@ -112,7 +112,7 @@ private:
     transcript_sink& sink_;
     session_target target_;
     boost::asio::ip::tcp::socket socket_;
-    std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+    std::optional<tls::stream> tls_;
     boost::asio::steady_timer deadline_;
     std::unique_ptr<client_fsm> fsm_;
     verify_record verify_;

@@ -14,6 +14,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -199,7 +200,7 @@ asio::awaitable<smtp::event> session::next_event() {
     arm(read_deadline());
     reading_ = true;
     io_result r;
-    if (tls_) r = co_await tls_->async_read_some(asio::buffer(buffer_), use_tuple);
+    if (tls_) r = co_await tls_->read_some(asio::buffer(buffer_));
     else r = co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
     reading_ = false;
     const bool timed_out = disarm();
@@ -225,7 +226,7 @@ asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
     if (closing) limit = std::min(limit, setup_.farewell_timeout);
     arm(steady_clock::now() + limit);
     io_result r;
-    if (tls_) r = co_await asio::async_write(*tls_, asio::buffer(out), use_tuple);
+    if (tls_) r = co_await tls_->write(asio::buffer(out));
     else r = co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
     const bool timed_out = disarm();
     auto [ec, n] = r;
@@ -249,7 +250,7 @@ asio::awaitable<session::handshake_result> session::handshake() {
     }
     tls_.emplace(socket_, ssl);               // the stream owns ssl from here on
     deadline_.expires_at(read_deadline());
-    auto r = co_await (tls_->async_handshake(asio::ssl::stream_base::server, use_tuple) ||
+    auto r = co_await (tls_->handshake(tls::stream::role::server) ||
                        deadline_.async_wait(use_tuple));
     if (r.index() == 1) {
         result.reason = "handshake timed out";
@@ -307,7 +308,7 @@ asio::awaitable<void> session::farewell() {
     if (tls_) {
         // close_notify (RFC 8446 §6.1), bounded: a client that never answers does not hold us.
         deadline_.expires_after(setup_.farewell_timeout);
-        co_await (tls_->async_shutdown(use_tuple) || deadline_.async_wait(use_tuple));
+        co_await (tls_->shutdown() || deadline_.async_wait(use_tuple));
     }
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);

@@ -26,9 +26,9 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "tls/stream.hpp"
 #include "log/protocol_log.hpp"
 #include "queue/store.hpp"
 #include "smtp/server_fsm.hpp"
@@ -86,7 +86,7 @@ private:
     std::chrono::steady_clock::time_point read_deadline() const;
 
     boost::asio::ip::tcp::socket socket_;
-    std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+    std::optional<tls::stream> tls_;
     session_setup setup_;
     queue::store& store_;
     log::session_logger logger_;
