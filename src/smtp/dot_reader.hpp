@@ -67,6 +67,11 @@ public:
 private:
     enum class state { line_start, in_line, after_cr, dot_at_start, dot_cr, done };
 
+    /// The fast path of the body section: whole lines of plain octets, copied in one
+    /// piece. Consumes a prefix of `bytes` and leaves state_ at line_start or in_line;
+    /// stops before anything the state machine must look at (a dot at the start of a
+    /// line, a CR not yet followed by its LF, a bare CR or LF, a NUL).
+    std::size_t plain_lines(std::string_view bytes);
     void content(char c);                  // one octet of the current line's content
     void end_of_line();                    // a CRLF ended the current line
     void mark(data_verdict v);

@@ -34,7 +34,7 @@ outcome read(std::string_view input, std::size_t chunk) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view input(reinterpret_cast<const char*>(data), size);
     auto whole = read(input, input.size() ? input.size() : 1);
-    for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(7)}) {
+    for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(7), std::size_t(16), std::size_t(17)}) {
         auto part = read(input, chunk);
         if (part.done != whole.done || part.verdict != whole.verdict || part.body != whole.body ||
             part.consumed != whole.consumed)

@@ -1,5 +1,7 @@
 // DATA reader: the end is <CRLF>.<CRLF> only; smuggling forms never end the data.
 #include <gtest/gtest.h>
+#include <random>
+#include <string>
 
 #include "smtp/dot_reader.hpp"
 
@@ -124,4 +126,113 @@ TEST(dot_reader, header_size_limit) {
     EXPECT_EQ(r.verdict, data_verdict::header_too_big);
     auto fine = run("X: y\r\n\r\n" + std::string(500, 'a') + "\r\n.\r\n", {.max_header_size = 100});
     EXPECT_EQ(fine.verdict, data_verdict::ok);
+}
+
+// --- the fast path against the rules, on random input -------------------------------------
+// A model of RFC 5321 §4.1.1.4/§4.5.2 as the reader applies it, written for clarity: the
+// end is the first <CRLF>.<CRLF> (the DATA line's CRLF counting as the first CRLF); a line
+// start dot is removed; a CR or LF that is not part of a CRLF, a NUL, or more than 998
+// octets before a CRLF make the message unacceptable, the first such problem naming it.
+namespace {
+
+struct model_result {
+    bool done = false;
+    std::size_t consumed = 0;
+    data_verdict verdict = data_verdict::ok;
+    std::string body;
+};
+
+model_result model(std::string_view input, const dot_limits& limits) {
+    model_result r;
+    const std::string framed = "\r\n" + std::string(input);
+    const auto end = framed.find("\r\n.\r\n");
+    if (end == std::string::npos) {
+        r.consumed = input.size();
+        return r;
+    }
+    r.done = true;
+    r.consumed = end + 3;
+    const std::string_view data = input.substr(0, end);
+    data_verdict syntax = data_verdict::ok;
+    auto problem = [&](data_verdict v) {
+        if (syntax == data_verdict::ok) syntax = v;
+    };
+    std::size_t line_length = 0;
+    bool line_start = true;
+    for (std::size_t k = 0; k < data.size();) {
+        const char c = data[k];
+        if (line_start && c == '.') {          // transmitted, not kept
+            ++line_length;
+            line_start = false;
+            ++k;
+            continue;
+        }
+        line_start = false;
+        if (c == '\r' && k + 1 < data.size() && data[k + 1] == '\n') {
+            r.body += "\r\n";
+            line_length = 0;
+            line_start = true;
+            k += 2;
+            continue;
+        }
+        if (c == '\r' || c == '\n') problem(data_verdict::bare_line_ending);
+        if (c == '\0') problem(data_verdict::nul);
+        if (++line_length == dot_reader::max_line - 1) problem(data_verdict::line_too_long);
+        r.body += c;
+        ++k;
+    }
+    r.verdict = syntax != data_verdict::ok ? syntax
+                : r.body.size() > limits.max_size ? data_verdict::too_big
+                                                  : data_verdict::ok;
+    if (r.verdict != data_verdict::ok) r.body.clear();
+    return r;
+}
+
+/// Mostly plain text, with dots, CRs, LFs and NULs where they make trouble, some long
+/// lines, an optional header section and an optional end of data followed by more input.
+std::string random_input(std::mt19937& rng) {
+    std::string s;
+    std::uniform_int_distribution<int> pick(0, 999);
+    if (pick(rng) < 500) s += "Subject: random\r\n\r\n";
+    const int lines = std::uniform_int_distribution<int>(0, 40)(rng);
+    for (int l = 0; l < lines; ++l) {
+        const int p = pick(rng);
+        if (p < 8) s.append(std::uniform_int_distribution<std::size_t>(990, 1005)(rng), 'x');
+        else if (p < 200) s += '.';
+        const int length = std::uniform_int_distribution<int>(0, 120)(rng);
+        for (int i = 0; i < length; ++i) {
+            const int q = pick(rng);
+            s += q < 60 ? '.' : q < 150 ? ' ' : char('a' + q % 26);
+        }
+        if (const int t = pick(rng); t < 30) {
+            // one troublesome octet somewhere in the line
+            const char trouble[] = {'\r', '\n', '\0', '\r'};
+            s.insert(s.size() - std::uniform_int_distribution<std::size_t>(0, length)(rng), 1, trouble[t % 4]);
+        }
+        s += "\r\n";
+    }
+    if (pick(rng) < 800) s += ".\r\nQUIT\r\n";
+    return s;
+}
+
+}  // namespace
+
+TEST(dot_reader, agrees_with_the_rules_for_random_input_in_any_chunking) {
+    std::mt19937 rng(20261129);
+    dot_limits limits;
+    limits.max_size = 1500;
+    for (int round = 0; round < 3000; ++round) {
+        const std::string input = random_input(rng);
+        const auto expected = model(input, limits);
+        for (std::size_t chunk : {std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(15), std::size_t(16),
+                                  std::size_t(17), std::size_t(100)}) {
+            SCOPED_TRACE(testing::Message() << "round " << round << " chunk " << chunk);
+            auto r = run(input, limits, chunk);
+            ASSERT_EQ(r.done, expected.done);
+            ASSERT_EQ(input.size() - r.rest.size(), expected.consumed);
+            if (!r.done) continue;            // no verdict before the end
+            ASSERT_EQ(r.verdict, expected.verdict) << to_string(r.verdict) << " vs " << to_string(expected.verdict);
+            ASSERT_EQ(r.body, expected.body);
+        }
+    }
 }
