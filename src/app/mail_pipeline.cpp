@@ -17,9 +17,10 @@ public:
         inner_.commit(std::move(env), std::move(body),
                       [this, done = std::move(done)](queue::commit_result r) {
                           const bool ok = r.ok;
-                          const std::string id = r.id;
+                          auto committed = std::move(r.committed);
+                          auto committed_body = std::move(r.body);
                           done(std::move(r));
-                          if (ok) engine_.committed(id);
+                          if (ok) engine_.committed(std::move(committed), std::move(committed_body));
                       });
     }
     bool low_on_space() const override { return inner_.low_on_space(); }

@@ -3,7 +3,8 @@
 //
 // The receive side commits through `receive_store()`, a thin wrapper that wakes the
 // delivery engine after every successful commit, so new mail goes out at once instead of
-// at the next poll. The engine itself commits DSNs to the plain store.
+// at the next poll; it hands the engine the committed envelope and body, which the store
+// gives back, so a relayed message is not read back from the store to be sent. The engine itself commits DSNs to the plain store.
 //
 // The `postern queue` operations (app/queue_operations.hpp) run here too, for the control
 // socket: they and the engine's recipient updates share one envelope lock, and an update

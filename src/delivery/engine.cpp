@@ -15,10 +15,12 @@
 #include <cstring>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
@@ -237,6 +239,43 @@ struct engine::impl {
     std::uint64_t saved_counter_ = 0;
     std::mutex stop_mutex_;
 
+    // Bodies handed over at commit (committed(envelope, body)): the first delivery attempt
+    // of the message takes its body from here instead of reading the store. Oldest first
+    // out beyond held_bodies_limit; a message planned without a job gives its body up.
+    struct held_body {
+        std::string id;
+        std::string body;
+    };
+    std::list<held_body> held_bodies_;
+    std::unordered_map<std::string, std::list<held_body>::iterator> held_by_id_;
+    std::uint64_t held_bytes_ = 0;
+    /// Twice the receive side's flow-control backlog: with arrival and delivery in step,
+    /// every body is used from here once.
+    static constexpr std::uint64_t held_bodies_limit = 16ull * 1024 * 1024;
+
+    void hold_body(std::string id, std::string body) {   // mutex_ held
+        if (body.size() > held_bodies_limit || held_by_id_.contains(id)) return;
+        held_bytes_ += body.size();
+        held_bodies_.push_back({std::move(id), std::move(body)});
+        held_by_id_.emplace(held_bodies_.back().id, std::prev(held_bodies_.end()));
+        while (held_bytes_ > held_bodies_limit) drop_held_body(held_bodies_.front().id);
+    }
+    void drop_held_body(const std::string& id) {          // mutex_ held
+        auto it = held_by_id_.find(id);
+        if (it == held_by_id_.end()) return;
+        held_bytes_ -= it->second->body.size();
+        held_bodies_.erase(it->second);
+        held_by_id_.erase(it);
+    }
+    std::optional<std::string> take_held_body(const std::string& id) {
+        std::lock_guard lock(mutex_);
+        auto it = held_by_id_.find(id);
+        if (it == held_by_id_.end()) return std::nullopt;
+        std::string body = std::move(it->second->body);
+        drop_held_body(id);
+        return body;
+    }
+
     // --- the loop ------------------------------------------------------------------------
     // Declared after everything coroutines touch, so it is destroyed first.
     asio::io_context io_;
@@ -249,6 +288,7 @@ struct engine::impl {
     // Scan requests (mutex_): ids committed since the last scan, and whether the whole
     // queue must be read. last_full_scan_ is only touched on strand_.
     std::vector<std::string> committed_ids_;
+    std::vector<queue::envelope> committed_envelopes_;
     bool full_scan_requested_ = true;
     std::chrono::steady_clock::time_point last_full_scan_{};
 
@@ -271,6 +311,7 @@ struct engine::impl {
         for (;;) {
             bool full = false;
             std::vector<std::string> new_ids;
+            std::vector<queue::envelope> fresh;
             const auto now = std::chrono::steady_clock::now();
             {
                 std::lock_guard lock(mutex_);
@@ -278,6 +319,7 @@ struct engine::impl {
                 full = full_scan_requested_ || now - last_full_scan_ >= options_.poll_interval;
                 full_scan_requested_ = false;
                 new_ids.swap(committed_ids_);
+                fresh.swap(committed_envelopes_);
             }
             wake_pending_ = false;
             try {
@@ -285,8 +327,7 @@ struct engine::impl {
                     last_full_scan_ = now;
                     scan(store_.list());
                 } else {
-                    std::vector<queue::envelope> fresh;
-                    fresh.reserve(new_ids.size());
+                    fresh.reserve(fresh.size() + new_ids.size());
                     for (const auto& id : new_ids)
                         if (auto env = store_.load_envelope(id)) fresh.push_back(std::move(*env));
                     scan(fresh);
@@ -322,6 +363,7 @@ struct engine::impl {
                     destinations_[j.where].queue.push_back(std::move(j));
                 }
                 for (const auto& u : p.unroutable) in_flight_.insert({env.id, u.recipient});
+                if (p.jobs.empty()) drop_held_body(env.id);
             }
             for (const auto& u : p.unroutable) {
                 begin_task();
@@ -668,8 +710,9 @@ struct engine::impl {
     }
 
     asio::awaitable<void> deliver_job(client_session& session, const job& j, const config::configuration& cfg) {
+        auto held = take_held_body(j.message_id);
         auto env = store_.load_envelope(j.message_id);
-        auto body = env ? store_.load_body(j.message_id) : std::nullopt;
+        auto body = !env ? std::nullopt : held ? std::move(held) : store_.load_body(j.message_id);
         // Held (or deleted) since the scan planned it: not attempted.
         if (!env || !body || env->held) {
             release(j.message_id, j.recipients);
@@ -968,6 +1011,17 @@ void engine::committed(const std::string& id) {
     {
         std::lock_guard lock(d.mutex_);
         d.committed_ids_.push_back(id);
+    }
+    d.wake_pending_ = true;
+    asio::post(d.strand_, [&d] { d.timer_.cancel(); });
+}
+
+void engine::committed(queue::envelope env, std::string body) {
+    auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mutex_);
+        d.hold_body(env.id, std::move(body));
+        d.committed_envelopes_.push_back(std::move(env));
     }
     d.wake_pending_ = true;
     asio::post(d.strand_, [&d] { d.timer_.cancel(); });

@@ -113,6 +113,10 @@ public:
     /// Thread-safe, never blocks: message `id` was just committed; look at it now. Cheaper
     /// than wake(): only that message is read.
     void committed(const std::string& id);
+    /// Same, with what was committed (queue::commit_result hands it back): nothing is
+    /// read from the store to plan the message, and its first delivery attempt sends this
+    /// body rather than reading it again.
+    void committed(queue::envelope env, std::string body);
     /// Thread-safe. No new transaction starts; transactions under way get `grace`, then
     /// their connections are cut (a recipient cut mid-DATA stays pending: at-least-once).
     /// Returns when every thread has ended.

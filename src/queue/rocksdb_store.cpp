@@ -250,6 +250,7 @@ private:
         std::function<void(commit_result)> done;
         envelope_change apply;                              // change
         std::function<void(change_result)> change_done;     // change
+        envelope committed;                                 // commit: handed back on success
         std::uint64_t bytes() const { return id.size() + encoded_envelope.size() + body.size(); }
     };
     // The queue as it will be once the group being built is written: what earlier writes
@@ -393,6 +394,7 @@ void rocksdb_store::commit(envelope env, std::string body, std::function<void(co
     env.id = ids_->next();
     env.body_size = body.size();
     pending_write write{write_kind::commit, env.id, encode_envelope(env), std::move(body), std::move(done)};
+    write.committed = std::move(env);
     {
         std::lock_guard lock(mutex_);
         queue_.push_back(std::move(write));
@@ -607,6 +609,10 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
             result.ok = ok;
             result.reason = std::move(reason);
             if (ok) result.id = w.id;
+            if (ok && w.kind == write_kind::commit) {
+                result.committed = std::move(w.committed);
+                result.body = std::move(w.body);
+            }
             if (w.kind == write_kind::commit) (ok ? commits_ : failed_commits_).fetch_add(1);
             if (w.done) w.done(std::move(result));
         } catch (...) {

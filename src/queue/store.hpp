@@ -24,6 +24,10 @@ struct commit_result {
     std::string reason;                  // on failure: exact cause, for the log only
                                          // ("rocksdb: IO error: No space left on device",
                                          //  "free space 12MB below min_free 1GB")
+    // On success, what was committed, handed back rather than copied: a caller that
+    // delivers the message next need not read it from the store again.
+    envelope committed;
+    std::string body;
 };
 
 struct store_stats {

@@ -57,12 +57,14 @@ public:
     }
     std::optional<std::string> load_body(const std::string& id) const override {
         std::lock_guard lock(mutex_);
+        ++body_loads_;
         auto it = bodies_.find(id);
         if (it == bodies_.end()) return std::nullopt;
         return it->second;
     }
     std::vector<queue::envelope> list() const override {
         std::lock_guard lock(mutex_);
+        ++list_calls_;
         std::vector<queue::envelope> out;
         for (const auto& [id, env] : envelopes_) out.push_back(env);
         return out;
@@ -128,6 +130,14 @@ public:
             return ok;
         });
     }
+    int body_loads() const {
+        std::lock_guard lock(mutex_);
+        return body_loads_;
+    }
+    int list_calls() const {
+        std::lock_guard lock(mutex_);
+        return list_calls_;
+    }
     std::vector<queue::envelope> committed() const {
         std::lock_guard lock(mutex_);
         return committed_;
@@ -148,6 +158,8 @@ private:
     std::uint64_t next_id_ = 0;
     std::map<std::string, queue::envelope> envelopes_;
     std::map<std::string, std::string> bodies_;
+    mutable int body_loads_ = 0;
+    mutable int list_calls_ = 0;
     std::vector<queue::envelope> committed_;
     std::vector<std::string> committed_bodies_;   // kept after removal, for DSN checks
     std::vector<std::string> removed_;
@@ -218,6 +230,11 @@ public:
         std::lock_guard lock(mutex_);
         return mail_commands_;
     }
+    /// What each DATA carried, as sent (dot-stuffed), without the final ".CRLF".
+    std::vector<std::string> messages() const {
+        std::lock_guard lock(mutex_);
+        return messages_;
+    }
 
 private:
     void serve() {
@@ -260,12 +277,14 @@ private:
                 else { ++accepted; rcpts += line.substr(8) + " "; say("250 2.1.5 ok\r\n"); }
             } else if (line == "DATA") {
                 say("354 go\r\n");
-                asio::read_until(s, buf, "\r\n.\r\n", ec);
+                const auto data = asio::read_until(s, buf, "\r\n.\r\n", ec);
                 if (ec) return;
+                std::string message(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + data - 3);
                 buf.consume(buf.size());
                 {
                     std::lock_guard lock(mutex_);
                     transactions_.push_back(rcpts);
+                    messages_.push_back(std::move(message));
                 }
                 say("250 2.0.0 queued\r\n");
             } else if (line == "RSET") say("250 2.0.0 reset\r\n");
@@ -284,6 +303,7 @@ private:
     mutable std::mutex mutex_;
     std::vector<std::string> transactions_;
     std::vector<std::string> mail_commands_;
+    std::vector<std::string> messages_;
 };
 
 config::configuration config_with_smart_host(std::uint16_t port, const std::filesystem::path& log_dir) {
@@ -693,6 +713,31 @@ TEST_F(engine_test, without_connection_caching_each_burst_opens_its_own_connecti
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
     EXPECT_EQ(peer.transactions().size(), 2u);
     EXPECT_EQ(peer.connections(), 2);
+}
+
+TEST_F(engine_test, a_body_handed_over_at_commit_is_sent_without_reading_the_store) {
+    smtp_peer peer;
+    engine_options options;
+    options.poll_interval = 1h;                     // no full scan but the first
+    engine_ = std::make_unique<engine>(config_with_smart_host(peer.port(), dir_), store_, resolver_,
+                                       std::make_shared<client_tls_material>(), *send_log_, options);
+    engine_->start();
+    ASSERT_TRUE(eventually([&] { return store_.list_calls() >= 1; }));   // the first scan read an empty queue
+    const auto first = store_.add(message_to({"bob@partner.test"}), body);
+    // Different from what the store holds, to show which one went out.
+    const std::string handed = "Subject: handed over\r\n\r\nfrom memory\r\n";
+    engine_->committed(*store_.load_envelope(first), handed);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(first); }));
+    EXPECT_EQ(store_.body_loads(), 0);
+    // Announced by id alone, a message is read from the store.
+    const auto second = store_.add(message_to({"carol@partner.test"}), body);
+    engine_->committed(second);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(second); }));
+    EXPECT_EQ(store_.body_loads(), 1);
+    engine_->stop(5s);
+    ASSERT_EQ(peer.messages().size(), 2u);
+    EXPECT_EQ(peer.messages()[0], handed);
+    EXPECT_EQ(peer.messages()[1], body);
 }
 
 // --- RFC 3461 DSN parameters ----------------------------------------------------------------

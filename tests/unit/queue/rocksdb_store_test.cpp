@@ -73,6 +73,19 @@ TEST(rocksdb_store, commit_then_reopen_gives_identical_envelope_and_body) {
     EXPECT_FALSE(s->load_body("0000000000000000"));
 }
 
+TEST(rocksdb_store, a_successful_commit_hands_back_what_it_wrote) {
+    temp_dir dir;
+    auto s = open_store(dir.path() / "queue");
+    const auto body = body_of_size(100 * 1024);
+    auto r = commit_and_wait(*s, sample_envelope(), body);
+    ASSERT_TRUE(r.ok) << r.reason;
+    EXPECT_EQ(r.committed.id, r.id);
+    EXPECT_EQ(r.committed.body_size, body.size());
+    EXPECT_EQ(r.committed.recipients.size(), sample_envelope().recipients.size());
+    EXPECT_TRUE(r.body == body);
+    EXPECT_TRUE(s->load_body(r.id) == body);
+}
+
 TEST(rocksdb_store, ids_after_reopen_sort_after_existing_ones) {
     temp_dir dir;
     std::string first;
@@ -127,6 +140,7 @@ TEST(rocksdb_store, below_min_free_commit_fails_with_reason_and_stores_nothing) 
     auto r = commit_and_wait(*s, sample_envelope(), "body");
     EXPECT_FALSE(r.ok);
     EXPECT_TRUE(r.id.empty());
+    EXPECT_TRUE(r.body.empty());                    // nothing handed back for a refusal
     EXPECT_NE(r.reason.find("below min_free"), std::string::npos) << r.reason;
     EXPECT_TRUE(s->list().empty());
     EXPECT_EQ(s->stats().commits, 0u);
