@@ -41,6 +41,41 @@ std::string with_final_crlf(std::string s) {
     return s;
 }
 
+/// `headers` cut to at most `limit` octets, at the end of the last whole line that fits:
+/// a pathological header section must not make a notice as large as the message whose
+/// return the limit refused. Nothing is left when not even the first line fits.
+std::string within_limit(std::string headers, std::uint64_t limit) {
+    if (headers.size() <= limit) return headers;
+    const auto last_line_start = limit < 2 ? std::string::npos : headers.rfind("\r\n", limit - 2);
+    headers.resize(last_line_start == std::string::npos ? 0 : last_line_start + 2);
+    return headers;
+}
+
+/// What of the original goes back in the third part, and why not more.
+struct returned_content {
+    std::string text;                    // CRLF lines
+    bool whole_message = false;          // false: the header section only
+    bool message_over_limit = false;     // RET=FULL asked for a message larger than the limit
+    bool headers_cut = false;            // the header section itself was over the limit
+};
+
+returned_content content_to_return(const std::string& message, bool full_requested, std::uint64_t limit) {
+    returned_content r;
+    if (full_requested && message.size() <= limit) {
+        r.text = with_final_crlf(message);
+        r.whole_message = true;
+        return r;
+    }
+    // RFC 3461 §4.3 lets an MTA return only the headers even for RET=FULL; Postfix does
+    // so above bounce_size_limit, and so do we.
+    r.message_over_limit = full_requested;
+    const std::string headers = header_section(message);
+    std::string kept = within_limit(headers, limit);
+    r.headers_cut = kept.size() < headers.size();
+    r.text = with_final_crlf(std::move(kept));
+    return r;
+}
+
 }  // namespace
 
 bool wants_notice(const queue::recipient& rcpt, dsn_kind kind) {
@@ -64,7 +99,8 @@ std::string header_section(const std::string& body) {
 }
 
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
-                      const std::string& reporting_mta, const std::string& message, queue::sys_time now) {
+                      const std::string& reporting_mta, const std::string& message, queue::sys_time now,
+                      std::uint64_t size_limit) {
     dsn_message dsn;
     auto& env = dsn.envelope;
     env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
@@ -81,8 +117,7 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     const std::string boundary = fmt::format("postern-dsn-{:08x}{:08x}", rd(), rd());
     const bool failure = kind == dsn_kind::failure;
     // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
-    const bool full = failure && original.ret == "FULL";
-    const std::string returned = with_final_crlf(full ? message : header_section(message));
+    const auto returned = content_to_return(message, failure && original.ret == "FULL", size_limit);
 
     std::string b;
     b += "From: Mail Delivery System <MAILER-DAEMON@" + reporting_mta + ">\r\n";
@@ -119,6 +154,14 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     }
     for (const auto& r : recipients) b += "<" + r.address + ">: " + one_line(r.diagnostic) + "\r\n";
     b += "\r\n";
+    if (returned.message_over_limit)
+        b += fmt::format("The original message was larger than {} bytes; only its headers are included.\r\n",
+                         size_limit);
+    if (returned.headers_cut)
+        b += fmt::format("The header section of the original message was larger than {} bytes; it has been cut "
+                         "short.\r\n",
+                         size_limit);
+    if (returned.message_over_limit || returned.headers_cut) b += "\r\n";
 
     // Part 2: for programs (RFC 3464 §2).
     b += "--" + boundary + "\r\n";
@@ -142,18 +185,18 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
 
     // Part 3: the original message (RET=FULL) or its headers (RFC 3462 text/rfc822-headers).
     b += "--" + boundary + "\r\n";
-    if (full) {
+    if (returned.whole_message) {
         b += "Content-Type: message/rfc822\r\n";
         b += "Content-Description: Undelivered Message\r\n";
         // RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary; say so when it is not 7bit.
-        if (non_ascii(returned)) b += "Content-Transfer-Encoding: 8bit\r\n";
+        if (non_ascii(returned.text)) b += "Content-Transfer-Encoding: 8bit\r\n";
         b += "\r\n";
     } else {
         b += "Content-Type: text/rfc822-headers\r\n\r\n";
     }
-    b += returned;
+    b += returned.text;
     b += "\r\n--" + boundary + "--\r\n";
-    if (!env.body_8bit) env.body_8bit = non_ascii(returned);
+    if (!env.body_8bit) env.body_8bit = non_ascii(returned.text);
     dsn.body = std::move(b);
     return dsn;
 }

@@ -10,6 +10,7 @@
 // whose sender is null.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,18 +42,21 @@ struct dsn_message {
 };
 
 /// Builds the DSN for `original`. `message` is the original message as queued (CRLF
-/// lines); what of it goes back follows RET (RFC 3461 §4.3):
+/// lines); what of it goes back follows RET (RFC 3461 §4.3) and `size_limit` (the
+/// configured bounce_size_limit, as Postfix's):
 ///  - a failure DSN for a message received with RET=FULL returns all of `message` as
-///    message/rfc822;
-///  - otherwise (RET=HDRS, RET absent, delay and relayed notices) only its header section
-///    goes back, as text/rfc822-headers (RFC 3462), which keeps notices small.
+///    message/rfc822, when it is no larger than `size_limit`;
+///  - otherwise (RET=HDRS, RET absent, delay and relayed notices, or a RET=FULL message
+///    over the limit) only its header section goes back, as text/rfc822-headers (RFC 3462),
+///    which keeps notices small; the text part says when the limit was the reason. A
+///    header section over the limit is cut at the last whole line that fits.
 /// Passing just the header section still works (the older calling convention): a RET=FULL
 /// failure DSN then returns a message/rfc822 part that holds the headers only.
 /// `recipients` should already be filtered with wants_notice(). `reporting_mta` is our
 /// host name. `now` is the notification time.
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
                       dsn_kind kind, const std::string& reporting_mta, const std::string& message,
-                      queue::sys_time now);
+                      queue::sys_time now, std::uint64_t size_limit);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.
 std::string header_section(const std::string& body);

@@ -422,7 +422,8 @@ TEST(dsn, failure_report_is_rfc3464_multipart_from_the_null_sender) {
     env.id = "M1";
     env.envid = "ENV-1";
     auto dsn = build_dsn(env, {{"bob@partner.test", "rfc822;bob@partner.test", "5.1.1", "550 5.1.1 no such user", "mx.partner.test"}},
-                         dsn_kind::failure, "mx.example.test", header_section(body), std::chrono::system_clock::now());
+                         dsn_kind::failure, "mx.example.test", header_section(body), std::chrono::system_clock::now(),
+                         50 * 1024);
     EXPECT_EQ(dsn.envelope.mail_from, "");
     ASSERT_EQ(dsn.envelope.recipients.size(), 1u);
     EXPECT_EQ(dsn.envelope.recipients[0].address, "alice@example.test");
@@ -753,6 +754,22 @@ TEST_F(engine_test, ret_full_returns_the_whole_message_in_the_bounce) {
     const auto dsn = store_.committed_body(1);
     EXPECT_NE(dsn.find("message/rfc822"), std::string::npos) << dsn;
     EXPECT_NE(dsn.find("\r\n\r\nhi\r\n"), std::string::npos) << dsn;   // the original's body, not only its headers
+}
+
+TEST_F(engine_test, ret_full_over_the_bounce_size_limit_returns_the_headers_only) {
+    smtp_peer peer;
+    auto env = message_with_dsn_parameters("reject@partner.test", "");
+    env.ret = "FULL";
+    const auto id = store_.add(env, body + std::string(2000, 'x') + "\r\n");
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.queue.bounce_size_limit = 1024;
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id) && s.committed().size() == 2; }));
+    const auto dsn = store_.committed_body(1);
+    EXPECT_EQ(dsn.find("message/rfc822"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"), std::string::npos) << dsn;
+    EXPECT_EQ(dsn.find("xxxx"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("larger than 1024 bytes; only its headers are included"), std::string::npos) << dsn;
 }
 
 }  // namespace
