@@ -4,7 +4,8 @@
 // (null reverse path; ENVID and ORCPT echoed), RFC 3461 §4.1 (NOTIFY: which notices a
 // recipient wants), §4.3 (RET: the whole message or its headers in a failure DSN),
 // §5.2.2 ("relayed" notice after relaying to a non-DSN MTA), RFC 3463 (status codes),
-// RFC 6533 (UTF-8 addresses: utf-8 address type).
+// RFC 6533 (internationalised DSNs: the utf-8 address type, and message/global-delivery-status,
+// message/global and message/global-headers about mail that travelled with SMTPUTF8).
 // Security: a DSN goes to the original sender with the null sender (MAIL FROM:<>), so a
 // DSN can never cause another DSN (RFC 5321 §4.5.5); we never build one for a message
 // whose sender is null.
@@ -52,6 +53,10 @@ struct dsn_message {
 ///    header section over the limit is cut at the last whole line that fits.
 /// Passing just the header section still works (the older calling convention): a RET=FULL
 /// failure DSN then returns a message/rfc822 part that holds the headers only.
+/// When `original` was received with SMTPUTF8, or a reported address is not ASCII, the
+/// parts take their RFC 6533 global types (message/global-delivery-status, message/global,
+/// message/global-headers); the DSN's envelope is flagged SMTPUTF8 when UTF-8 then stands
+/// in an address or a header, so that it goes only to next hops that offer SMTPUTF8.
 /// `recipients` should already be filtered with wants_notice(). `reporting_mta` is our
 /// host name. `now` is the notification time.
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
