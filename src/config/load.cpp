@@ -349,6 +349,7 @@ void read_queue(table_reader& r, queue_section& q) {
     r.duration("expire", q.expire);
     r.duration("delay_notice", q.delay_notice);
     r.size("min_free", q.min_free, /*zero_allowed=*/true);
+    r.size("bounce_size_limit", q.bounce_size_limit);
 }
 
 void read_dns(table_reader& r, dns_section& d) {

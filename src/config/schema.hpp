@@ -111,6 +111,9 @@ struct queue_section {
     seconds expire = std::chrono::hours(48);
     seconds delay_notice = std::chrono::hours(4);
     std::uint64_t min_free = 1024ull * 1024 * 1024;
+    /// The most of an original that a DSN returns (Postfix: bounce_size_limit): a larger
+    /// message goes back as its header section alone, and that is cut at this size too.
+    std::uint64_t bounce_size_limit = 50 * 1024;
 };
 
 struct dns_section {

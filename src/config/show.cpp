@@ -102,7 +102,8 @@ json document(const configuration& c) {
     doc["queue"] = {{"retry", list(c.queue.retry, [](seconds s) { return detail::format_duration(s); })},
                     {"expire", detail::format_duration(c.queue.expire)},
                     {"delay_notice", detail::format_duration(c.queue.delay_notice)},
-                    {"min_free", detail::format_size(c.queue.min_free)}};
+                    {"min_free", detail::format_size(c.queue.min_free)},
+                    {"bounce_size_limit", detail::format_size(c.queue.bounce_size_limit)}};
     doc["dns"] = {{"resolver", c.dns.resolver},
                   {"unbound_config", c.dns.unbound_config.string()},
                   {"mx_port", c.dns.mx_port}};

@@ -286,6 +286,12 @@ void validate_other_sections(const configuration& config, const source_lines& li
     if (config.queue.delay_notice >= config.queue.expire)
         out.warning("queue.delay_notice", lines.line_of("queue.delay_notice"),
                     "is not shorter than expire, so no delay notice is ever sent");
+    // A DSN returns whole header lines only; a limit below one line may return nothing.
+    if (config.queue.bounce_size_limit < 1000)
+        out.warning("queue.bounce_size_limit", lines.line_of("queue.bounce_size_limit"),
+                    fmt::format("{} octets is less than one line may take (1000, RFC 5321 §4.5.3.1.6), so "
+                                "DSNs may return none of the original's headers",
+                                config.queue.bounce_size_limit));
 }
 
 }  // namespace

@@ -4,12 +4,14 @@
 // (null reverse path; ENVID and ORCPT echoed), RFC 3461 §4.1 (NOTIFY: which notices a
 // recipient wants), §4.3 (RET: the whole message or its headers in a failure DSN),
 // §5.2.2 ("relayed" notice after relaying to a non-DSN MTA), RFC 3463 (status codes),
-// RFC 6533 (UTF-8 addresses: utf-8 address type).
+// RFC 6533 (internationalised DSNs: the utf-8 address type, and message/global-delivery-status,
+// message/global and message/global-headers about mail that travelled with SMTPUTF8).
 // Security: a DSN goes to the original sender with the null sender (MAIL FROM:<>), so a
 // DSN can never cause another DSN (RFC 5321 §4.5.5); we never build one for a message
 // whose sender is null.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,18 +43,25 @@ struct dsn_message {
 };
 
 /// Builds the DSN for `original`. `message` is the original message as queued (CRLF
-/// lines); what of it goes back follows RET (RFC 3461 §4.3):
+/// lines); what of it goes back follows RET (RFC 3461 §4.3) and `size_limit` (the
+/// configured bounce_size_limit, as Postfix's):
 ///  - a failure DSN for a message received with RET=FULL returns all of `message` as
-///    message/rfc822;
-///  - otherwise (RET=HDRS, RET absent, delay and relayed notices) only its header section
-///    goes back, as text/rfc822-headers (RFC 3462), which keeps notices small.
+///    message/rfc822, when it is no larger than `size_limit`;
+///  - otherwise (RET=HDRS, RET absent, delay and relayed notices, or a RET=FULL message
+///    over the limit) only its header section goes back, as text/rfc822-headers (RFC 3462),
+///    which keeps notices small; the text part says when the limit was the reason. A
+///    header section over the limit is cut at the last whole line that fits.
 /// Passing just the header section still works (the older calling convention): a RET=FULL
 /// failure DSN then returns a message/rfc822 part that holds the headers only.
+/// When `original` was received with SMTPUTF8, or a reported address is not ASCII, the
+/// parts take their RFC 6533 global types (message/global-delivery-status, message/global,
+/// message/global-headers); the DSN's envelope is flagged SMTPUTF8 when UTF-8 then stands
+/// in an address or a header, so that it goes only to next hops that offer SMTPUTF8.
 /// `recipients` should already be filtered with wants_notice(). `reporting_mta` is our
 /// host name. `now` is the notification time.
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
                       dsn_kind kind, const std::string& reporting_mta, const std::string& message,
-                      queue::sys_time now);
+                      queue::sys_time now, std::uint64_t size_limit);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.
 std::string header_section(const std::string& body);

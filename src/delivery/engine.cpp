@@ -839,14 +839,15 @@ struct engine::impl {
                 // be a bounce of a bounce); then the failure is only logged.
                 auto body = store_.load_body(id);
                 auto dsn = build_dsn(env, dsn_list, dsn_kind::failure, cfg->server.hostname,
-                                     body ? *body : std::string(), now);   // all of it for RET=FULL
+                                     body ? *body : std::string(), now,   // all of it for RET=FULL, up to the limit
+                                     cfg->queue.bounce_size_limit);
                 also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
                 counted->dsn = true;
             }
             if (!relayed_list.empty() && !env.mail_from.empty()) {
                 auto body = store_.load_body(id);
                 auto dsn = build_dsn(env, relayed_list, dsn_kind::relayed, cfg->server.hostname,
-                                     body ? *body : std::string(), now);
+                                     body ? *body : std::string(), now, cfg->queue.bounce_size_limit);
                 also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
                 counted->relayed = true;
             }
@@ -929,7 +930,8 @@ struct engine::impl {
                 auto list = delay_notice_recipients(env);   // only recipients whose NOTIFY asks for delays
                 auto body = store_.load_body(id);
                 auto dsn = build_dsn(env, list, dsn_kind::delay, cfg->server.hostname,
-                                     header_section(body ? *body : std::string()), now);
+                                     header_section(body ? *body : std::string()), now,
+                                     cfg->queue.bounce_size_limit);
                 also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
                 env.delay_notice_sent = true;
                 return queue::change_action::update;

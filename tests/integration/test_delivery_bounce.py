@@ -7,17 +7,18 @@ wrong name) expires within the test. The sender's domain routes to a fake next h
 records what it receives: the DSN comes from the null sender, is multipart/report with a
 message/delivery-status part (Action: failed) for the refused recipient only, and its
 text names the TLS reason. The refused next hops never see MAIL, and the message leaves
-the queue.
+the queue. With RET=FULL the bounce returns the whole message only up to [queue]
+bounce_size_limit (2KB here); a larger one comes back as its headers, and the text says so.
 """
 
 import email
 import email.policy
 import unittest
 
-from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, relay_connector,
-                            require_delivery, submit, wait_sessions_logged)
-from postern_testlib import (SERVER_NAME, PosternTestCase, config_text, hold_send_connector,
-                             wait_until)
+from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, message_id,
+                            relay_connector, require_delivery, submit, wait_sessions_logged)
+from postern_testlib import (SERVER_NAME, PosternTestCase, SmtpConn, config_text,
+                             hold_send_connector, message, wait_until)
 
 EXPIRE = "3s"
 
@@ -35,7 +36,8 @@ class ExpiryBounce(PosternTestCase):
                     "tls_domain": SERVER_NAME}
         self.a = self.start(config_text(
             [relay_connector()],
-            queue={"retry": ["1s"], "expire": EXPIRE, "delay_notice": "1h"},
+            queue={"retry": ["1s"], "expire": EXPIRE, "delay_notice": "1h",
+                   "bounce_size_limit": "2KB"},
             send_connectors=[
                 dict(name="to-notls", address_spaces=["notls.test"],
                      smart_hosts=[f"127.0.0.1:{self.notls.port}"], **required),
@@ -111,6 +113,42 @@ class ExpiryBounce(PosternTestCase):
         if self.a.queue_list() is not None:
             wait_until(lambda: self.a.queue_list() == [], DELIVERY_TIMEOUT,
                        what="the queue to be empty after the bounces went out")
+
+    def submit_ret_full(self, rcpt, subject, size):
+        """One message with RET=FULL (RFC 3461 §4.3); returns its Message-ID."""
+        text = message(size, subject=subject, rcpt=rcpt)
+        c = SmtpConn("127.0.0.1", self.a.port())
+        try:
+            c.hello()
+            c.expect("250", "MAIL FROM:<alice@client.test> RET=FULL")
+            c.expect("250", f"RCPT TO:<{rcpt}>")
+            c.expect("354", "DATA")
+            c.send_raw(text + ".\r\n")
+            c.expect("250")
+            c.expect("221", "QUIT")
+        finally:
+            c.close()
+        return message_id(text)
+
+    def test_ret_full_returns_the_message_only_up_to_bounce_size_limit(self):
+        small = self.submit_ret_full("dave@notls.test", "small enough", 500)
+        large = self.submit_ret_full("erin@notls.test", "too large to return", 8000)
+
+        msg = self.check_dsn("dave@notls.test", small, r"STARTTLS not offered")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[2].get_content_type(), "message/rfc822")
+        self.assertIn("x" * 76 + "\r\nend\r\n", self.dsn_for("dave@notls.test")[3])
+        self.assertNotIn("only its headers", parts[0].get_content())
+
+        msg = self.check_dsn("erin@notls.test", large, r"STARTTLS not offered")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[2].get_content_type(), "text/rfc822-headers")
+        self.assertIn("The original message was larger than 2048 bytes; only its headers are included.",
+                      parts[0].get_content())
+        raw = self.dsn_for("erin@notls.test")[3]
+        self.assertIn("Subject: too large to return", raw)
+        self.assertNotIn("x" * 76, raw)
+        self.assertLess(len(raw), 4096)
 
 
 if __name__ == "__main__":

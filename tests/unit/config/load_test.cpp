@@ -73,6 +73,7 @@ TEST(config_load, empty_file_gives_every_default) {
     EXPECT_EQ(c.queue.expire, 48h);
     EXPECT_EQ(c.queue.delay_notice, 4h);
     EXPECT_EQ(c.queue.min_free, 1024ull * 1024 * 1024);
+    EXPECT_EQ(c.queue.bounce_size_limit, 50u * 1024);
     EXPECT_EQ(c.dns.mx_port, 25);
     EXPECT_EQ(c.log.dir, "/var/lib/postern/log");
     EXPECT_EQ(c.log.max_age, 24h * 30);
@@ -289,6 +290,26 @@ TEST(config_errors, sizes_and_durations_that_do_not_parse) {
     EXPECT_TRUE(has_error(load("[queue]\nexpire = 2\n"), "queue.expire", 2, "expected a duration"));
 }
 
+TEST(config_load, bounce_size_limit_takes_a_size) {
+    auto r = load("[server]\nuser = \"p\"\n[queue]\nbounce_size_limit = \"100KB\"\n");
+    ASSERT_TRUE(r.ok()) << all(r.errors);
+    EXPECT_EQ(r.config->queue.bounce_size_limit, 100u * 1024);
+    EXPECT_TRUE(r.warnings.empty()) << all(r.warnings);
+    auto octets = load("[server]\nuser = \"p\"\n[queue]\nbounce_size_limit = 50000\n");   // Postfix's figure
+    ASSERT_TRUE(octets.ok()) << all(octets.errors);
+    EXPECT_EQ(octets.config->queue.bounce_size_limit, 50000u);
+}
+
+TEST(config_errors, bounce_size_limit_that_is_not_a_size) {
+    EXPECT_TRUE(has_error(load("[queue]\n\nbounce_size_limit = \"50 kilos\"\n"), "queue.bounce_size_limit", 3,
+                          "not a size"));
+    EXPECT_TRUE(has_error(load("[queue]\nbounce_size_limit = \"0KB\"\n"), "queue.bounce_size_limit", 2,
+                          "greater than 0"));
+    EXPECT_TRUE(has_error(load("[queue]\nbounce_size_limit = -1\n"), "queue.bounce_size_limit", 2, "negative"));
+    EXPECT_TRUE(has_error(load("[queue]\nbounce_size_limit = true\n"), "queue.bounce_size_limit", 2,
+                          "a size such as"));
+}
+
 TEST(config_errors, bad_addresses) {
     auto bind = [](std::string_view b) {
         return load("[[receive_connector]]\nname = \"a\"\nbind = [\"" + std::string(b) + "\"]\n");
@@ -449,6 +470,15 @@ TEST(config_warnings, few_recipients) {
     EXPECT_EQ(w->line, 9u);
     EXPECT_NE(w->to_string().find("warning: "), std::string::npos);
     EXPECT_NE(w->message.find("4.5.3.1.8"), std::string::npos);
+}
+
+TEST(config_warnings, bounce_size_limit_below_one_line) {
+    auto r = load("[server]\nuser = \"p\"\n[queue]\nbounce_size_limit = 512\n");
+    ASSERT_TRUE(r.ok()) << all(r.errors);
+    const diagnostic* w = find(r.warnings, "queue.bounce_size_limit");
+    ASSERT_NE(w, nullptr) << all(r.warnings);
+    EXPECT_EQ(w->line, 4u);
+    EXPECT_NE(w->message.find("none of the original's headers"), std::string::npos) << w->to_string();
 }
 
 TEST(config_warnings, root_without_user) {

@@ -84,6 +84,15 @@ TEST(config_show, defaults_are_printed) {
     EXPECT_EQ(shown.find("[[receive_connector]]"), std::string::npos);   // none configured
 }
 
+TEST(config_show, bounce_size_limit_is_shown_and_loads_back) {
+    auto c = load_ok("[server]\nuser = \"p\"\n[queue]\nbounce_size_limit = 50000\n");
+    const std::string shown = show(c, {"queue", "", {"bounce_size_limit"}});
+    EXPECT_EQ(shown, "[queue]\nbounce_size_limit = \"50000B\"\n");
+    EXPECT_EQ(load_ok("[server]\nuser = \"p\"\n" + shown).queue.bounce_size_limit, 50000u);
+    auto doc = nlohmann::json::parse(show(c, {}, show_format::json));
+    EXPECT_EQ(doc["queue"]["bounce_size_limit"], "50000B");
+}
+
 TEST(config_show, json_has_the_same_shape) {
     std::string text(sample);
     auto doc = nlohmann::json::parse(show(load_ok(text), {}, show_format::json));
@@ -105,7 +114,7 @@ TEST(config_show, section_name_and_fields_filter) {
               "[[receive_connector]]\nname = \"from-partner\"\nrequire_tls = true\n\n"
               "[[receive_connector]]\nname = \"plain\"\nrequire_tls = false\n");
     EXPECT_EQ(show(c, {"queue", "", {}}), "[queue]\nretry = [\"1m\", \"90m\"]\nexpire = \"2d\"\ndelay_notice = \"4h\"\n"
-                                          "min_free = \"1GB\"\n");
+                                          "min_free = \"1GB\"\nbounce_size_limit = \"50KB\"\n");
     auto doc = nlohmann::json::parse(show(c, {"send_connector", "to-partner", {"require_tls"}}, show_format::json));
     EXPECT_EQ(doc, nlohmann::json::parse(R"({"send_connector":[{"name":"to-partner","require_tls":true}]})"));
     // Fields alone pick the key out of whichever sections have it.

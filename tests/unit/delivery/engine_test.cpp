@@ -206,9 +206,9 @@ public:
 /// on the local part ("reject" -> 550, "later" -> 451, "full" -> 452 after the first).
 class smtp_peer {
 public:
-    /// `dsn`: the EHLO reply lists DSN (RFC 3461).
-    explicit smtp_peer(bool dsn = false)
-        : dsn_(dsn), acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
+    /// `dsn`: the EHLO reply lists DSN (RFC 3461); `smtputf8`: and SMTPUTF8 (RFC 6531).
+    explicit smtp_peer(bool dsn = false, bool smtputf8 = false)
+        : dsn_(dsn), smtputf8_(smtputf8), acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
         thread_ = std::thread([this] { serve(); });
     }
     ~smtp_peer() {
@@ -260,7 +260,9 @@ private:
             if (ec) return;
             std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 2);
             buf.consume(n);
-            if (line.starts_with("EHLO")) say(dsn_ ? "250-peer\r\n250-DSN\r\n250 8BITMIME\r\n" : "250-peer\r\n250 8BITMIME\r\n");
+            if (line.starts_with("EHLO"))
+                say(std::string("250-peer\r\n") + (dsn_ ? "250-DSN\r\n" : "") + (smtputf8_ ? "250-SMTPUTF8\r\n" : "") +
+                    "250 8BITMIME\r\n");
             else if (line.starts_with("MAIL")) {
                 rcpts.clear();
                 accepted = 0;
@@ -294,6 +296,7 @@ private:
     }
 
     bool dsn_;
+    bool smtputf8_;
     asio::io_context io_;
     tcp::acceptor acceptor_;
     std::thread thread_;
@@ -442,7 +445,8 @@ TEST(dsn, failure_report_is_rfc3464_multipart_from_the_null_sender) {
     env.id = "M1";
     env.envid = "ENV-1";
     auto dsn = build_dsn(env, {{"bob@partner.test", "rfc822;bob@partner.test", "5.1.1", "550 5.1.1 no such user", "mx.partner.test"}},
-                         dsn_kind::failure, "mx.example.test", header_section(body), std::chrono::system_clock::now());
+                         dsn_kind::failure, "mx.example.test", header_section(body), std::chrono::system_clock::now(),
+                         50 * 1024);
     EXPECT_EQ(dsn.envelope.mail_from, "");
     ASSERT_EQ(dsn.envelope.recipients.size(), 1u);
     EXPECT_EQ(dsn.envelope.recipients[0].address, "alice@example.test");
@@ -798,6 +802,68 @@ TEST_F(engine_test, ret_full_returns_the_whole_message_in_the_bounce) {
     const auto dsn = store_.committed_body(1);
     EXPECT_NE(dsn.find("message/rfc822"), std::string::npos) << dsn;
     EXPECT_NE(dsn.find("\r\n\r\nhi\r\n"), std::string::npos) << dsn;   // the original's body, not only its headers
+}
+
+// --- RFC 6531/6533: mail that travelled with SMTPUTF8 ----------------------------------------
+
+const std::string utf8_body = "Subject: caf\xc3\xa9\r\nFrom: alice@partner.test\r\n\r\nhi\r\n";
+
+queue::envelope smtputf8_message_to(std::string rcpt) {
+    auto env = message_to({std::move(rcpt)}, "alice@partner.test");   // the bounce goes back through the peer
+    env.smtputf8 = true;
+    env.body_8bit = true;
+    env.ret = "FULL";
+    return env;
+}
+
+TEST_F(engine_test, a_bounce_with_utf8_headers_goes_to_an_smtputf8_next_hop_with_smtputf8) {
+    smtp_peer peer(/*dsn=*/false, /*smtputf8=*/true);
+    const auto id = store_.add(smtputf8_message_to("reject@partner.test"), utf8_body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        return s.was_removed(id) && s.committed().size() == 2 && s.was_removed(s.committed()[1].id);
+    }));
+    EXPECT_TRUE(store_.committed()[1].smtputf8);
+    const auto dsn = store_.committed_body(1);
+    EXPECT_NE(dsn.find("Content-Type: message/global-delivery-status\r\n"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("Content-Type: message/global\r\n"), std::string::npos) << dsn;
+    const auto mails = peer.mail_commands();
+    ASSERT_EQ(mails.size(), 2u);
+    EXPECT_TRUE(mails[1].starts_with("MAIL FROM:<>")) << mails[1];
+    EXPECT_NE(mails[1].find(" SMTPUTF8"), std::string::npos) << mails[1];
+    ASSERT_EQ(peer.transactions().size(), 1u);   // the bounce, accepted
+    EXPECT_EQ(peer.transactions()[0], "<alice@partner.test> ");
+}
+
+// The original cannot go to a next hop without SMTPUTF8 (5.6.7), and neither can its bounce,
+// which returns the same UTF-8 headers: nothing is sent that the peer could not take.
+TEST_F(engine_test, a_bounce_with_utf8_headers_is_not_sent_to_a_next_hop_without_smtputf8) {
+    smtp_peer peer;
+    const auto id = store_.add(smtputf8_message_to("bob@partner.test"), utf8_body);
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        return s.was_removed(id) && s.committed().size() == 2 && s.was_removed(s.committed()[1].id);
+    }));
+    EXPECT_TRUE(store_.committed()[1].smtputf8);
+    EXPECT_NE(store_.committed_body(1).find("Status: 5.6.7"), std::string::npos) << store_.committed_body(1);
+    EXPECT_TRUE(peer.mail_commands().empty()) << peer.mail_commands()[0];
+    EXPECT_TRUE(eventually([&] { return engine_->stats().bounced == 2u; })) << engine_->stats().bounced;
+}
+
+TEST_F(engine_test, ret_full_over_the_bounce_size_limit_returns_the_headers_only) {
+    smtp_peer peer;
+    auto env = message_with_dsn_parameters("reject@partner.test", "");
+    env.ret = "FULL";
+    const auto id = store_.add(env, body + std::string(2000, 'x') + "\r\n");
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    cfg.queue.bounce_size_limit = 1024;
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id) && s.committed().size() == 2; }));
+    const auto dsn = store_.committed_body(1);
+    EXPECT_EQ(dsn.find("message/rfc822"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"), std::string::npos) << dsn;
+    EXPECT_EQ(dsn.find("xxxx"), std::string::npos) << dsn;
+    EXPECT_NE(dsn.find("larger than 1024 bytes; only its headers are included"), std::string::npos) << dsn;
 }
 
 }  // namespace
