@@ -126,16 +126,16 @@ awaitable<reply> transaction(Stream& stream, std::string& buf, shared_state& s, 
     const std::string mail = fmt::format("MAIL FROM:<{}> SIZE={}", s.opt.from, s.opt.size);
     const std::string rcpt = fmt::format("RCPT TO:<{}>", s.opt.to);
     const std::string head = stamp(id, ns_of(t0));
-    const std::array<asio::const_buffer, 2> payload{asio::buffer(head), asio::buffer(s.rest)};
     reply r;
     if (pipelined) {
         const std::string group = mail + "\r\n" + rcpt + "\r\nDATA\r\n";
-        co_await asio::async_write(stream, asio::buffer(group), use_awaitable);
+        co_await write_all(stream, asio::buffer(group));
         reply rm = co_await read_reply(stream, buf);
         reply rr = co_await read_reply(stream, buf);
         r = co_await read_reply(stream, buf);
         if (r.code == 354) {
-            co_await asio::async_write(stream, payload, use_awaitable);
+            co_await write_all(stream, asio::buffer(head));
+            co_await write_all(stream, asio::buffer(s.rest));
             r = co_await read_reply(stream, buf);
             if (r.code == 250 && (rm.code != 250 || rr.code != 250)) r = rm.code != 250 ? rm : rr;
             co_return r;
@@ -150,7 +150,8 @@ awaitable<reply> transaction(Stream& stream, std::string& buf, shared_state& s, 
     if (r.code != 250) co_return r;
     r = co_await command(stream, buf, "DATA");
     if (r.code != 354) co_return r;
-    co_await asio::async_write(stream, payload, use_awaitable);
+    co_await write_all(stream, asio::buffer(head));
+    co_await write_all(stream, asio::buffer(s.rest));
     co_return co_await read_reply(stream, buf);
 }
 
@@ -174,7 +175,7 @@ awaitable<bool> after_refusal(Stream& stream, std::string& buf, shared_state& s,
 
 // Connect, banner, EHLO, STARTTLS, handshake, EHLO. The TLS stream is built in `tls`.
 awaitable<std::string> open_session(shared_state& s, ssl::context& ctx, tcp::socket& sock,
-                                    std::optional<ssl::stream<tcp::socket&>>& tls, std::string& buf) {
+                                    std::optional<postern::tls::stream>& tls, std::string& buf) {
     auto ex = co_await asio::this_coro::executor;
     tcp::resolver resolver(ex);
     auto endpoints = co_await resolver.async_resolve(s.opt.host, s.opt.port, use_awaitable);
@@ -186,12 +187,12 @@ awaitable<std::string> open_session(shared_state& s, ssl::context& ctx, tcp::soc
     expect(ehlo, 250, "EHLO");
     expect(co_await command(sock, buf, "STARTTLS"), 220, "STARTTLS");
     if (!buf.empty()) throw setup_error("bytes after 220 to STARTTLS");
-    tls.emplace(sock, ctx);
+    tls.emplace(sock, SSL_new(ctx.native_handle()));
     if (!s.opt.sni.empty()) {
         SSL_set_tlsext_host_name(tls->native_handle(), s.opt.sni.c_str());
-        if (!s.opt.ca.empty()) tls->set_verify_callback(ssl::host_name_verification(s.opt.sni));
+        if (!s.opt.ca.empty()) SSL_set1_host(tls->native_handle(), s.opt.sni.c_str());
     }
-    co_await tls->async_handshake(ssl::stream_base::client, use_awaitable);
+    if (auto [ec] = co_await tls->handshake(postern::tls::stream::role::client); ec) throw setup_error("TLS handshake: " + ec.message());
     ehlo = co_await command(*tls, buf, "EHLO " + s.opt.helo);
     expect(ehlo, 250, "EHLO after STARTTLS");
     co_return ehlo.text;
@@ -216,7 +217,7 @@ awaitable<void> reuse_session(shared_state& s, ssl::context& ctx) {
     bool ready = false;
     try {
         tcp::socket sock(ex);
-        std::optional<ssl::stream<tcp::socket&>> tls;
+        std::optional<postern::tls::stream> tls;
         std::string buf;
         std::string ehlo = co_await open_session(s, ctx, sock, tls, buf);
         const bool pipelined = s.opt.pipelining && advertises(ehlo, "PIPELINING");
@@ -235,8 +236,7 @@ awaitable<void> reuse_session(shared_state& s, ssl::context& ctx) {
             if (!co_await after_refusal(*tls, buf, s, r)) co_return;
         }
         co_await command(*tls, buf, "QUIT");
-        boost::system::error_code ec;
-        co_await tls->async_shutdown(asio::redirect_error(use_awaitable, ec));
+        co_await tls->shutdown();
     } catch (const setup_error& e) {
         ++s.setup_failures;
         note_error(s, e.what());
@@ -258,7 +258,7 @@ awaitable<void> per_message_worker(shared_state& s, ssl::context& ctx) {
         auto t0 = clock_type::now();
         try {
             tcp::socket sock(ex);
-            std::optional<ssl::stream<tcp::socket&>> tls;
+            std::optional<postern::tls::stream> tls;
             std::string buf;
             std::string ehlo = co_await open_session(s, ctx, sock, tls, buf);
             const bool pipelined = s.opt.pipelining && advertises(ehlo, "PIPELINING");

@@ -36,7 +36,7 @@ Results: bench/results/relay-<timestamp>.md and .json. Not a CTest test.
 
   bench/run_relay_bench.py [--build BUILD] [--count 2000 | --count 0 --duration 8] [--sessions 1,16,64]
                            [--sizes 1024,102400] [--modes reuse,per-message]
-                           [--only postern|postfix] [--max-load 1.5] [--load-wait 120]
+                           [--only postern|postfix] [--max-load 1.5] [--load-wait 120] [--repeat 1]
 """
 
 import argparse
@@ -369,10 +369,36 @@ def measure(args, name, size, sessions, per_message):
 
 # --------------------------------------------------------------------------- report
 
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def combined(rows):
+    """One row per (server, size, sessions, mode): with --repeat, the median rate, CPU and
+    memory over the repetitions (and the range of the rate), the rest from the median run."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["size"], r["sessions"], r["mode"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["messages_per_s"])
+        row = dict(rs[len(rs) // 2])
+        row["messages_per_s"] = median([r["messages_per_s"] for r in rs])
+        cpus = [r["cpu_ms_per_message"] for r in rs if r["cpu_ms_per_message"]]
+        row["cpu_ms_per_message"] = median(cpus) if cpus else None
+        row["peak_mem_kib"] = median([r["peak_mem_kib"] for r in rs])
+        row["runs"] = len(rs)
+        row["rate_range"] = [rs[0]["messages_per_s"], rs[-1]["messages_per_s"]]
+        out[key] = row
+    return out
+
+
 def ratios(rows):
-    """Postern/Postfix at each (size, sessions, mode) where both ran."""
+    """Postern/Postfix at each (size, sessions, mode) where both ran (medians with --repeat)."""
     out = []
-    by = {(r["server"], r["size"], r["sessions"], r["mode"]): r for r in rows}
+    by = combined(rows)
     for (srv, size, sessions, mode), pr in by.items():
         if srv != "postern":
             continue
@@ -384,7 +410,8 @@ def ratios(rows):
                if pr["cpu_ms_per_message"] and pf["cpu_ms_per_message"] else None)
         mem = pr["peak_mem_kib"] / pf["peak_mem_kib"] if pf["peak_mem_kib"] else None
         target = mode == "reuse" and sessions == 64
-        out.append({"size": size, "sessions": sessions, "mode": mode,
+        out.append({"size": size, "sessions": sessions, "mode": mode, "runs": min(pr["runs"], pf["runs"]),
+                    "postern_rate_range": pr["rate_range"], "postfix_rate_range": pf["rate_range"],
                     "rate_ratio": round(rate, 2) if rate else None,
                     "cpu_ratio": round(cpu, 3) if cpu else None,
                     "mem_ratio": round(mem, 3) if mem else None,
@@ -408,7 +435,9 @@ def markdown(rows, rat, meta):
            "stamped at connect). CPU = the middle server's processes over the whole cell, per "
            "delivered message. Memory: Postern VmHWM; Postfix sum of per-process VmHWM "
            "(sampled every 0.2 s). Load = 1-minute load average when the cell started "
-           f"(waited up to {meta['load_wait']} s for < {meta['max_load']}).", "",
+           f"(waited up to {meta['load_wait']} s for < {meta['max_load']}). "
+           + (f"Each cell ran {meta['repeat']} times, Postern and Postfix alternating; the ratios "
+              "compare medians." if meta.get("repeat", 1) > 1 else ""), "",
            "| server | mode | sessions | size | msgs/s | e2e p50 ms | e2e p99 ms | client p50 ms | "
            "client p99 ms | CPU ms/msg | peak mem MiB | delivered/accepted | load |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -421,14 +450,17 @@ def markdown(rows, rat, meta):
                    f"{r['load_1m']:.2f} |")
     if rat:
         out += ["", "Postern / Postfix (targets at reuse, 64 sessions: rate >= 5, CPU/msg <= 0.2):", "",
-                "| mode | sessions | size | rate ratio | CPU/msg ratio | memory ratio | targets |",
-                "|---|---:|---:|---:|---:|---:|---|"]
+                "| mode | sessions | size | runs | Postern msgs/s (range) | Postfix msgs/s (range) | rate ratio | "
+                "CPU/msg ratio | memory ratio | targets |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for x in rat:
             t = ""
             if x["target_cell"]:
                 t = (f"rate {'met' if x['rate_target_met'] else 'MISSED'}, "
                      f"CPU {'met' if x['cpu_target_met'] else 'MISSED'}")
-            out.append(f"| {x['mode']} | {x['sessions']} | {x['size'] // 1024} KiB | "
+            pr, pf = x["postern_rate_range"], x["postfix_rate_range"]
+            out.append(f"| {x['mode']} | {x['sessions']} | {x['size'] // 1024} KiB | {x['runs']} | "
+                       f"{pr[0]:.0f}-{pr[1]:.0f} | {pf[0]:.0f}-{pf[1]:.0f} | "
                        f"{f(x['rate_ratio'], '.2f')} | {f(x['cpu_ratio'], '.3f')} | "
                        f"{f(x['mem_ratio'], '.3f')} | {t} |")
     errors = [r for r in rows if r.get("first_error")]
@@ -472,6 +504,8 @@ def main():
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--load-wait", type=float, default=120)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each cell this many times (servers alternating); ratios compare medians")
     ap.add_argument("--profile", default=None,
                     help="directory: perf record the middle server during each cell (needs perf)")
     args = ap.parse_args()
@@ -487,13 +521,13 @@ def main():
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
             "count": args.count, "duration": args.duration, "max_load": args.max_load, "load_wait": args.load_wait,
-            "build": build}
+            "build": build, "repeat": args.repeat}
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     rows = []
     # the target cells (reuse, 64 sessions) first, so a shortened run still answers them
     cells = [(m, n, s) for m in modes for n in sorted(sessions, reverse=True) for s in sizes]
     for mode, n, size in cells:
-        for name in ("postern", "postfix"):
+        for name in ("postern", "postfix") * args.repeat:
             if args.only and args.only != name:
                 continue
             try:

@@ -15,6 +15,8 @@
 #include <boost/asio.hpp>
 #include <fmt/format.h>
 
+#include "tls/stream.hpp"
+
 namespace bench {
 
 using boost::asio::awaitable;
@@ -54,6 +56,24 @@ inline bool advertises(const std::string& ehlo_text, std::string_view keyword) {
     return false;
 }
 
+// I/O over the plain socket or, after STARTTLS, Postern's TLS stream (OpenSSL on the
+// socket itself, as the servers under test use it); errors throw, as with use_awaitable.
+inline awaitable<std::size_t> read_some(asio::ip::tcp::socket& s, asio::mutable_buffer into) {
+    co_return co_await s.async_read_some(into, use_awaitable);
+}
+inline awaitable<std::size_t> read_some(postern::tls::stream& s, asio::mutable_buffer into) {
+    auto [ec, n] = co_await s.read_some(into);
+    if (ec) throw boost::system::system_error(ec);
+    co_return n;
+}
+inline awaitable<void> write_all(asio::ip::tcp::socket& s, asio::const_buffer from) {
+    co_await asio::async_write(s, from, use_awaitable);
+}
+inline awaitable<void> write_all(postern::tls::stream& s, asio::const_buffer from) {
+    auto [ec, n] = co_await s.write(from);
+    if (ec) throw boost::system::system_error(ec);
+}
+
 // Reads one whole SMTP reply (multi-line aware) from a stream, keeping extra bytes in buf.
 template <class Stream>
 awaitable<reply> read_reply(Stream& stream, std::string& buf) {
@@ -63,7 +83,7 @@ awaitable<reply> read_reply(Stream& stream, std::string& buf) {
         std::size_t eol;
         while ((eol = buf.find("\r\n", pos)) == std::string::npos) {
             char chunk[16384];
-            std::size_t n = co_await stream.async_read_some(asio::buffer(chunk), use_awaitable);
+            std::size_t n = co_await read_some(stream, asio::buffer(chunk));
             buf.append(chunk, n);
         }
         std::string_view line(buf.data() + pos, eol - pos);
@@ -86,7 +106,7 @@ template <class Stream>
 awaitable<reply> command(Stream& stream, std::string& buf, std::string_view line) {
     std::string out(line);
     out += "\r\n";
-    co_await asio::async_write(stream, asio::buffer(out), use_awaitable);
+    co_await write_all(stream, asio::buffer(out));
     co_return co_await read_reply(stream, buf);
 }
 

@@ -119,14 +119,14 @@ awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s, 
         auto t0 = clock_type::now();
         reply r;
         if (pipelined) {
-            co_await asio::async_write(stream, asio::buffer(group), use_awaitable);
+            co_await write_all(stream, asio::buffer(group));
             reply rm = co_await read_reply(stream, buf);
             reply rr = co_await read_reply(stream, buf);
             r = co_await read_reply(stream, buf);
             if (r.code == 354) {
                 // RFC 2920 §3.1: DATA was accepted, so the message must follow, even if
                 // MAIL or RCPT failed (then the server rejects it after the dot).
-                co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
+                co_await write_all(stream, asio::buffer(payload));
                 r = co_await read_reply(stream, buf);
                 if (r.code == 250 && rm.code == 250 && rr.code == 250) {
                     record(s, t0);
@@ -142,7 +142,7 @@ awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s, 
                 if (r.code == 250) {
                     r = co_await command(stream, buf, "DATA");
                     if (r.code == 354) {
-                        co_await asio::async_write(stream, asio::buffer(payload), use_awaitable);
+                        co_await write_all(stream, asio::buffer(payload));
                         r = co_await read_reply(stream, buf);
                         if (r.code == 250) {
                             record(s, t0);
@@ -197,19 +197,19 @@ awaitable<void> session(shared_state& s, ssl::context& tls) {
         }
         expect(co_await command(sock, buf, "STARTTLS"), 220, "STARTTLS");
         if (!buf.empty()) throw setup_error("bytes after 220 to STARTTLS");
-        ssl::stream<tcp::socket&> stream(sock, tls);
+        postern::tls::stream stream(sock, SSL_new(tls.native_handle()));
         if (!s.opt.sni.empty()) {
             SSL_set_tlsext_host_name(stream.native_handle(), s.opt.sni.c_str());
-            if (!s.opt.ca.empty()) stream.set_verify_callback(ssl::host_name_verification(s.opt.sni));
+            if (!s.opt.ca.empty()) SSL_set1_host(stream.native_handle(), s.opt.sni.c_str());
         }
-        co_await stream.async_handshake(ssl::stream_base::client, use_awaitable);
+        if (auto [ec] = co_await stream.handshake(postern::tls::stream::role::client); ec)
+            throw setup_error("TLS handshake: " + ec.message());
         ehlo = co_await command(stream, buf, "EHLO " + s.opt.helo);
         expect(ehlo, 250, "EHLO after STARTTLS");
         ready = true;
         co_await wait_gate(s);
         co_await transactions(stream, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
-        boost::system::error_code ec;
-        co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
+        co_await stream.shutdown();
     } catch (const setup_error& e) {
         ++s.setup_failures;
         note_error(s, e.what());

@@ -40,6 +40,8 @@
 #include <boost/asio/ssl.hpp>
 #include <fmt/format.h>
 
+#include "tls/stream.hpp"
+
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
 using asio::awaitable;
@@ -182,16 +184,24 @@ void record_message(sink_state& s, std::string_view data, boost::asio::io_contex
 // One connection: the plain socket, and after STARTTLS the TLS stream over it.
 struct connection {
     tcp::socket sock;
-    std::optional<ssl::stream<tcp::socket&>> tls;
+    std::optional<postern::tls::stream> tls;   // OpenSSL on the socket itself, as the servers under test
     explicit connection(tcp::socket s) : sock(std::move(s)) {}
 
     awaitable<std::size_t> read_some(char* p, std::size_t n) {
-        if (tls) co_return co_await tls->async_read_some(asio::buffer(p, n), use_awaitable);
+        if (tls) {
+            auto [ec, got] = co_await tls->read_some(asio::buffer(p, n));
+            if (ec) throw boost::system::system_error(ec);
+            co_return got;
+        }
         co_return co_await sock.async_read_some(asio::buffer(p, n), use_awaitable);
     }
     awaitable<void> write(const std::string& out) {
-        if (tls) co_await asio::async_write(*tls, asio::buffer(out), use_awaitable);
-        else co_await asio::async_write(sock, asio::buffer(out), use_awaitable);
+        if (tls) {
+            auto [ec, n] = co_await tls->write(asio::buffer(out));
+            if (ec) throw boost::system::system_error(ec);
+        } else {
+            co_await asio::async_write(sock, asio::buffer(out), use_awaitable);
+        }
     }
 };
 
@@ -307,13 +317,11 @@ awaitable<void> session(tcp::socket sock, sink_state& s, ssl::context& tls_ctx, 
                 if (pos != in.size()) break;     // bytes pipelined after STARTTLS: refuse them
                 in.clear();
                 pos = 0;
-                c.tls.emplace(c.sock, tls_ctx);
-                try {
-                    co_await c.tls->async_handshake(ssl::stream_base::server, use_awaitable);
-                } catch (const std::exception&) {
+                c.tls.emplace(c.sock, SSL_new(tls_ctx.native_handle()));
+                if (auto [ec] = co_await c.tls->handshake(postern::tls::stream::role::server); ec) {
                     std::lock_guard lock(s.mu);
                     ++s.handshake_failures;
-                    throw;
+                    throw boost::system::system_error(ec);
                 }
                 std::lock_guard lock(s.mu);
                 ++s.tls_sessions;
@@ -335,8 +343,7 @@ awaitable<void> session(tcp::socket sock, sink_state& s, ssl::context& tls_ctx, 
             in.append(chunk.data(), n);
         }
         if (c.tls) {
-            boost::system::error_code ec;
-            co_await c.tls->async_shutdown(asio::redirect_error(use_awaitable, ec));
+            co_await c.tls->shutdown();
         }
     } catch (const std::exception&) {
         // the peer went away; nothing to report per session

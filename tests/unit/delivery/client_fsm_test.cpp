@@ -123,6 +123,26 @@ TEST(dot_stuff, the_pieces_join_to_the_same_wire_form) {
     EXPECT_FALSE(dot_stuffed_pieces("a\r\n.\r\n.\r\n.\r\n.\r\n", 4));
 }
 
+TEST(dot_stuff, a_dot_line_is_stuffed_wherever_it_falls_in_the_scan) {
+    // Every position of "\n." across the 16-octet steps of the search, and its edges.
+    for (std::size_t size = 1; size <= 70; ++size) {
+        for (std::size_t at = 0; at + 1 < size; ++at) {
+            std::string body(size, 'x');
+            body[at] = '\n';
+            body[at + 1] = '.';
+            std::string expected = body.substr(0, at + 1) + "." + body.substr(at + 1);
+            expected += (body.back() == '\n' ? "" : "\r\n");
+            expected += ".\r\n";
+            ASSERT_EQ(dot_stuff(body), expected) << "size " << size << " at " << at;
+            auto pieces = dot_stuffed_pieces(body, 10);
+            ASSERT_TRUE(pieces);
+            std::string joined;
+            for (auto p : *pieces) joined += p;
+            ASSERT_EQ(joined, expected) << "size " << size << " at " << at;
+        }
+    }
+}
+
 TEST(dot_stuff, leading_dots_are_doubled_and_the_end_is_marked) {
     EXPECT_EQ(dot_stuff(".a\r\nb\r\n..c\r\n"), "..a\r\nb\r\n...c\r\n.\r\n");
     EXPECT_EQ(dot_stuff("no final crlf"), "no final crlf\r\n.\r\n");
