@@ -757,9 +757,25 @@ struct engine::impl {
         }
         for (std::size_t k = 0; k < indices.size(); ++k)
             if (results[k].recipient.empty()) results[k].recipient = env->recipients[indices[k]].address;
-        co_await finish_recipients(j.message_id, indices, results);
+        // The results are recorded while this connection goes on with its next job: waiting
+        // here for the synced write would hold every connection for one group commit per
+        // message. The job's recipients stay in flight (never planned twice) until the
+        // record is durable; a crash before that sends them again (at-least-once).
+        begin_task();
+        asio::co_spawn(io_, record_then_release(j.message_id, j.recipients, std::move(indices), std::move(results)),
+                       asio::detached);
+    }
+
+    asio::awaitable<void> record_then_release(std::string id, std::vector<std::size_t> job_recipients,
+                                              std::vector<std::size_t> indices, std::vector<recipient_result> results) {
+        try {
+            co_await finish_recipients(id, std::move(indices), std::move(results));
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: {}: recording results failed: {}", id, e.what());
+        }
         // Recipients of the job that were no longer pending are released too.
-        release(j.message_id, j.recipients);
+        release(id, job_recipients);
+        finish_task();
     }
 
     void release(const std::string& id, const std::vector<std::size_t>& recipients) {
