@@ -243,14 +243,14 @@ public:
 private:
     enum class write_kind { commit, update, remove, change };
     struct pending_write {
-        write_kind kind;
-        std::string id;
-        std::string encoded_envelope;  // commit, update
-        std::string body;              // commit
-        std::function<void(commit_result)> done;
-        envelope_change apply;                              // change
-        std::function<void(change_result)> change_done;     // change
-        envelope committed;                                 // commit: handed back on success
+        write_kind kind = write_kind::commit;
+        std::string id{};
+        std::string encoded_envelope{};  // commit, update
+        std::string body{};              // commit
+        std::function<void(commit_result)> done{};
+        envelope_change apply{};                            // change
+        std::function<void(change_result)> change_done{};   // change
+        envelope committed{};                               // commit: handed back on success
         std::uint64_t bytes() const { return id.size() + encoded_envelope.size() + body.size(); }
     };
     // The queue as it will be once the group being built is written: what earlier writes
@@ -393,7 +393,8 @@ rocksdb_store::~rocksdb_store() {
 void rocksdb_store::commit(envelope env, std::string body, std::function<void(commit_result)> done) {
     env.id = ids_->next();
     env.body_size = body.size();
-    pending_write write{write_kind::commit, env.id, encode_envelope(env), std::move(body), std::move(done)};
+    pending_write write{.kind = write_kind::commit, .id = env.id, .encoded_envelope = encode_envelope(env),
+                        .body = std::move(body), .done = std::move(done)};
     write.committed = std::move(env);
     {
         std::lock_guard lock(mutex_);
@@ -403,15 +404,16 @@ void rocksdb_store::commit(envelope env, std::string body, std::function<void(co
 }
 
 bool rocksdb_store::update(const envelope& env, std::string* reason) {
-    return submit_and_wait({write_kind::update, env.id, encode_envelope(env), {}, {}}, reason);
+    return submit_and_wait({.kind = write_kind::update, .id = env.id, .encoded_envelope = encode_envelope(env)}, reason);
 }
 
 bool rocksdb_store::remove(const std::string& id, std::string* reason) {
-    return submit_and_wait({write_kind::remove, id, {}, {}, {}}, reason);
+    return submit_and_wait({.kind = write_kind::remove, .id = id}, reason);
 }
 
 void rocksdb_store::change(std::string id, envelope_change apply, std::function<void(change_result)> done) {
-    pending_write write{write_kind::change, std::move(id), {}, {}, {}, std::move(apply), std::move(done)};
+    pending_write write{.kind = write_kind::change, .id = std::move(id), .apply = std::move(apply),
+                        .change_done = std::move(done)};
     {
         std::lock_guard lock(mutex_);
         queue_.push_back(std::move(write));
