@@ -82,51 +82,38 @@ asio::awaitable<error_code> stream::wait(next n) {
     co_return ec;
 }
 
-asio::awaitable<std::tuple<error_code>> stream::handshake(role r) {
-    if (r == role::client) SSL_set_connect_state(ssl_);
-    else SSL_set_accept_state(ssl_);
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        const int rc = SSL_do_handshake(ssl_);
-        if (rc == 1) co_return error_code();
-        error_code ec;
-        const auto n = classify(rc, ec);
-        if (n == next::fail) co_return ec;
-        if (auto waited = co_await wait(n)) co_return waited;
-    }
-}
-
-asio::awaitable<stream::io_result> stream::read_some(asio::mutable_buffer into) {
-    if (into.size() == 0) co_return io_result{};
+template <typename Call>
+asio::awaitable<stream::io_result> stream::until_done(Call call) {
     for (;;) {
         ERR_clear_error();
         errno = 0;
         std::size_t n = 0;
-        const int rc = SSL_read_ex(ssl_, into.data(), into.size(), &n);
+        const int rc = call(n);
         if (rc == 1) co_return io_result{error_code(), n};
         error_code ec;
         const auto what = classify(rc, ec);
         if (what == next::fail) co_return io_result{ec, 0};
         if (auto waited = co_await wait(what)) co_return io_result{waited, 0};
     }
+}
+
+asio::awaitable<std::tuple<error_code>> stream::handshake(role r) {
+    if (r == role::client) SSL_set_connect_state(ssl_);
+    else SSL_set_accept_state(ssl_);
+    auto [ec, ignored] = co_await until_done([this](std::size_t&) { return SSL_do_handshake(ssl_); });
+    co_return ec;
+}
+
+asio::awaitable<stream::io_result> stream::read_some(asio::mutable_buffer into) {
+    if (into.size() == 0) co_return io_result{};
+    co_return co_await until_done([&](std::size_t& n) { return SSL_read_ex(ssl_, into.data(), into.size(), &n); });
 }
 
 asio::awaitable<stream::io_result> stream::write(asio::const_buffer from) {
     if (from.size() == 0) co_return io_result{};
     // Without SSL_MODE_ENABLE_PARTIAL_WRITE, success means every octet went out; after a
     // WANT_* the call is repeated with the same octets and OpenSSL resumes where it was.
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        std::size_t n = 0;
-        const int rc = SSL_write_ex(ssl_, from.data(), from.size(), &n);
-        if (rc == 1) co_return io_result{error_code(), n};
-        error_code ec;
-        const auto what = classify(rc, ec);
-        if (what == next::fail) co_return io_result{ec, 0};
-        if (auto waited = co_await wait(what)) co_return io_result{waited, 0};
-    }
+    co_return co_await until_done([&](std::size_t& n) { return SSL_write_ex(ssl_, from.data(), from.size(), &n); });
 }
 
 asio::awaitable<std::tuple<error_code>> stream::shutdown() {

@@ -58,6 +58,10 @@ private:
     enum class next { retry_after_read, retry_after_write, fail };
     next classify(int rc, boost::system::error_code& ec) const;
     boost::asio::awaitable<boost::system::error_code> wait(next n);
+    /// Calls `call(transferred)` (an OpenSSL operation returning 1 on success) until it
+    /// succeeds or fails, waiting for the socket in between.
+    template <typename Call>
+    boost::asio::awaitable<io_result> until_done(Call call);
 
     boost::asio::ip::tcp::socket& socket_;
     SSL* ssl_;
