@@ -124,13 +124,14 @@ def message_id(data):
     return m.group(1) if m else None
 
 
-def submit(server, rcpt, subject="test", sender="alice@client.test", size=200):
-    """Hands one message for `rcpt` to `server` over plain SMTP; returns its Message-ID."""
+def submit(server, rcpt, subject="test", sender="alice@client.test", size=200, mail_parameters=""):
+    """Hands one message for `rcpt` to `server` over plain SMTP; returns its Message-ID.
+    `mail_parameters` go on the MAIL command (" RET=FULL")."""
     text = message(size, subject=subject, sender=sender, rcpt=rcpt)
     c = SmtpConn("127.0.0.1", server.port())
     try:
         c.hello()
-        c.expect("250", f"MAIL FROM:<{sender}>")
+        c.expect("250", f"MAIL FROM:<{sender}>{mail_parameters}")
         c.expect("250", f"RCPT TO:<{rcpt}>")
         c.expect("354", "DATA")
         c.send_raw(text + ".\r\n")

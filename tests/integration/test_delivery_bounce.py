@@ -15,10 +15,9 @@ import email
 import email.policy
 import unittest
 
-from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, message_id,
-                            relay_connector, require_delivery, submit, wait_sessions_logged)
-from postern_testlib import (SERVER_NAME, PosternTestCase, SmtpConn, config_text,
-                             hold_send_connector, message, wait_until)
+from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, connector_lines, relay_connector,
+                            require_delivery, submit, wait_sessions_logged)
+from postern_testlib import SERVER_NAME, PosternTestCase, config_text, hold_send_connector, wait_until
 
 EXPIRE = "3s"
 
@@ -116,19 +115,7 @@ class ExpiryBounce(PosternTestCase):
 
     def submit_ret_full(self, rcpt, subject, size):
         """One message with RET=FULL (RFC 3461 §4.3); returns its Message-ID."""
-        text = message(size, subject=subject, rcpt=rcpt)
-        c = SmtpConn("127.0.0.1", self.a.port())
-        try:
-            c.hello()
-            c.expect("250", "MAIL FROM:<alice@client.test> RET=FULL")
-            c.expect("250", f"RCPT TO:<{rcpt}>")
-            c.expect("354", "DATA")
-            c.send_raw(text + ".\r\n")
-            c.expect("250")
-            c.expect("221", "QUIT")
-        finally:
-            c.close()
-        return message_id(text)
+        return submit(self.a, rcpt, subject, size=size, mail_parameters=" RET=FULL")
 
     def test_ret_full_returns_the_message_only_up_to_bounce_size_limit(self):
         small = self.submit_ret_full("dave@notls.test", "small enough", 500)
