@@ -283,6 +283,7 @@ void read_server(table_reader& r, server_section& s) {
     r.strings("accepted_domains", s.accepted_domains);
     r.text("user", s.user);
     r.count("max_inbound_connections", s.max_inbound_connections);
+    r.count("max_connections_per_source", s.max_connections_per_source);
     r.count("max_outbound_connections", s.max_outbound_connections);
     r.duration("shutdown_timeout", s.shutdown_timeout, /*zero_allowed=*/true);
 }
@@ -319,6 +320,8 @@ void read_receive_connector(table_reader& r, receive_connector& c) {
     r.count("max_hop_count", c.max_hop_count);
     r.count("max_inbound_connections_per_source", c.max_inbound_connections_per_source);
     r.count("max_protocol_errors", c.max_protocol_errors);
+    r.count("max_junk_commands", c.max_junk_commands);
+    r.flag("allow_untrusted_routing", c.allow_untrusted_routing);
     r.duration("connection_timeout", c.connection_timeout);
     r.duration("connection_inactivity_timeout", c.connection_inactivity_timeout);
     r.choice("protocol_logging", c.logging, detail::protocol_logging_names);

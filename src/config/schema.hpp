@@ -46,7 +46,9 @@ struct server_section {
     std::filesystem::path control_socket;               // default: <data_dir>/control.sock
     std::vector<std::string> accepted_domains;
     std::string user;
-    std::uint32_t max_inbound_connections = 1000;
+    std::uint32_t max_inbound_connections = 1000;         // every session, on every bind
+    /// Sessions from one address (IPv6: one /64) on every bind together, connectors or not.
+    std::uint32_t max_connections_per_source = 50;
     std::uint32_t max_outbound_connections = 100;
     seconds shutdown_timeout{30};
 };
@@ -79,6 +81,8 @@ struct receive_connector {
     std::uint32_t max_hop_count = 50;
     std::uint32_t max_inbound_connections_per_source = 20;
     std::uint32_t max_protocol_errors = 5;
+    std::uint32_t max_junk_commands = 100;
+    bool allow_untrusted_routing = false;
     seconds connection_timeout{600};
     seconds connection_inactivity_timeout{300};
     protocol_logging logging = protocol_logging::verbose;   // key: protocol_logging

@@ -39,6 +39,7 @@ json server_json(const server_section& s) {
             {"accepted_domains", strings(s.accepted_domains)},
             {"user", s.user},
             {"max_inbound_connections", s.max_inbound_connections},
+            {"max_connections_per_source", s.max_connections_per_source},
             {"max_outbound_connections", s.max_outbound_connections},
             {"shutdown_timeout", detail::format_duration(s.shutdown_timeout)}};
 }
@@ -72,6 +73,8 @@ json receive_json(const receive_connector& c) {
             {"max_hop_count", c.max_hop_count},
             {"max_inbound_connections_per_source", c.max_inbound_connections_per_source},
             {"max_protocol_errors", c.max_protocol_errors},
+            {"max_junk_commands", c.max_junk_commands},
+            {"allow_untrusted_routing", c.allow_untrusted_routing},
             {"connection_timeout", detail::format_duration(c.connection_timeout)},
             {"connection_inactivity_timeout", detail::format_duration(c.connection_inactivity_timeout)},
             {"protocol_logging", name_of(detail::protocol_logging_names, c.logging)}};

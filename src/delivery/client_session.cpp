@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "log/app_log.hpp"
+
 namespace postern::delivery {
 
 namespace asio = boost::asio;
@@ -90,7 +92,7 @@ void client_session::log(const std::vector<transcript_line>& lines) {
     for (const auto& l : lines) {
         sink_.line(l.what, l.text);
         if (settings_.client_debug && l.what == transcript_line::kind::info)
-            spdlog::info("smtp-client {}: {}", target_.host, l.text);
+            spdlog::info("smtp-client {}: {}", target_.host, log::printable(l.text));
     }
 }
 
@@ -127,7 +129,7 @@ asio::awaitable<client_session::io_result> client_session::read_some_raw() {
 }
 
 asio::awaitable<bool> client_session::write_all(std::string_view out, std::chrono::seconds limit) {
-    if (settings_.io_trace) spdlog::info("smtp-io {} > {:?}", target_.host, std::string(out.substr(0, 4096)));
+    if (settings_.io_trace) spdlog::info("smtp-io {} > {}", target_.host, log::printable(out.substr(0, 4096)));
     deadline_.expires_after(limit);
     auto r = co_await (write_some_raw(out) || deadline_.async_wait(use_tuple));
     if (r.index() == 1) {
@@ -151,7 +153,8 @@ asio::awaitable<client_event> client_session::read_reply(wait_stage stage) {
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return client_event::closed();
     if (ec) co_return client_event::closed(describe(ec));
     if (settings_.io_trace)
-        spdlog::info("smtp-io {} < {:?}", target_.host, std::string(buffer_.data(), std::min<std::size_t>(n, 4096)));
+        spdlog::info("smtp-io {} < {}", target_.host,
+                     log::printable(std::string_view(buffer_.data(), std::min<std::size_t>(n, 4096))));
     co_return client_event::bytes(std::string_view(buffer_.data(), n));
 }
 

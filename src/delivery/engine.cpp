@@ -36,6 +36,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "log/app_log.hpp"
+
 #include "delivery/client_session.hpp"
 #include "delivery/dsn.hpp"
 #include "delivery/scheduler.hpp"
@@ -298,7 +300,7 @@ struct engine::impl {
     }
 
     void debug(const std::string& text) const {
-        if (config()->debug.smtp_client_debug) spdlog::info("smtp-client {}", text);
+        if (config()->debug.smtp_client_debug) spdlog::info("smtp-client {}", log::printable(text));
     }
 
     // --- scanning --------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include "log/protocol_log.hpp"
+
 namespace postern::log {
 
 namespace {
@@ -26,6 +28,28 @@ void init_app_log(std::string_view level) {
     auto parsed = spdlog::level::from_str(std::string(level));
     logger->set_level(parsed == spdlog::level::off && level != "off" ? spdlog::level::info : parsed);
     spdlog::set_default_logger(std::move(logger));
+}
+
+std::string printable(std::string_view text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(text.size());
+    auto escape_byte = [&](unsigned char c) {
+        const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
+        out.append(escape, sizeof escape);
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7F || c == '\\') {
+            escape_byte(c);
+        } else if (const auto n = reordering_character_at(text, i); n > 0) {
+            for (std::size_t k = 0; k < n; ++k) escape_byte(static_cast<unsigned char>(text[i + k]));
+            i += n - 1;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
 }
 
 std::string redact_smtp_line(std::string_view line) {

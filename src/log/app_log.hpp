@@ -20,6 +20,11 @@ inline constexpr std::string_view secret_placeholder = "<secret>";
 /// `level` is an spdlog level name ("info", "debug", ...); unknown names mean "info".
 void init_app_log(std::string_view level = "info");
 
+/// Text from a peer, safe for one server-log line: control bytes, the backslash and the
+/// Unicode characters that reorder or break a line on screen (bidi controls, U+2028,
+/// U+2029) become \xNN, as in the protocol log (DESIGN §6).
+std::string printable(std::string_view text);
+
 /// One SMTP command line, safe to log: the initial response of "AUTH <mechanism> <data>"
 /// becomes "AUTH <mechanism> <secret>". Other lines are returned unchanged.
 std::string redact_smtp_line(std::string_view line);

@@ -109,25 +109,48 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
+std::size_t reordering_character_at(std::string_view s, std::size_t i) {
+    // UTF-8 of U+061C (ALM), U+200E/U+200F (LRM, RLM), U+2028/U+2029 (line and paragraph
+    // separators), U+202A-U+202E (embeddings, overrides) and U+2066-U+2069 (isolates).
+    const auto at = [&](std::size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+    const unsigned b0 = at(i), b1 = at(i + 1), b2 = at(i + 2);
+    if (b0 == 0xD8 && b1 == 0x9C) return 2;
+    if (b0 != 0xE2) return 0;
+    if (b1 == 0x80 && (b2 == 0x8E || b2 == 0x8F || (b2 >= 0xA8 && b2 <= 0xAE))) return 3;
+    if (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9) return 3;
+    return 0;
+}
+
 void append_csv_field(std::string& out, std::string_view raw) {
     // Control bytes (and the backslash that introduces an escape, so that an escape in the
     // log is never ambiguous with text the client sent) become \xNN: a client cannot end
-    // a line, and so cannot forge one. Bytes >= 0x80 pass through (UTF-8 addresses).
+    // a line, and so cannot forge one. Bytes >= 0x80 pass through (UTF-8 addresses), but
+    // not the Unicode characters that reorder or break a line on a reader's screen
+    // (Trojan Source, CVE-2021-42574): their bytes are escaped too.
     bool needs_escape = false, needs_quotes = false;
-    for (unsigned char c : raw) {
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        const auto c = static_cast<unsigned char>(raw[i]);
         if (c < 0x20 || c == 0x7F || c == '\\') needs_escape = true;
         else if (c == ',' || c == '"') needs_quotes = true;
+        else if ((c == 0xD8 || c == 0xE2) && reordering_character_at(raw, i)) needs_escape = true;
     }
     if (!needs_escape && !needs_quotes) {       // the common case: one append
         out += raw;
         return;
     }
     static constexpr char hex[] = "0123456789ABCDEF";
+    auto escape_byte = [&](unsigned char c) {
+        const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
+        out.append(escape, sizeof escape);
+    };
     if (needs_quotes) out += '"';
-    for (unsigned char c : raw) {
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        const auto c = static_cast<unsigned char>(raw[i]);
         if (c < 0x20 || c == 0x7F || c == '\\') {
-            const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
-            out.append(escape, sizeof escape);
+            escape_byte(c);
+        } else if (const auto n = (c == 0xD8 || c == 0xE2) ? reordering_character_at(raw, i) : 0; n > 0) {
+            for (std::size_t k = 0; k < n; ++k) escape_byte(static_cast<unsigned char>(raw[i + k]));
+            i += n - 1;
         } else {
             if (c == '"' && needs_quotes) out += '"';   // RFC 4180 §2.7: a quote inside quotes is doubled
             out += static_cast<char>(c);
@@ -406,12 +429,46 @@ session_logger::session_logger(protocol_log* log, std::string connector, std::st
       session_(protocol_log::new_session_id()),
       enabled_(enabled) {}
 
+bool session_logger::over_cap(event ev, std::string& out) {
+    if (cap_ == 0 || ev == event::connect || ev == event::disconnect) return false;
+    if (since_message_ < cap_) {
+        ++since_message_;
+        return false;
+    }
+    if (held_back_++ == 0)
+        format_line(out, connector_, session_, sequence_++, local_, remote_, event::info,
+                    fmt::format("protocol log cap reached ({} lines since the last accepted message): "
+                                "further lines of this session are counted, not written", cap_),
+                    {});
+    ++held_back_total_;
+    return true;
+}
+
+void session_logger::report_held_back(std::string& out) {
+    if (held_back_ == 0) return;
+    format_line(out, connector_, session_, sequence_++, local_, remote_, event::info,
+                fmt::format("{} lines not written (protocol log cap)", held_back_), {});
+    held_back_ = 0;
+}
+
+void session_logger::message_accepted() {
+    if (!enabled_ || !log_) return;
+    std::string line;
+    report_held_back(line);
+    if (!line.empty()) log_->write_lines(line, false);
+    since_message_ = 0;
+}
+
 void session_logger::put(event ev, std::string_view data, std::string_view context) {
     if (!enabled_ || !log_) return;
     std::string line;
-    line.reserve(128 + data.size());
-    format_line(line, connector_, session_, sequence_++, local_, remote_, ev, data, context);
-    log_->write_lines(line, ev == event::disconnect);
+    const bool held = over_cap(ev, line);
+    if (ev == event::disconnect) report_held_back(line);
+    if (!held) {
+        line.reserve(line.size() + 128 + data.size());
+        format_line(line, connector_, session_, sequence_++, local_, remote_, ev, data, context);
+    }
+    if (!line.empty()) log_->write_lines(line, ev == event::disconnect);
 }
 
 void session_logger::put_all(std::span<const line> lines) {
@@ -420,9 +477,12 @@ void session_logger::put_all(std::span<const line> lines) {
     batch.clear();
     bool flush_now = false;
     for (const auto& l : lines) {
+        if (over_cap(l.what, batch)) continue;
+        if (l.what == event::disconnect) report_held_back(batch);
         format_line(batch, connector_, session_, sequence_++, local_, remote_, l.what, l.data, l.context);
         flush_now = flush_now || l.what == event::disconnect;
     }
+    if (batch.empty()) return;
     log_->write_lines(batch, flush_now);
     if (batch.capacity() > 64 * 1024) std::string().swap(batch);   // a rare huge batch is not kept
 }

@@ -59,6 +59,10 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
+/// The length (2 or 3) of a UTF-8 character at s[i] that reorders text or breaks a line on
+/// a reader's screen (bidi controls, U+2028, U+2029), else 0. Logs escape these bytes.
+std::size_t reordering_character_at(std::string_view s, std::size_t i);
+
 /// Writes one CSV field per RFC 4180 with control bytes as \xNN (exposed for tests/fuzz).
 std::string csv_field(std::string_view raw);
 /// The same, appended to `out`.
@@ -83,16 +87,31 @@ public:
         std::string_view context;
     };
     void put_all(std::span<const line> lines);
+
+    /// DESIGN §6: at most `max_lines` lines between accepted messages (0: no cap). Past it,
+    /// one `*` line says the cap was reached and later lines are only counted; the count
+    /// is written when the next message is accepted (message_accepted()) and at disconnect.
+    /// Connect and disconnect lines are always written.
+    void cap_lines(std::uint32_t max_lines) { cap_ = max_lines; }
+    void message_accepted();
+    std::uint64_t lines_not_written() const { return held_back_total_; }
     void set_remote(std::string remote) { remote_ = std::move(remote); }
+    const std::string& remote() const { return remote_; }
     void set_local(std::string local) { local_ = std::move(local); }
 
 private:
     void put(event ev, std::string_view data, std::string_view context = {});
+    bool over_cap(event ev, std::string& out);   // counts the line; true: do not write it
+    void report_held_back(std::string& out);
     protocol_log* log_;
     std::string connector_, local_, remote_, session_;
     std::uint64_t sequence_ = 0;
     bool enabled_;
     std::string scratch_;                   // put_all's buffer, reused
+    std::uint32_t cap_ = 0;
+    std::uint32_t since_message_ = 0;       // lines written since the last accepted message
+    std::uint64_t held_back_ = 0;           // not written since then
+    std::uint64_t held_back_total_ = 0;
 };
 
 }  // namespace postern::log

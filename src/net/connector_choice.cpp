@@ -14,6 +14,14 @@ ip::address unmapped(const ip::address& a) {
     return a;
 }
 
+std::string source_group(const boost::asio::ip::address& a) {
+    const auto plain = unmapped(a);
+    if (plain.is_v4()) return plain.to_string();
+    auto bytes = plain.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 std::string endpoint_text(const ip::tcp::endpoint& e) {
     const auto a = unmapped(e.address());
     if (a.is_v6()) return "[" + a.to_string() + "]:" + std::to_string(e.port());
@@ -97,6 +105,8 @@ smtp::server_policy policy_for(const config::configuration& cfg, const config::r
     p.max_header_size = c.max_header_size;
     p.max_hop_count = c.max_hop_count;
     p.max_protocol_errors = c.max_protocol_errors;
+    p.max_junk_commands = c.max_junk_commands;
+    p.allow_untrusted_routing = c.allow_untrusted_routing;
     return p;
 }
 

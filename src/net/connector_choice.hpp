@@ -21,6 +21,11 @@ namespace postern::net {
 /// ::ffff:192.0.2.1 -> 192.0.2.1; every other address unchanged.
 boost::asio::ip::address unmapped(const boost::asio::ip::address& a);
 
+/// The group a client's connections are counted in (DESIGN §3 max_connections_per_source):
+/// the address itself for IPv4 (and IPv4-mapped IPv6), its /64 for IPv6 ("2001:db8:1:2::/64"),
+/// since one IPv6 host may hold a whole /64.
+std::string source_group(const boost::asio::ip::address& a);
+
 /// "192.0.2.1:25", "[2001:db8::1]:25" (IPv4-mapped addresses written as IPv4).
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& e);
 

@@ -22,10 +22,13 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "log/throttle.hpp"
 #include "net/connector_choice.hpp"
 #include "net/session.hpp"
+#include "smtp/replies.hpp"
 
 namespace postern::net {
 
@@ -79,8 +82,9 @@ struct server::impl {
     std::shared_ptr<SSL_CTX> tls;
     std::map<std::uint64_t, std::weak_ptr<session>> sessions;
     std::uint64_t next_session = 0;
-    std::uint32_t admitted = 0;                   // counted toward max_inbound_connections
-    std::map<std::string, std::uint32_t> per_source;
+    std::uint32_t admitted = 0;                   // every session: max_inbound_connections
+    std::map<std::string, std::uint32_t> per_source;             // source_group -> sessions
+    std::map<std::string, std::uint32_t> per_connector_source;   // connector + '\n' + group
     bool stopping = false;
     bool done = false;
 
@@ -89,9 +93,18 @@ struct server::impl {
         : options(o), store(s), receive_log(l), cfg(std::make_shared<const config::configuration>(c)),
           tls(std::move(t)) {}
 
+    /// What one admitted session holds of the counters, given back when it ends.
+    struct counted_slot {
+        std::string group;
+        std::string connector_key;                // empty: the client matches no connector
+    };
+
     asio::awaitable<void> accept_loop(listener* l);
     void admit(tcp::socket socket, const listener& l);
-    void session_ended(std::uint64_t id, bool counted, const std::string& source);
+    std::string over_limit(const config::configuration& c, const config::receive_connector* rc,
+                           const counted_slot& slot) const;
+    void take(const counted_slot& slot);
+    void session_ended(std::uint64_t id, const counted_slot& slot);
     void begin_stop(std::chrono::seconds grace);
     void check_done();
     void for_each_session(bool now);
@@ -101,20 +114,78 @@ struct server::impl {
 
 asio::awaitable<void> server::impl::accept_loop(listener* l) {
     asio::steady_timer backoff(control);
+    std::uint64_t failures = 0;                   // in a row: logged once, not per accept
     for (;;) {
         auto [ec, socket] = co_await l->acceptor.async_accept(asio::make_strand(io),
                                                               asio::as_tuple(asio::use_awaitable));
         if (!l->acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
         if (ec) {
-            // EMFILE and friends: wait a little instead of spinning on the same error.
-            spdlog::warn("accept on {} failed: {}", l->key, ec.message());
-            backoff.expires_after(std::chrono::milliseconds(200));
+            // EMFILE, ENFILE, ENOBUFS: the connection stays in the backlog; wait a little
+            // instead of spinning on the same error, and say so once per episode.
+            if (failures++ == 0)
+                spdlog::warn("accept on {} failed: {}; retrying every 100 ms until it works", l->key, ec.message());
+            backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
             continue;
+        }
+        if (failures > 0) {
+            spdlog::info("accept on {} works again after {} failed attempts", l->key, failures);
+            failures = 0;
         }
         admit(std::move(socket), *l);
     }
 }
+
+// DESIGN §3: max_inbound_connections counts every session; max_connections_per_source every
+// session from one source group on every bind; a connector's own per-source limit applies
+// inside it. Returns which limit is reached, or "".
+std::string server::impl::over_limit(const config::configuration& c, const config::receive_connector* rc,
+                                     const counted_slot& slot) const {
+    auto count_of = [](const std::map<std::string, std::uint32_t>& m, const std::string& key) -> std::uint32_t {
+        auto it = m.find(key);
+        return it == m.end() ? 0 : it->second;
+    };
+    if (admitted >= c.server.max_inbound_connections)
+        return fmt::format("max_inbound_connections ({})", c.server.max_inbound_connections);
+    if (count_of(per_source, slot.group) >= c.server.max_connections_per_source)
+        return fmt::format("max_connections_per_source ({})", c.server.max_connections_per_source);
+    if (rc && count_of(per_connector_source, slot.connector_key) >= rc->max_inbound_connections_per_source)
+        return fmt::format("max_inbound_connections_per_source of {} ({})", rc->name,
+                           rc->max_inbound_connections_per_source);
+    return {};
+}
+
+void server::impl::take(const counted_slot& slot) {
+    ++admitted;
+    ++per_source[slot.group];
+    if (!slot.connector_key.empty()) ++per_connector_source[slot.connector_key];
+}
+
+namespace {
+
+// A connection over a limit costs no session: one non-blocking write of the 421 (a new
+// socket's send buffer is empty, so it goes out whole or not at all), then close. On an
+// implicit-TLS port a plaintext reply would be noise to the client's handshake: just close.
+void refuse(tcp::socket& socket, bool implicit_tls, const std::string& hostname) {
+    boost::system::error_code ignored;
+    if (!implicit_tls) {
+        const auto wire = smtp::replies::too_many_connections(hostname).wire();
+        socket.non_blocking(true, ignored);
+        socket.send(asio::buffer(wire), 0, ignored);
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+}
+
+// DESIGN §6: one session cannot fill the protocol log (and push other sessions' TLS
+// verdicts out of retention). A message with max_recipients (200) recipients logs about
+// 410 lines; junk and error limits keep a session well below this without mail.
+constexpr std::uint32_t protocol_log_lines_between_messages = 1000;
+
+// A client that matches no connector hears 554 5.7.1 and may only QUIT; it gets this long.
+constexpr std::chrono::seconds no_connector_time_limit{10};
+
+}  // namespace
 
 void server::impl::admit(tcp::socket socket, const listener& l) {
     boost::system::error_code ec;
@@ -123,15 +194,12 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
     const auto local = socket.local_endpoint(ec);
     if (ec) return;
     const std::string source = unmapped(remote.address()).to_string();
-    // Every action's replies go out in one write, and the next write waits for the
-    // client's next command, so Nagle's algorithm has nothing to coalesce: it could only
-    // hold a reply behind the client's delayed ACK.
-    socket.set_option(tcp::no_delay(true), ec);
 
     session_setup setup;
     std::string connector_name;
     bool log_enabled = true;
-    bool counted = false;
+    counted_slot slot{source_group(remote.address()), {}};
+    std::string refused_for;
     std::uint64_t id = 0;
     {
         std::lock_guard lock(mutex);
@@ -145,34 +213,40 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
                 if (c.receive_connectors[i].name == l.only_connector) candidates.push_back(i);
         }
         auto choice = choose_connector(c, candidates, remote.address());
-        if (!choice) {
+        const config::receive_connector* rc = choice ? &c.receive_connectors[*choice] : nullptr;
+        if (rc) slot.connector_key = rc->name + '\n' + slot.group;
+        refused_for = over_limit(c, rc, slot);
+        if (!rc) {
             setup.params.policy.hostname = policy_for(c, config::receive_connector{}).hostname;
             setup.params.admitted = smtp::admission::no_connector;
+            setup.connection_timeout = no_connector_time_limit;
+            setup.inactivity_timeout = no_connector_time_limit;
         } else {
-            const auto& rc = c.receive_connectors[*choice];
-            connector_name = rc.name;
-            log_enabled = rc.logging == config::protocol_logging::verbose;
-            setup.params.policy = policy_for(c, rc);
-            setup.implicit_tls = rc.tls == config::tls_mode::implicit;
-            setup.partner_names = rc.partner_names;
-            setup.partner_fingerprints = rc.partner_fingerprints;
-            setup.connection_timeout = rc.connection_timeout;
-            setup.inactivity_timeout = rc.connection_inactivity_timeout;
-            auto& from_source = per_source[source];
-            if (admitted >= c.server.max_inbound_connections || from_source >= rc.max_inbound_connections_per_source) {
-                setup.params.admitted = smtp::admission::too_many_connections;
-                if (from_source == 0) per_source.erase(source);
-            } else {
-                counted = true;
-                ++admitted;
-                ++from_source;
-            }
+            connector_name = rc->name;
+            log_enabled = rc->logging == config::protocol_logging::verbose;
+            setup.params.policy = policy_for(c, *rc);
+            setup.implicit_tls = rc->tls == config::tls_mode::implicit;
+            setup.partner_names = rc->partner_names;
+            setup.partner_fingerprints = rc->partner_fingerprints;
+            setup.connection_timeout = rc->connection_timeout;
+            setup.inactivity_timeout = rc->connection_inactivity_timeout;
         }
+        if (refused_for.empty()) take(slot);
         setup.tls = setup.params.policy.tls == smtp::server_policy::tls_offer::none ? nullptr : tls;
         setup.params.tls_available = setup.tls != nullptr;
         setup.report_tls_handshake_errors = c.debug.report_tls_handshake_errors;
         id = next_session++;
     }
+    if (!refused_for.empty()) {
+        refuse(socket, setup.implicit_tls, setup.params.policy.hostname);
+        log::peer_caused().warn("connection limit", fmt::format("connection from {} to {} refused with 421 4.7.0: {} reached",
+                                                                source, endpoint_text(local), refused_for));
+        return;
+    }
+    // Every action's replies go out in one write, and the next write waits for the
+    // client's next command, so Nagle's algorithm has nothing to coalesce: it could only
+    // hold a reply behind the client's delayed ACK.
+    socket.set_option(tcp::no_delay(true), ec);
     setup.farewell_timeout = options.farewell_timeout;
     setup.delivery_behind = options.delivery_behind;
     setup.in_flow_delay = options.in_flow_delay;
@@ -181,6 +255,7 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
     setup.params.storage_low = [&store = store] { return store.low_on_space(); };
 
     log::session_logger logger(&receive_log, connector_name, endpoint_text(local), endpoint_text(remote), log_enabled);
+    logger.cap_lines(protocol_log_lines_between_messages);
     setup.params.session_id = logger.session_id();
 
     auto s = std::make_shared<session>(std::move(socket), std::move(setup), store, std::move(logger));
@@ -189,7 +264,7 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
         sessions.emplace(id, s);
     }
     auto executor = s->get_executor();
-    asio::co_spawn(executor, s->run(), [this, id, counted, source](std::exception_ptr e) {
+    asio::co_spawn(executor, s->run(), [this, id, slot](std::exception_ptr e) {
         if (e) {
             try {
                 std::rethrow_exception(e);
@@ -197,19 +272,21 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
                 spdlog::error("session ended with an exception: {}", ex.what());
             }
         }
-        session_ended(id, counted, source);
+        session_ended(id, slot);
     });
 }
 
-void server::impl::session_ended(std::uint64_t id, bool counted, const std::string& source) {
+void server::impl::session_ended(std::uint64_t id, const counted_slot& slot) {
     {
         std::lock_guard lock(mutex);
         sessions.erase(id);
-        if (counted) {
-            --admitted;
-            auto it = per_source.find(source);
-            if (it != per_source.end() && --it->second == 0) per_source.erase(it);
-        }
+        --admitted;
+        auto release = [](std::map<std::string, std::uint32_t>& m, const std::string& key) {
+            auto it = m.find(key);
+            if (it != m.end() && --it->second == 0) m.erase(it);
+        };
+        release(per_source, slot.group);
+        if (!slot.connector_key.empty()) release(per_connector_source, slot.connector_key);
     }
     asio::post(control, [this] { check_done(); });
 }

@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "log/throttle.hpp"
 #include "tls/server_context.hpp"
 
 namespace postern::net {
@@ -164,6 +165,7 @@ asio::awaitable<void> session::run() {
             case smtp::action::kind::commit: {
                 auto r = co_await commit(std::move(act.envelope), std::move(act.body));
                 message_just_accepted_ = r.ok;
+                if (r.ok) logger_.message_accepted();
                 act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason)));
                 break;
             }
@@ -277,9 +279,11 @@ asio::awaitable<session::handshake_result> session::handshake() {
         result.ok = true;
         co_return result;
     }
-    if (setup_.report_tls_handshake_errors)
-        spdlog::warn("receive connector {}: TLS handshake failed: {}", setup_.params.policy.connector_name,
-                     result.reason);
+    if (setup_.report_tls_handshake_errors) {
+        // A peer can fail handshakes as fast as it can connect: rate-limited per connector.
+        const auto kind = "receive connector " + setup_.params.policy.connector_name + ": TLS handshake failed";
+        log::peer_caused().warn(kind, fmt::format("{}: {} ({})", kind, result.reason, logger_.remote()));
+    }
     // The TLS layer is unusable; the farewell closes the TCP connection without close_notify.
     tls_.reset();
     co_return result;

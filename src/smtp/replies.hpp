@@ -35,6 +35,8 @@ inline reply timeout(std::string_view host) { return {421, {4, 4, 2}, with_host(
 inline reply shutting_down(std::string_view host) { return {421, {4, 3, 2}, with_host(host, "Service shutting down, closing connection")}; }
 /// DESIGN §3 max_protocol_errors.
 inline reply too_many_errors(std::string_view host) { return {421, {4, 7, 0}, with_host(host, "Too many errors, closing connection")}; }
+/// DESIGN §3 max_junk_commands: too many NOOP/VRFY/RSET/... without a message.
+inline reply too_many_junk_commands(std::string_view host) { return {421, {4, 7, 0}, with_host(host, "Too many commands without a message, closing connection")}; }
 /// Postfix's answer to HTTP requests sent to an SMTP port (cross-protocol attacks).
 inline reply forbidden_command(std::string_view host) { return {221, {2, 7, 0}, with_host(host, "This is an SMTP server, closing connection")}; }
 
@@ -91,6 +93,9 @@ inline reply tls_not_available() { return {454, {4, 7, 0}, "TLS not available du
 // --- policy and resources ------------------------------------------------------------
 /// DESIGN §5: recipient outside accepted_domains without accept_any_recipient.
 inline reply relay_denied() { return {550, {5, 7, 1}, "Relay access denied"}; }
+/// DESIGN §5: a local part that routes elsewhere (%, !, a second @) from a client
+/// without relay permission (allow_untrusted_routing = false).
+inline reply routing_denied() { return {550, {5, 7, 1}, "Relay access denied: sender-specified routing is not allowed"}; }
 /// DESIGN §5: SIZE= at MAIL or the body at end of DATA over max_message_size.
 inline reply message_too_big() { return {552, {5, 3, 4}, "Message size exceeds fixed maximum message size"}; }
 inline reply header_too_big() { return {552, {5, 3, 4}, "Message header size exceeds limit"}; }

@@ -68,20 +68,20 @@ event event::closed(std::string reason) {
 const std::vector<command_spec>& server_fsm::commands() {
     // Flags after Postfix's smtpd_cmd_table; group ends after RFC 2920 §3.1.
     static const std::vector<command_spec> table = {
-        {"EHLO", &server_fsm::on_ehlo, pre_tls | ends_group},
-        {"HELO", &server_fsm::on_helo, pre_tls | ends_group},
+        {"EHLO", &server_fsm::on_ehlo, pre_tls | ends_group | junk},
+        {"HELO", &server_fsm::on_helo, pre_tls | ends_group | junk},
         {"STARTTLS", &server_fsm::on_starttls, pre_tls | ends_group | needs_no_argument},
         {"MAIL", &server_fsm::on_mail, 0},
         {"RCPT", &server_fsm::on_rcpt, 0},
         {"DATA", &server_fsm::on_data, ends_group | needs_no_argument},
-        {"RSET", &server_fsm::on_rset, pre_tls | needs_no_argument},
-        {"NOOP", &server_fsm::on_noop, pre_tls | ends_group},     // §4.1.1.9: argument ignored
+        {"RSET", &server_fsm::on_rset, pre_tls | needs_no_argument | junk},
+        {"NOOP", &server_fsm::on_noop, pre_tls | ends_group | junk},     // §4.1.1.9: argument ignored
         {"QUIT", &server_fsm::on_quit, pre_tls | ends_group | any_time},
-        {"VRFY", &server_fsm::on_vrfy, ends_group},
-        {"HELP", &server_fsm::on_help, pre_tls | ends_group},
-        {"EXPN", &server_fsm::on_not_implemented, ends_group},
+        {"VRFY", &server_fsm::on_vrfy, ends_group | junk},
+        {"HELP", &server_fsm::on_help, pre_tls | ends_group | junk},
+        {"EXPN", &server_fsm::on_not_implemented, ends_group | junk},
         {"TURN", &server_fsm::on_not_implemented, ends_group},
-        {"ETRN", &server_fsm::on_not_implemented, ends_group},
+        {"ETRN", &server_fsm::on_not_implemented, ends_group | junk},
         {"BDAT", &server_fsm::on_not_implemented, ends_group},
         {"AUTH", &server_fsm::on_not_implemented, ends_group},
         // An HTTP client pointed at an SMTP port (or a browser-based cross-protocol attack).
@@ -127,6 +127,15 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
     gmtime_r(&tt, &tm);
     return fmt::format("{}, {} {} {} {:02}:{:02}:{:02} +0000", days[tm.tm_wday], tm.tm_mday,
                        months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+// Sender-specified routing (RFC 5321 §3.6.1, Postfix's allow_untrusted_routing): a
+// local part with '%' or '!', or with an '@' of its own (quoted, or a second '@'), asks
+// the accepting host to pass the mail on to another host.
+bool routes_elsewhere(std::string_view address) {
+    const auto at = address.rfind('@');
+    if (at == std::string_view::npos) return false;
+    return address.substr(0, at).find_first_of("%!@") != std::string_view::npos;
 }
 
 std::string first_word(std::string_view s) {
@@ -177,6 +186,22 @@ void server_fsm::after_transaction() {
 // mutual_tls implies require_tls (config validation insists); checked here as well so a
 // client certificate requirement can never be sidestepped in plaintext.
 bool server_fsm::need_tls() const { return (params_.policy.require_tls || params_.policy.mutual_tls) && !tls_; }
+
+// Postfix's smtpd_junk_command_limit, but a hard stop: a client that keeps the session
+// busy without sending mail is cut off. HELO/EHLO count only when repeated (the EHLO that
+// follows STARTTLS starts the session over and is needed). The count starts again after
+// every accepted message, so RSET between messages on a cached connection is never junk
+// in bulk.
+bool server_fsm::over_junk_limit(const command_spec& spec) {
+    if (!(spec.flags & junk)) return false;
+    const bool greeting = spec.verb == "EHLO" || spec.verb == "HELO";
+    if (greeting && !greeted_) return false;
+    if (++junk_ <= params_.policy.max_junk_commands) return false;
+    info(fmt::format("{} commands without a message (max_junk_commands {}): closing", junk_ - 1,
+                     params_.policy.max_junk_commands));
+    close_with(replies::too_many_junk_commands(params_.policy.hostname));
+    return true;
+}
 
 bool server_fsm::relay_permitted() const {
     if (params_.policy.relay_for_anonymous) return true;
@@ -255,6 +280,7 @@ action server_fsm::resume(const event& ev) {
         committing_ = false;
         if (ev.commit_ok) {
             ++accepted_;
+            junk_ = 0;
             send(replies::queued(ev.commit_id));
         } else {
             info("queue store: " + ev.commit_reason);
@@ -400,6 +426,7 @@ void server_fsm::process_line(const line& l) {
         send_error(replies::no_parameters_allowed());
         return;
     }
+    if (over_junk_limit(*spec)) return;
     (this->*spec->on)(*cmd);
     if ((spec->flags & ends_group) && next_ == next::read && !in_data_ && lines_.buffered() > 0)
         info(fmt::format("improper command pipelining after {}", cmd->verb));   // RFC 2920 §3.1
@@ -497,6 +524,11 @@ void server_fsm::on_rcpt(const command& c) {
             info(fmt::format("relay denied: domain {} is not in accepted_domains and the client has no "
                              "accept_any_recipient permission", sanitise(domain)));
             return send(replies::relay_denied());
+        }
+        if (ours && !relay_permitted() && !params_.policy.allow_untrusted_routing && routes_elsewhere(address)) {
+            info(fmt::format("relay denied: local part of {} routes elsewhere (%, ! or @) and the client has no "
+                             "relay permission", sanitise(address)));
+            return send(replies::routing_denied());
         }
     }
     queue::recipient rec;

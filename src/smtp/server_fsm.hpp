@@ -55,6 +55,12 @@ struct server_policy {
     std::uint64_t max_header_size = 256ull * 1024;
     std::uint32_t max_hop_count = 50;
     std::uint32_t max_protocol_errors = 5;
+    /// NOOP, VRFY, EXPN, HELP, ETRN, RSET and repeated HELO/EHLO allowed between accepted
+    /// messages (Postfix: smtpd_junk_command_limit); one more gets 421 4.7.0 and close.
+    std::uint32_t max_junk_commands = 100;
+    /// Accept user%host@ours, host!user@ours and "user@host"@ours from clients without
+    /// relay permission (Postfix: allow_untrusted_routing).
+    bool allow_untrusted_routing = false;
 };
 
 /// The outcome of a TLS handshake as far as the protocol cares (net/ reads it off the
@@ -150,6 +156,7 @@ enum command_flag : unsigned {
     needs_no_argument = 1u << 2,// anything after the verb is a 501 5.5.4
     any_time = 1u << 3,         // allowed without a client certificate (mutual_tls): QUIT
     forbidden = 1u << 4,        // HTTP verbs: drop the connection (cross-protocol attacks)
+    junk = 1u << 5,             // counts toward max_junk_commands (HELO/EHLO only when repeated)
 };
 
 class server_fsm;
@@ -173,6 +180,7 @@ public:
     bool in_transaction() const { return mail_given_; }
     bool in_data() const { return in_data_; }
     std::uint32_t protocol_errors() const { return errors_; }
+    std::uint32_t junk_commands() const { return junk_; }
     std::uint64_t messages_accepted() const { return accepted_; }
     const session_params& params() const { return params_; }
 
@@ -209,6 +217,7 @@ private:
     void after_transaction();                 // polite shutdown takes effect here
     void close_with(const reply& r);
     bool relay_permitted() const;
+    bool over_junk_limit(const command_spec& spec);
     bool need_tls() const;
     action take(action::kind k);
 
@@ -230,6 +239,7 @@ private:
     bool shutting_down_ = false;
     bool closed_ = false;
     std::uint32_t errors_ = 0;
+    std::uint32_t junk_ = 0;                  // since the last accepted message
     std::uint64_t accepted_ = 0;
     std::uint64_t transactions_ = 0;
 

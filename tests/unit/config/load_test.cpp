@@ -61,6 +61,7 @@ TEST(config_load, empty_file_gives_every_default) {
     EXPECT_EQ(c.server.control_socket, "/var/lib/postern/control.sock");
     EXPECT_TRUE(c.server.accepted_domains.empty());
     EXPECT_EQ(c.server.max_inbound_connections, 1000u);
+    EXPECT_EQ(c.server.max_connections_per_source, 50u);
     EXPECT_EQ(c.server.max_outbound_connections, 100u);
     EXPECT_EQ(c.server.shutdown_timeout, 30s);
     EXPECT_EQ(c.tls.keyring, "/var/lib/postern/keyring.p12");
@@ -113,6 +114,8 @@ TEST(config_load, receive_connector_defaults) {
     EXPECT_EQ(c.max_hop_count, 50u);
     EXPECT_EQ(c.max_inbound_connections_per_source, 20u);
     EXPECT_EQ(c.max_protocol_errors, 5u);
+    EXPECT_EQ(c.max_junk_commands, 100u);
+    EXPECT_FALSE(c.allow_untrusted_routing);
     EXPECT_EQ(c.connection_timeout, 10min);
     EXPECT_EQ(c.connection_inactivity_timeout, 5min);
     EXPECT_EQ(c.logging, protocol_logging::verbose);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "log/app_log.hpp"
+#include "log/throttle.hpp"
 
 namespace postern::log {
 namespace {
@@ -38,4 +39,28 @@ TEST(app_log, init_sets_the_default_logger) {
 }
 
 }  // namespace
+}  // namespace postern::log
+
+namespace postern::log {
+
+TEST(printable, peer_text_cannot_break_or_reorder_a_server_log_line) {
+    EXPECT_EQ(printable("250 ok"), "250 ok");
+    EXPECT_EQ(printable("a\r\nforged"), "a\\x0D\\x0Aforged");
+    EXPECT_EQ(printable("x\xE2\x80\xAEy"), "x\\xE2\\x80\\xAEy");
+    EXPECT_EQ(printable("caf\xC3\xA9"), "caf\xC3\xA9");
+}
+
+TEST(throttle, a_kind_logs_its_burst_per_interval_and_counts_the_rest) {
+    auto now = std::make_shared<std::chrono::steady_clock::time_point>();
+    throttle t(3, std::chrono::seconds(10), [now] { return *now; });
+    int written = 0;
+    for (int i = 0; i < 100; ++i) written += t.warn("handshake", "failed") ? 1 : 0;
+    EXPECT_EQ(written, 3);
+    EXPECT_EQ(t.suppressed("handshake"), 97u);
+    EXPECT_TRUE(t.warn("other kind", "independent"));
+    *now += std::chrono::seconds(11);
+    EXPECT_TRUE(t.warn("handshake", "failed again"));               // a new interval
+    EXPECT_EQ(t.suppressed("handshake"), 0u);
+}
+
 }  // namespace postern::log

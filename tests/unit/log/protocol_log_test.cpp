@@ -282,6 +282,53 @@ TEST(protocol_log, session_ids_are_unique_and_sortable) {
     for (const auto& id : ids) EXPECT_TRUE(std::regex_match(id, std::regex("[0-9A-F]{16}")));
 }
 
+TEST(csv_field, characters_that_reorder_or_break_a_line_are_escaped) {
+    // U+202E (right-to-left override), U+2066 (isolate), U+200F (RLM), U+2028, U+2029, U+061C
+    EXPECT_EQ(csv_field("a\xE2\x80\xAEb"), "a\\xE2\\x80\\xAEb");
+    EXPECT_EQ(csv_field("\xE2\x81\xA6x"), "\\xE2\\x81\\xA6x");
+    EXPECT_EQ(csv_field("\xE2\x80\x8F"), "\\xE2\\x80\\x8F");
+    EXPECT_EQ(csv_field("1\xE2\x80\xA8" "2\xE2\x80\xA9" "3"), "1\\xE2\\x80\\xA82\\xE2\\x80\\xA93");
+    EXPECT_EQ(csv_field("\xD8\x9C"), "\\xD8\\x9C");
+    // other UTF-8 passes through: an em dash (U+2014) and an accented address
+    EXPECT_EQ(csv_field("a\xE2\x80\x94b j\xC3\xB6rg@example.test"), "a\xE2\x80\x94b j\xC3\xB6rg@example.test");
+    EXPECT_EQ(csv_field("\xE2\x80"), "\xE2\x80");   // a cut sequence is not mistaken for one
+}
+
+TEST(protocol_log, a_session_writes_at_most_its_cap_between_accepted_messages) {
+    temp_dir dir;
+    {
+        protocol_log log({dir.path(), log_kind::receive});
+        session_logger s(&log, "c", "l", "r");
+        s.cap_lines(10);
+        s.connect();
+        for (int i = 0; i < 500; ++i) s.received("NOOP " + std::to_string(i));
+        EXPECT_EQ(s.lines_not_written(), 490u);
+        s.message_accepted();
+        for (int i = 0; i < 5; ++i) s.received("after " + std::to_string(i));
+        std::vector<session_logger::line> batch(20, {event::received, "batched", {}});
+        s.put_all(batch);
+        s.disconnect();
+        log.flush();
+    }
+    auto files = files_in(dir.path() / "smtp-receive");
+    ASSERT_EQ(files.size(), 1u);
+    auto text = read(dir.path() / "smtp-receive" / *files.begin());
+    auto count = [&](std::string_view part) {
+        std::size_t n = 0;
+        for (auto pos = text.find(part); pos != std::string::npos; pos = text.find(part, pos + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("NOOP "), 10u);
+    EXPECT_EQ(count("protocol log cap reached (10 lines"), 2u);      // once before, once after the message
+    EXPECT_EQ(count("490 lines not written (protocol log cap)"), 1u);
+    EXPECT_EQ(count("after "), 5u);
+    EXPECT_EQ(count("batched"), 5u);
+    EXPECT_EQ(count("15 lines not written (protocol log cap)"), 1u);  // written before the disconnect
+    EXPECT_EQ(count(",+,"), 1u);
+    EXPECT_EQ(count(",-,"), 1u);
+    EXPECT_LT(text.find("15 lines not written"), text.find(",-,"));
+}
+
 TEST(protocol_log, disabled_session_logger_writes_nothing) {
     temp_dir dir;
     {

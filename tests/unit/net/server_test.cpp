@@ -422,6 +422,90 @@ TEST(server, too_many_connections_from_one_source) {
     EXPECT_EQ(first.reply(), "EOF");
 }
 
+TEST(server, every_session_from_one_source_counts_on_every_bind_connector_or_not) {
+    auto cfg = test_config();
+    cfg.server.max_connections_per_source = 3;
+    cfg.receive_connectors[0].max_inbound_connections_per_source = 10;
+    auto other = cfg.receive_connectors[0];
+    other.name = "partners-only";
+    other.remote_ip_ranges = {range("10.0.0.0", 8)};     // 127.0.0.1 matches no connector here
+    cfg.receive_connectors.push_back(other);
+    running_server s(cfg);
+    client a(s.endpoint(0)), b(s.endpoint(0));
+    EXPECT_EQ(a.reply(), "220 mx.test ESMTP Postern\n");
+    EXPECT_EQ(b.reply(), "220 mx.test ESMTP Postern\n");
+    client stranger(s.endpoint(1));
+    EXPECT_EQ(stranger.reply(), "554 5.7.1 mx.test No SMTP service for this client\n");
+    client fourth(s.endpoint(0));                         // 2 + 1 sessions from 127.0.0.1
+    EXPECT_EQ(fourth.reply(), "421 4.7.0 mx.test Too many connections, try again later\n");
+    EXPECT_EQ(fourth.reply(), "EOF");
+    client fifth(s.endpoint(1));
+    EXPECT_EQ(fifth.reply(), "421 4.7.0 mx.test Too many connections, try again later\n");
+    EXPECT_EQ(fifth.reply(), "EOF");
+    EXPECT_EQ(stranger.command("QUIT"), "221 2.0.0 mx.test Bye\n");
+    EXPECT_EQ(stranger.reply(), "EOF");
+    // The stranger's slot comes back once the server has seen it leave (bounded wait).
+    bool admitted = false;
+    for (int i = 0; i < 200 && !admitted; ++i) {
+        client again(s.endpoint(0));
+        const auto r = again.reply();
+        admitted = r.rfind("220 ", 0) == 0;
+        if (admitted) EXPECT_EQ(again.command("QUIT"), "221 2.0.0 mx.test Bye\n");
+        else std::this_thread::sleep_for(10ms);          // polling the server's state, not synchronising
+    }
+    EXPECT_TRUE(admitted);
+    EXPECT_EQ(a.command("NOOP"), "250 2.0.0 OK\n");
+    // Refused connections never became sessions: the protocol log has no line about them.
+    const auto log = s.protocol_log();
+    EXPECT_EQ(log.find("connection limit"), std::string::npos) << log;
+}
+
+TEST(server, the_per_connector_limit_applies_inside_the_server_wide_one) {
+    auto cfg = test_config();
+    cfg.server.max_connections_per_source = 50;
+    cfg.receive_connectors[0].max_inbound_connections_per_source = 1;
+    running_server s(cfg);
+    client first(s.endpoint());
+    EXPECT_EQ(first.reply(), "220 mx.test ESMTP Postern\n");
+    client second(s.endpoint());
+    EXPECT_EQ(second.reply(), "421 4.7.0 mx.test Too many connections, try again later\n");
+}
+
+TEST(server, max_inbound_connections_counts_every_session) {
+    auto cfg = test_config();
+    cfg.server.max_inbound_connections = 2;
+    cfg.receive_connectors[0].remote_ip_ranges = {range("10.0.0.0", 8)};   // nobody matches
+    running_server s(cfg);
+    client a(s.endpoint()), b(s.endpoint());
+    EXPECT_EQ(a.reply(), "554 5.7.1 mx.test No SMTP service for this client\n");
+    EXPECT_EQ(b.reply(), "554 5.7.1 mx.test No SMTP service for this client\n");
+    client c(s.endpoint());
+    EXPECT_EQ(c.reply(), "421 4.7.0 mx.test Too many connections, try again later\n");
+}
+
+TEST(server, a_client_that_matches_no_connector_is_closed_after_ten_seconds) {
+    auto cfg = test_config();
+    cfg.receive_connectors[0].remote_ip_ranges = {range("10.0.0.0", 8)};
+    running_server s(cfg);
+    client c(s.endpoint());
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(c.reply(), "554 5.7.1 mx.test No SMTP service for this client\n");
+    EXPECT_EQ(c.reply(), "421 4.4.2 mx.test Timeout exceeded, closing connection\n");
+    EXPECT_EQ(c.reply(), "EOF");
+    const auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(waited, 9s);
+    EXPECT_LT(waited, 15s);
+}
+
+TEST(connector_choice, ipv6_sources_are_grouped_by_64) {
+    auto group = [](const char* a) { return net::source_group(asio::ip::make_address(a)); };
+    EXPECT_EQ(group("192.0.2.7"), "192.0.2.7");
+    EXPECT_EQ(group("::ffff:192.0.2.7"), "192.0.2.7");
+    EXPECT_EQ(group("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+    EXPECT_EQ(group("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+    EXPECT_NE(group("2001:db8:1:3::1"), group("2001:db8:1:2::1"));
+}
+
 TEST(server, client_outside_every_range_gets_554) {
     auto cfg = test_config();
     cfg.receive_connectors[0].remote_ip_ranges = {range("10.0.0.0", 8)};

@@ -322,6 +322,85 @@ TEST(server_fsm, relay_control) {
     EXPECT_EQ(partners_only.line("RCPT TO:<x@elsewhere.test>"), "550 5.7.1 Relay access denied\r\n");
 }
 
+TEST(server_fsm, sender_specified_routing_is_refused_without_relay_permission) {
+    const std::string denied = "550 5.7.1 Relay access denied: sender-specified routing is not allowed\r\n";
+    const std::string ok = "250 2.1.5 Recipient OK\r\n";
+    harness t;
+    t.connect();
+    t.line("EHLO c");
+    t.line("MAIL FROM:<a@c.test>");
+    EXPECT_EQ(t.line("RCPT TO:<user%elsewhere.test@example.test>"), denied);
+    EXPECT_EQ(t.line("RCPT TO:<\"user@elsewhere.test\"@example.test>"), denied);
+    EXPECT_EQ(t.line("RCPT TO:<elsewhere.test!user@example.test>"), denied);
+    EXPECT_EQ(t.line("RCPT TO:<USER%elsewhere.test@EXAMPLE.TEST>"), denied);
+    EXPECT_EQ(t.line("RCPT TO:<plain.user@example.test>"), ok);
+    EXPECT_TRUE(t.logged("routes elsewhere"));
+    EXPECT_EQ(t.fsm.protocol_errors(), 0u);       // a policy refusal, not a protocol error
+
+    auto relay = test_policy();
+    relay.relay_for_anonymous = true;             // a client that may relay may route
+    harness r(relay);
+    r.connect();
+    r.line("EHLO c");
+    r.line("MAIL FROM:<a@c.test>");
+    EXPECT_EQ(r.line("RCPT TO:<user%elsewhere.test@example.test>"), ok);
+
+    auto allowed = test_policy();
+    allowed.allow_untrusted_routing = true;
+    harness a(allowed);
+    a.connect();
+    a.line("EHLO c");
+    a.line("MAIL FROM:<a@c.test>");
+    EXPECT_EQ(a.line("RCPT TO:<elsewhere.test!user@example.test>"), ok);
+}
+
+TEST(server_fsm, junk_commands_past_the_limit_close_the_session) {
+    auto p = test_policy();
+    p.max_junk_commands = 6;
+    harness t(p);
+    t.connect();
+    EXPECT_TRUE(starts(t.line("EHLO c"), "250"));              // the first EHLO is not junk
+    for (auto verb : {"NOOP", "RSET", "HELP", "VRFY bob", "NOOP", "EHLO again"}) EXPECT_FALSE(starts(t.line(verb), "421")) << verb;
+    EXPECT_EQ(t.fsm.junk_commands(), 6u);
+    EXPECT_EQ(t.line("NOOP"), "421 4.7.0 mx.example.test Too many commands without a message, closing connection\r\n");
+    EXPECT_TRUE(t.closed());
+    EXPECT_TRUE(t.logged("max_junk_commands 6"));
+}
+
+TEST(server_fsm, junk_count_starts_again_after_each_accepted_message) {
+    auto p = test_policy();
+    p.max_junk_commands = 3;
+    harness t(p);
+    t.connect();
+    t.line("EHLO c");
+    for (int message = 0; message < 5; ++message) {
+        t.line("RSET");
+        t.line("NOOP");
+        t.line("RSET");
+        t.line("MAIL FROM:<a@c.test>");
+        t.line("RCPT TO:<b@example.test>");
+        t.line("DATA");
+        EXPECT_TRUE(starts(t.send("Subject: x\r\n\r\nhi\r\n.\r\n"), "250 2.0.0 OK queued")) << message;
+        EXPECT_EQ(t.fsm.junk_commands(), 0u);
+    }
+    EXPECT_FALSE(t.closed());
+    EXPECT_EQ(t.committed.size(), 5u);
+}
+
+TEST(server_fsm, ehlo_after_starttls_is_not_junk) {
+    auto p = test_policy();
+    p.max_junk_commands = 1;
+    harness t(p);
+    t.connect();
+    t.line("EHLO c");
+    EXPECT_TRUE(starts(t.line("STARTTLS"), "220"));
+    t.resume(event::tls_established(tls_with(false, false, false)));
+    EXPECT_TRUE(starts(t.line("EHLO c"), "250"));             // required by RFC 3207 §4.2
+    EXPECT_EQ(t.fsm.junk_commands(), 0u);
+    EXPECT_TRUE(starts(t.line("NOOP"), "250"));
+    EXPECT_TRUE(starts(t.line("NOOP"), "421 4.7.0"));
+}
+
 TEST(server_fsm, recipient_limit) {
     harness t;
     t.connect();
