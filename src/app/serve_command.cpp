@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 
@@ -74,6 +75,27 @@ void warn_about_expiry(const config::configuration& cfg) {
     } catch (const std::exception& e) {
         spdlog::warn("key ring: cannot check certificate expiry: {}", e.what());
     }
+}
+
+// Every session and every outbound connection is a descriptor; so are the store's files,
+// the logs, the listeners and the control socket. The soft limit (often 1024) goes up to
+// the hard one; below what the configured limits need, the server still runs, but says so.
+void raise_descriptor_limit(const config::configuration& cfg) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        // RLIM_INFINITY is not accepted for descriptors: the kernel's nr_open caps it.
+        raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    constexpr rlim_t for_the_rest = 256;          // store, logs, listeners, control socket
+    const rlim_t needed = rlim_t{cfg.server.max_inbound_connections} + cfg.server.max_outbound_connections + for_the_rest;
+    if (limit.rlim_cur < needed)
+        spdlog::warn("descriptor limit {} is below what the configured limits need ({}: max_inbound_connections {} + "
+                     "max_outbound_connections {} + {}); raise it (LimitNOFILE= in systemd, ulimit -n) or lower the limits",
+                     limit.rlim_cur, needed, cfg.server.max_inbound_connections, cfg.server.max_outbound_connections,
+                     for_the_rest);
 }
 
 std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) {
@@ -155,6 +177,7 @@ int serve(const serve_options& opt) {
         spdlog::warn("running as root: set [server] user so Postern drops privileges after binding");
     }
 
+    raise_descriptor_limit(*cfg);
     prepare_private_directory(cfg->server.data_dir, account);
     if (account) give_tree_to(cfg->server.data_dir, *account);   // queue, logs, key ring: the service's own
 

@@ -1071,7 +1071,8 @@ void engine::stop(std::chrono::seconds grace) {
                 std::lock_guard guard(d.mutex_);
                 if (d.sessions_.contains(s)) s->abort();
             });
-        d.idle_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return d.active_tasks_ == 0; });
+        // Bounded: the whole stop takes at most shutdown_timeout + 5 s (DESIGN §3).
+        d.idle_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return d.active_tasks_ == 0; });
     }
     lock.unlock();
     d.work_.reset();

@@ -57,12 +57,18 @@ session::session(asio::ip::tcp::socket socket, session_setup setup, queue::store
       watchdog_(socket_.get_executor()),
       buffer_(read_chunk) {}
 
+// How long the last words may take once the stop's grace is over: shutdown_timeout + this
+// (plus the store's commit of a message already read) bounds the whole stop.
+constexpr std::chrono::seconds last_words_after_grace{2};
+
 void session::request_stop(bool now) {
     stop_level_ = std::max(stop_level_, now ? 2 : 1);
-    if (reading_) {
-        boost::system::error_code ignored;
-        socket_.cancel(ignored);                  // next_event() reports the stop
-    }
+    boost::system::error_code ignored;
+    if (now) last_words_deadline_ = std::min(last_words_deadline_, steady_clock::now() + last_words_after_grace);
+    // A handshake holds no transaction: it ends at once, even on a polite stop. A read
+    // ends so next_event() can report the stop; a blocked write only when the grace is over.
+    if (handshaking_) deadline_.cancel();
+    if (reading_ || (now && writing_)) socket_.cancel(ignored);
 }
 
 void session::arm(steady_clock::time_point deadline) {
@@ -224,12 +230,15 @@ asio::awaitable<smtp::event> session::next_event() {
 }
 
 asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
+    if (stop_level_ == 2 && !closing && steady_clock::now() >= last_words_deadline_) co_return false;
     auto limit = setup_.inactivity_timeout;
     if (closing) limit = std::min(limit, setup_.farewell_timeout);
-    arm(steady_clock::now() + limit);
+    arm(std::min(steady_clock::now() + limit, last_words_deadline_));
+    writing_ = true;
     io_result r;
     if (tls_) r = co_await tls_->write(asio::buffer(out));
     else r = co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+    writing_ = false;
     const bool timed_out = disarm();
     auto [ec, n] = r;
     if (ec && timed_out) {
@@ -251,11 +260,18 @@ asio::awaitable<session::handshake_result> session::handshake() {
         co_return result;
     }
     tls_.emplace(socket_, ssl);               // the stream owns ssl from here on
+    if (stop_level_ > 0) {
+        result.reason = "the server is stopping";
+        tls_.reset();
+        co_return result;
+    }
     deadline_.expires_at(read_deadline());
+    handshaking_ = true;
     auto r = co_await (tls_->handshake(tls::stream::role::server) ||
                        deadline_.async_wait(use_tuple));
+    handshaking_ = false;
     if (r.index() == 1) {
-        result.reason = "handshake timed out";
+        result.reason = stop_level_ > 0 ? "handshake cut short: the server is stopping" : "handshake timed out";
     } else if (auto [ec] = std::get<0>(r); ec) {
         result.reason = describe(ec);
     } else {
@@ -279,7 +295,7 @@ asio::awaitable<session::handshake_result> session::handshake() {
         result.ok = true;
         co_return result;
     }
-    if (setup_.report_tls_handshake_errors) {
+    if (setup_.report_tls_handshake_errors && stop_level_ == 0) {
         // A peer can fail handshakes as fast as it can connect: rate-limited per connector.
         const auto kind = "receive connector " + setup_.params.policy.connector_name + ": TLS handshake failed";
         log::peer_caused().warn(kind, fmt::format("{}: {} ({})", kind, result.reason, logger_.remote()));
@@ -311,7 +327,7 @@ asio::awaitable<void> session::farewell() {
     boost::system::error_code ignored;
     if (tls_) {
         // close_notify (RFC 8446 §6.1), bounded: a client that never answers does not hold us.
-        deadline_.expires_after(setup_.farewell_timeout);
+        deadline_.expires_at(std::min(steady_clock::now() + setup_.farewell_timeout, last_words_deadline_));
         co_await (tls_->shutdown() || deadline_.async_wait(use_tuple));
     }
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

@@ -98,6 +98,11 @@ private:
     bool io_pending_ = false;
     bool io_timed_out_ = false;
     bool reading_ = false;                        // request_stop cancels a pending read
+    bool writing_ = false;                        // ... a blocked write, once the grace is over
+    bool handshaking_ = false;                    // ... and a TLS handshake, at once
+    /// Once the grace is over, the last words (421, close_notify) share this deadline, so a
+    /// client that does not read cannot hold the stop (DESIGN §3 shutdown_timeout).
+    std::chrono::steady_clock::time_point last_words_deadline_ = std::chrono::steady_clock::time_point::max();
     bool message_just_accepted_ = false;          // flow control applies before the next read
     bool finished_ = false;
     std::chrono::steady_clock::time_point session_deadline_;
