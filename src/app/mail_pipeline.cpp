@@ -1,5 +1,7 @@
 #include "app/mail_pipeline.hpp"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "delivery/client_tls.hpp"
@@ -24,6 +26,7 @@ public:
                       });
     }
     bool low_on_space() const override { return inner_.low_on_space(); }
+    queue::store_condition condition() const override { return inner_.condition(); }
     std::optional<queue::envelope> load_envelope(const std::string& id) const override {
         return inner_.load_envelope(id);
     }
@@ -54,7 +57,17 @@ log::protocol_log_options log_options(const config::configuration& cfg, log::log
 }  // namespace
 
 mail_pipeline::mail_pipeline(const config::configuration& cfg) {
-    store_ = queue::open_rocksdb_store({cfg.server.data_dir / "queue", cfg.queue.min_free});
+    queue::store_options store_options{cfg.server.data_dir / "queue", cfg.queue.min_free};
+    // README: a queue store that failed and cannot be reopened cannot work again in this
+    // process. Exit at once (no destructor races the store's thread) with a status that
+    // tells the supervisor to restart; everything acknowledged is on disk already.
+    store_options.on_unrecoverable = [](const std::string& reason) {
+        spdlog::critical("queue store cannot be reopened ({}): exiting with status {} for the supervisor to restart "
+                         "the server", reason, exit_store_unrecoverable);
+        spdlog::default_logger()->flush();
+        ::_exit(exit_store_unrecoverable);
+    };
+    store_ = queue::open_rocksdb_store(store_options);
     queue_ops_ = std::make_unique<queue_operations>(*store_);
     receive_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::receive));
     send_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::send));

@@ -26,6 +26,10 @@
 
 namespace postern::app {
 
+/// `postern serve` exits with this status (EX_TEMPFAIL) when the queue store failed and
+/// could not be reopened (README: the supervisor restarts it).
+inline constexpr int exit_store_unrecoverable = 75;
+
 class mail_pipeline {
 public:
     /// Opens the store and the logs and loads the client TLS material. Throws

@@ -324,6 +324,15 @@ struct engine::impl {
                 fresh.swap(committed_envelopes_);
             }
             wake_pending_ = false;
+            if (store_.condition() == queue::store_condition::failed) {
+                // Nothing is read or planned while the store recovers; then one full scan.
+                std::lock_guard lock(mutex_);
+                full_scan_requested_ = true;
+                full = false;
+                last_full_scan_ = now;            // and look again after poll_interval
+                new_ids.clear();
+                fresh.clear();
+            }
             try {
                 if (full) {
                     last_full_scan_ = now;
@@ -345,6 +354,9 @@ struct engine::impl {
     }
 
     void scan(const std::vector<queue::envelope>& envelopes) {
+        // DESIGN §5: while the store is failed nothing new starts; its results could not
+        // be recorded, and every send would be one more to repeat later.
+        if (store_.condition() == queue::store_condition::failed) return;
         const auto cfg = config();
         const auto now = std::chrono::system_clock::now();
         for (const auto& env : envelopes) {
@@ -893,10 +905,72 @@ struct engine::impl {
                 wake_pending_ = true;   // the DSN itself goes out at once
             }
         } else if (r.found) {
-            spdlog::warn("delivery: cannot record results for {}: {}", rec.id, r.reason);
-            if (counted.bounced) co_await postpone(rec.id, rec.indices, rec.now + std::chrono::minutes(1));
+            // The next hops have answered; only our record of it failed. Planned again,
+            // these recipients would be sent the message again at every scan (a loop).
+            // They stay in flight with their results held here, and the same change is
+            // written once the store takes writes again.
+            spdlog::warn("delivery: cannot record results for {} ({} recipient(s)): {}; results held until the "
+                         "queue store takes writes again", rec.id, rec.indices.size(), r.reason);
+            hold_unrecorded(rec);
+            co_return;
         }
         release(rec.id, rec.indices);
+    }
+
+    // --- results the store could not take -----------------------------------------------------
+
+    /// Results whose write failed, in memory until it succeeds (mutex_). Their recipients
+    /// stay in flight, so they are never planned again meanwhile. Lost only with the
+    /// process: after a restart those recipients are sent again (at-least-once).
+    std::deque<recording> unrecorded_;
+    bool rerecording_ = false;
+    static constexpr auto rerecord_interval = std::chrono::seconds(2);
+
+    void hold_unrecorded(const recording& rec) {
+        {
+            std::lock_guard lock(mutex_);
+            unrecorded_.push_back(rec);
+            if (rerecording_ || stopping_) return;
+            rerecording_ = true;
+            ++active_tasks_;
+        }
+        // Outside the lock: co_spawn may start the loop inline, and it takes mutex_.
+        asio::co_spawn(io_, rerecord_loop(), asio::detached);
+    }
+
+    asio::awaitable<void> rerecord_loop() {
+        asio::steady_timer pause(io_);
+        auto next_try = std::chrono::steady_clock::now() + rerecord_interval;
+        for (;;) {
+            std::deque<recording> batch;
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_ || unrecorded_.empty()) {
+                    if (!unrecorded_.empty())
+                        spdlog::warn("delivery: stopping with the results of {} message(s) not recorded; their "
+                                     "recipients are sent again after the restart", unrecorded_.size());
+                    rerecording_ = false;
+                    break;
+                }
+                if (std::chrono::steady_clock::now() >= next_try &&
+                    store_.condition() != queue::store_condition::failed)
+                    batch.swap(unrecorded_);
+            }
+            if (batch.empty()) {
+                pause.expires_after(std::chrono::milliseconds(500));   // short: a stop is noticed soon
+                co_await pause.async_wait(use_tuple);
+                continue;
+            }
+            next_try = std::chrono::steady_clock::now() + rerecord_interval;
+            std::vector<std::pair<std::string, queue::envelope_change>> changes;
+            for (const auto& rec : batch) changes.emplace_back(rec.id, rec.apply);
+            auto answers = co_await change_all_async(store_, std::move(changes));
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                if (answers[i].ok) spdlog::info("delivery: {}: held results recorded", batch[i].id);
+                co_await conclude(batch[i], answers[i]);   // a failure holds them again
+            }
+        }
+        finish_task();
     }
 
     /// Records results, bounces what must bounce and removes the message once every
@@ -911,19 +985,6 @@ struct engine::impl {
         auto change = rec.apply;
         auto r = co_await change_async(store_, rec.id, std::move(change));
         co_await conclude(rec, r);
-    }
-
-    /// After a failed write: the given pending recipients are not tried before `when`.
-    asio::awaitable<void> postpone(const std::string& id, const std::vector<std::size_t>& indices,
-                                   queue::sys_time when) {
-        queue::envelope_change later = [indices, when](queue::envelope& env, auto&) {
-            for (auto i : indices)
-                if (i < env.recipients.size() && env.recipients[i].state == queue::recipient_state::pending)
-                    env.recipients[i].next_attempt = std::max(env.recipients[i].next_attempt, when);
-            return queue::change_action::update;
-        };
-        auto r = co_await change_async(store_, id, std::move(later));
-        if (!r.ok && r.found) spdlog::warn("delivery: cannot update {}: {}", id, r.reason);
     }
 
     // --- delay notices ------------------------------------------------------------------------

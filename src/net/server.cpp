@@ -253,6 +253,7 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
     setup.params.client_ip = source;
     setup.params.client_port = remote.port();
     setup.params.storage_low = [&store = store] { return store.low_on_space(); };
+    setup.params.storage_failed = [&store = store] { return store.condition() == queue::store_condition::failed; };
 
     log::session_logger logger(&receive_log, connector_name, endpoint_text(local), endpoint_text(remote), log_enabled);
     logger.cap_lines(protocol_log_lines_between_messages);

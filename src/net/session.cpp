@@ -172,7 +172,7 @@ asio::awaitable<void> session::run() {
                 auto r = co_await commit(std::move(act.envelope), std::move(act.body));
                 message_just_accepted_ = r.ok;
                 if (r.ok) logger_.message_accepted();
-                act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason)));
+                act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason), r.store_failed));
                 break;
             }
             case smtp::action::kind::close:

@@ -11,11 +11,20 @@
 // acknowledges many messages; alone, a message waits for exactly one fsync.
 //
 // Full disk: below min_free the committer refuses new messages without writing anything.
-// If a write fails anyway (ENOSPC, EIO), RocksDB stops accepting writes (background error
-// state). Automatic recovery is switched off: the committer calls DB::Resume() itself
-// before the next write, which flushes the memtables and starts a new WAL, so a torn WAL
-// tail is never followed by acknowledged records. Once space is back, the same store
-// object accepts mail again; no restart.
+// If a write fails anyway, RocksDB stops accepting writes (background error state), and so
+// does the store: it is down, "full" for ENOSPC (DESIGN §5: 452 4.3.1) or "failed" for any
+// other error (EIO, corruption, a failed paranoid check: 451 4.3.0, logged once, and
+// delivery waits). Recovery is ours (RocksDB's automatic recovery is off): once a disk
+// check passes (free space at least min_free, a small file written and synced in the
+// queue directory), the database is closed and reopened, which replays the WAL and starts
+// a new one, so a torn WAL tail is never followed by acknowledged records; a synced probe
+// write must then succeed. A full store tries at every write, a failed one every
+// recovery_interval. Not DB::Resume(): Debian's librocksdb is built with assertions, and
+// going on with the same database after a WAL write failed with ENOSPC (Resume(), then the
+// next write) tripped one (writable_file_writer.h:312, sync_without_flush_called_),
+// aborting the process. A store that cannot be reopened
+// calls on_unrecoverable: the process exits for its supervisor to restart it. Readers
+// wait on db_lock_ while the handle is replaced.
 #include "queue/store.hpp"
 
 #include <atomic>
@@ -31,6 +40,7 @@
 #include <future>
 #include <limits>
 #include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -52,6 +62,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include "queue/envelope_codec.hpp"
 #include "queue/queue_id.hpp"
@@ -190,22 +201,29 @@ private:
 };
 
 // Turns off RocksDB's own recovery from background errors (it would poll and resume on
-// its own schedule, racing our writes) and tells the store that a Resume() is due.
+// its own schedule, racing our writes) and tells the store what went wrong: 1 = no space,
+// 2 = anything else (the worse one wins).
 class error_listener final : public rocksdb::EventListener {
 public:
-    explicit error_listener(std::atomic<bool>& resume_needed) : resume_needed_(resume_needed) {}
+    explicit error_listener(std::atomic<int>& background_error) : background_error_(background_error) {}
 
     void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
-        if (error && !error->ok()) resume_needed_.store(true);
+        if (error && !error->ok()) note(*error);
     }
-    void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+    void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status error,
                               bool* auto_recovery) override {
         if (auto_recovery) *auto_recovery = false;
-        resume_needed_.store(true);
+        if (!error.ok()) note(error);
     }
 
 private:
-    std::atomic<bool>& resume_needed_;
+    void note(const rocksdb::Status& error) {
+        const int kind = error.IsNoSpace() ? 1 : 2;
+        int seen = background_error_.load();
+        while (seen < kind && !background_error_.compare_exchange_weak(seen, kind)) {
+        }
+    }
+    std::atomic<int>& background_error_;
 };
 
 void make_private_directory(const std::filesystem::path& dir) {
@@ -232,6 +250,7 @@ public:
 
     void commit(envelope env, std::string body, std::function<void(commit_result)> done) override;
     bool low_on_space() const override;
+    store_condition condition() const override;
     std::optional<envelope> load_envelope(const std::string& id) const override;
     std::optional<std::string> load_body(const std::string& id) const override;
     std::vector<envelope> list() const override;
@@ -257,7 +276,15 @@ private:
     // of the group put (an envelope) or removed (nullopt), over what is on disk.
     class group_view;
 
+    enum class down_kind : int { up = 0, full = 1, failed = 2 };
+
     void open_database();
+    void close_database();
+    void go_down(down_kind kind, const std::string& reason);   // committer thread
+    bool recovery_due() const;
+    bool recover();                                  // committer thread; true: up again
+    std::optional<std::string> disk_check() const;   // why the disk cannot take writes yet
+    rocksdb::Status probe_write();
     bool submit_and_wait(pending_write write, std::string* reason);
     void run_committer();
     void write_group(std::vector<pending_write>& group);
@@ -276,7 +303,13 @@ private:
     std::vector<rocksdb::ColumnFamilyHandle*> handles_;
     std::unique_ptr<queue_id_generator> ids_;
 
-    std::atomic<bool> resume_needed_{false};
+    std::atomic<int> background_error_{0};           // error_listener's: 1 no space, 2 other
+    // Down state (committer thread writes, anyone reads). The database handle is replaced
+    // only by the committer, under db_lock_ held exclusively.
+    std::atomic<int> down_{0};                       // a down_kind
+    std::string down_reason_;                        // committer thread only
+    std::chrono::steady_clock::time_point next_recovery_{};
+    mutable std::shared_mutex db_lock_;
     mutable std::atomic<std::uint64_t> free_bytes_{0};
     mutable std::atomic<std::int64_t> free_checked_at_{0};
 
@@ -311,8 +344,9 @@ void rocksdb_store::open_database() {
     db.create_if_missing = true;
     db.create_missing_column_families = true;
     db.paranoid_checks = true;
-    // A crash can tear only the last WAL record; recover everything before it. Resume()
-    // after a write error starts a new WAL, so a torn record is always the tail.
+    // A crash can tear only the last WAL record; recover everything before it. After a
+    // write error nothing is written until the database is reopened with a new WAL, so a
+    // torn record is always the tail.
     db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
     // Envelopes and bodies are flushed together, so no flush leaves one without the other.
     db.atomic_flush = true;
@@ -327,7 +361,7 @@ void rocksdb_store::open_database() {
     db.info_log = std::make_shared<queue_info_log>(options_.dir);
     db.max_manifest_file_size = 64ull * 1024 * 1024;
     db.max_bgerror_resume_count = 0;  // recovery is ours: see error_listener
-    db.listeners.push_back(std::make_shared<error_listener>(resume_needed_));
+    db.listeners.push_back(std::make_shared<error_listener>(background_error_));
 
     block_cache_ = rocksdb::NewLRUCache(16ull * 1024 * 1024);
     rocksdb::BlockBasedTableOptions table;
@@ -385,9 +419,92 @@ rocksdb_store::~rocksdb_store() {
     }
     wake_.notify_one();
     if (committer_.joinable()) committer_.join();
+    close_database();
+}
+
+void rocksdb_store::close_database() {
+    if (!db_) return;
     for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+    handles_.clear();
+    envelopes_ = bodies_ = nullptr;
     db_->Close().PermitUncheckedError();
     delete db_;
+    db_ = nullptr;
+}
+
+void rocksdb_store::go_down(down_kind kind, const std::string& reason) {
+    const auto before = static_cast<down_kind>(down_.load());
+    next_recovery_ = std::chrono::steady_clock::now() + options_.recovery_interval;
+    if (static_cast<int>(kind) <= static_cast<int>(before)) return;   // already down at least as badly
+    down_.store(static_cast<int>(kind));
+    down_reason_ = reason;
+    if (kind == down_kind::failed)
+        spdlog::error("queue store failed: {}; new mail gets 451 4.3.0 and delivery waits while it recovers "
+                      "(tried every {}s)", reason, options_.recovery_interval.count());
+    else
+        spdlog::warn("queue store full: {}; new mail gets 452 4.3.1 until space is back", reason);
+}
+
+bool rocksdb_store::recovery_due() const {
+    // A full disk is checked at every write (cheap: statvfs, then one small file); a failed
+    // one on its schedule.
+    return static_cast<down_kind>(down_.load()) == down_kind::full ||
+           std::chrono::steady_clock::now() >= next_recovery_;
+}
+
+std::optional<std::string> rocksdb_store::disk_check() const {
+    if (auto full = const_cast<rocksdb_store*>(this)->space_refusal()) return full;
+    const auto file = options_.dir / "postern-disk-check";
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return fmt::format("disk check: cannot create {}: {}", file.string(), std::strerror(errno));
+    const std::string block(4096, 'p');
+    std::optional<std::string> problem;
+    if (::write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()))
+        problem = fmt::format("disk check: cannot write {}: {}", file.string(), std::strerror(errno));
+    else if (::fdatasync(fd) != 0)
+        problem = fmt::format("disk check: cannot sync {}: {}", file.string(), std::strerror(errno));
+    ::close(fd);
+    ::unlink(file.c_str());
+    return problem;
+}
+
+rocksdb::Status rocksdb_store::probe_write() {
+    rocksdb::WriteBatch probe;
+    probe.Put(db_->DefaultColumnFamily(), "postern-probe",
+              std::to_string(std::chrono::system_clock::now().time_since_epoch().count()));
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    return db_->Write(write, &probe);
+}
+
+bool rocksdb_store::recover() {
+    next_recovery_ = std::chrono::steady_clock::now() + options_.recovery_interval;
+    if (disk_check()) return false;                  // the disk still fails: keep what we have
+    std::string why;
+    {
+        std::unique_lock exclusive(db_lock_);
+        close_database();
+        try {
+            open_database();
+            if (auto probed = probe_write(); !probed.ok()) why = rocksdb_reason(probed);
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+    }
+    if (!db_) {
+        spdlog::critical("queue store cannot be reopened: {}", why);
+        if (options_.on_unrecoverable) options_.on_unrecoverable(why);
+        return false;
+    }
+    if (!why.empty()) {
+        spdlog::debug("queue store still failing after reopening: {}", why);
+        return false;
+    }
+    spdlog::info("queue store recovered (reopened) after: {}", down_reason_);
+    background_error_.store(0);
+    down_.store(static_cast<int>(down_kind::up));
+    down_reason_.clear();
+    return true;
 }
 
 void rocksdb_store::commit(envelope env, std::string body, std::function<void(commit_result)> done) {
@@ -447,7 +564,17 @@ void rocksdb_store::run_committer() {
     for (;;) {
         {
             std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (down_.load() != 0 && db_) {
+                // Recovery runs on its own schedule, whether or not anything is written.
+                wake_.wait_until(lock, next_recovery_, [this] { return stopping_ || !queue_.empty(); });
+                if (!stopping_ && std::chrono::steady_clock::now() >= next_recovery_) {
+                    lock.unlock();
+                    recover();
+                    continue;
+                }
+            } else {
+                wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            }
             // Stopping still drains the queue: every accepted call gets its answer.
             if (queue_.empty()) return;
             std::uint64_t bytes = 0;
@@ -501,11 +628,22 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
         }
         return space_problem;
     };
+    if (const int background = background_error_.load(); background != 0 && down_.load() == 0)
+        go_down(static_cast<down_kind>(background), "a background write (flush or compaction) failed");
+    if (down_.load() != 0 && db_ && recovery_due()) recover();
+    const auto down = static_cast<down_kind>(down_.load());
+    if (down != down_kind::up || !db_) {
+        const auto reason = fmt::format("queue store {} ({}); recovering", down == down_kind::full ? "full" : "failed",
+                                        down_reason_);
+        for (std::size_t i = 0; i < group.size(); ++i) outcomes[i].refusal = reason;
+    }
+    const bool refused_as_failed = down == down_kind::failed || !db_;
+    const bool refused_as_down = down != down_kind::up || !db_;
     group_view view(*this);
 
     rocksdb::WriteBatch batch;
     std::size_t batched = 0;
-    for (std::size_t i = 0; i < group.size(); ++i) {
+    for (std::size_t i = 0; i < group.size() && !refused_as_down; ++i) {
         auto& w = group[i];
         auto& out = outcomes[i];
         switch (w.kind) {
@@ -589,12 +727,15 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
 
     rocksdb::Status status;
     if (batched > 0) status = write_synced(batch);
+    const bool store_failed = refused_as_failed || static_cast<down_kind>(down_.load()) == down_kind::failed;
 
     for (std::size_t i = 0; i < group.size(); ++i) {
         auto& w = group[i];
         auto& out = outcomes[i];
         std::string reason;
         bool ok = false;
+        // A refusal of this write alone (space, no such message) is not the store failing.
+        const bool refused_alone = out.refusal.has_value() && !refused_as_down;
         if (out.refusal) reason = std::move(*out.refusal);
         else if (!status.ok()) reason = rocksdb_reason(status);
         else ok = true;
@@ -609,6 +750,7 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
             }
             commit_result result;
             result.ok = ok;
+            result.store_failed = !ok && !refused_alone && store_failed;
             result.reason = std::move(reason);
             if (ok) result.id = w.id;
             if (ok && w.kind == write_kind::commit) {
@@ -625,20 +767,13 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
 }
 
 rocksdb::Status rocksdb_store::write_synced(rocksdb::WriteBatch& batch) {
-    if (resume_needed_.exchange(false)) {
-        // Flushes the memtables to new files and switches to a new WAL; fails (and keeps
-        // the store refusing) as long as the disk is still full.
-        auto resumed = db_->Resume();
-        if (!resumed.ok()) {
-            resume_needed_.store(true);
-            return resumed;
-        }
-    }
     rocksdb::WriteOptions write;
     write.sync = true;
     auto status = db_->Write(write, &batch);
     syncs_.fetch_add(1);
-    if (!status.ok()) resume_needed_.store(true);
+    // ENOSPC is the ordinary full disk; any other error means the disk or the database
+    // cannot be trusted to take writes. Either way nothing more is written until recovery.
+    if (!status.ok()) go_down(status.IsNoSpace() ? down_kind::full : down_kind::failed, rocksdb_reason(status));
     return status;
 }
 
@@ -661,8 +796,8 @@ std::optional<std::string> rocksdb_store::space_refusal() {
     return std::nullopt;
 }
 
-// Space only, on purpose: a store in RocksDB's error state is not "low on space". Commits
-// are what drive Resume(), so refusing MAIL for that would keep the store stuck forever.
+// Free space only, on purpose: a store that is down for a full disk recovers at the next
+// write once space is back, so MAIL must not be refused for being down.
 bool rocksdb_store::low_on_space() const {
     auto now = std::chrono::steady_clock::now().time_since_epoch();
     std::int64_t checked = free_checked_at_.load(std::memory_order_relaxed);
@@ -676,25 +811,38 @@ bool rocksdb_store::low_on_space() const {
     return free < options_.min_free;
 }
 
+store_condition rocksdb_store::condition() const {
+    if (static_cast<down_kind>(down_.load()) == down_kind::failed) return store_condition::failed;
+    return low_on_space() ? store_condition::low_on_space : store_condition::ok;
+}
+
 bool rocksdb_store::exists(const std::string& id) const {
+    std::shared_lock shared(db_lock_);
+    if (!db_) return false;
     std::string ignored;
     return db_->Get(rocksdb::ReadOptions(), envelopes_, id, &ignored).ok();
 }
 
 std::optional<envelope> rocksdb_store::load_envelope(const std::string& id) const {
+    std::shared_lock shared(db_lock_);
+    if (!db_) return std::nullopt;
     rocksdb::PinnableSlice value;
     if (!db_->Get(rocksdb::ReadOptions(), envelopes_, id, &value).ok()) return std::nullopt;
     return decode_envelope(value.ToStringView());
 }
 
 std::optional<std::string> rocksdb_store::load_body(const std::string& id) const {
+    std::shared_lock shared(db_lock_);
+    if (!db_) return std::nullopt;
     std::string value;
     if (!db_->Get(rocksdb::ReadOptions(), bodies_, id, &value).ok()) return std::nullopt;
     return value;
 }
 
 std::vector<envelope> rocksdb_store::list() const {
+    std::shared_lock shared(db_lock_);
     std::vector<envelope> all;
+    if (!db_) return all;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), envelopes_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
         // A record that does not decode is left in place for `postern queue` to show,

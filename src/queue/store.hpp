@@ -6,6 +6,7 @@
 // over every message that arrived while the previous one was running.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -24,6 +25,9 @@ struct commit_result {
     std::string reason;                  // on failure: exact cause, for the log only
                                          // ("rocksdb: IO error: No space left on device",
                                          //  "free space 12MB below min_free 1GB")
+    bool store_failed = false;           // on failure: the store is in its failed state (an
+                                         // I/O error other than a full disk, corruption):
+                                         // 451 4.3.0 rather than 452 4.3.1 (DESIGN §5)
     // On success, what was committed, handed back rather than copied: a caller that
     // delivers the message next need not read it from the store again.
     envelope committed;
@@ -39,7 +43,17 @@ struct store_stats {
 struct store_options {
     std::filesystem::path dir;           // <data_dir>/queue
     std::uint64_t min_free = 1024ull * 1024 * 1024;  // below this, commit fails without writing
+    /// After a fatal write error, how often recovery is tried (Resume, then close and reopen).
+    std::chrono::seconds recovery_interval{5};
+    /// Called once, from the store's thread, when the store could not be reopened after a
+    /// fatal error: it cannot work again in this process. `postern serve` exits with
+    /// status 75 so that its supervisor restarts it (README). Empty: the store stays failed.
+    std::function<void(const std::string& reason)> on_unrecoverable;
 };
+
+/// Whether the store takes writes now (DESIGN §5): low on space -> MAIL gets 452 4.3.1;
+/// failed (I/O error, corruption; recovery under way) -> 451 4.3.0, and delivery waits.
+enum class store_condition { ok, low_on_space, failed };
 
 /// What a change() does with the message after looking at its current envelope.
 enum class change_action { keep, update, remove };
@@ -74,6 +88,10 @@ public:
 
     /// True when a commit would currently be refused for lack of space (MAIL gets 452 4.3.1).
     virtual bool low_on_space() const = 0;
+    /// Failed wins over low on space: a failed store refuses every write.
+    virtual store_condition condition() const {
+        return low_on_space() ? store_condition::low_on_space : store_condition::ok;
+    }
 
     virtual std::optional<envelope> load_envelope(const std::string& id) const = 0;
     virtual std::optional<std::string> load_body(const std::string& id) const = 0;

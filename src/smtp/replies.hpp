@@ -107,5 +107,7 @@ inline reply bad_message_content() { return {550, {5, 6, 0}, "Message content re
 inline reply too_many_hops() { return {554, {5, 4, 6}, "Too many hops, mail loop detected"}; }
 /// DESIGN §5: the queue store could not make the message durable, or disk below min_free.
 inline reply queue_unavailable() { return {452, {4, 3, 1}, "Insufficient system storage"}; }
+/// DESIGN §5: the queue store failed (I/O error, corruption) and is recovering.
+inline reply queue_failed() { return {451, {4, 3, 0}, "Queue store unavailable, try again later"}; }
 
 }  // namespace postern::smtp::replies

@@ -38,8 +38,9 @@ event event::tls_failure(std::string reason) {
     e.reason = std::move(reason);
     return e;
 }
-event event::commit_result(bool ok, std::string id, std::string reason) {
+event event::commit_result(bool ok, std::string id, std::string reason, bool store_failed) {
     event e;
+    e.commit_store_failed = store_failed;
     e.what = kind::committed;
     e.commit_ok = ok;
     e.commit_id = std::move(id);
@@ -284,7 +285,7 @@ action server_fsm::resume(const event& ev) {
             send(replies::queued(ev.commit_id));
         } else {
             info("queue store: " + ev.commit_reason);
-            send(replies::queue_unavailable());
+            send(ev.commit_store_failed ? replies::queue_failed() : replies::queue_unavailable());
         }
         reset_transaction();
         after_transaction();
@@ -477,6 +478,10 @@ void server_fsm::on_mail(const command& c) {
     if (m.size && *m.size > params_.policy.max_message_size) {
         info(fmt::format("SIZE={} over max_message_size {}", *m.size, params_.policy.max_message_size));
         return send(replies::message_too_big());
+    }
+    if (params_.storage_failed && params_.storage_failed()) {
+        info("queue store failed; recovering");
+        return send(replies::queue_failed());
     }
     if (params_.storage_low && params_.storage_low()) {
         info("queue store low on space (below min_free)");

@@ -93,6 +93,8 @@ struct session_params {
     bool tls_available = true;                    // a TLS context exists for STARTTLS
     /// True while the queue store would refuse a commit for lack of space (452 4.3.1 at MAIL).
     std::function<bool()> storage_low;
+    /// True while the queue store is in its failed state (451 4.3.0 at MAIL).
+    std::function<bool()> storage_failed;
     /// Clock for the Received: date; tests pass a fixed one.
     std::function<std::chrono::system_clock::time_point()> clock;
 };
@@ -124,12 +126,13 @@ struct event {
     bool commit_ok = false;                       // committed
     std::string commit_id;                        // committed, on success
     std::string commit_reason;                    // committed, on failure (log only)
+    bool commit_store_failed = false;             // committed, on failure: 451 4.3.0, not 452 4.3.1
 
     static event connected(std::optional<tls_summary> implicit_tls = std::nullopt);
     static event bytes(std::string_view data);
     static event tls_established(tls_summary s);
     static event tls_failure(std::string reason);
-    static event commit_result(bool ok, std::string id, std::string reason);
+    static event commit_result(bool ok, std::string id, std::string reason, bool store_failed = false);
     static event timed_out();
     static event stop(bool now);
     static event closed(std::string reason = {});
