@@ -181,7 +181,14 @@ void control_socket::impl::bind_and_listen() {
                                      std::strerror(errno));
     }
 
+    // Another user who may write to the directory could swap the socket for a symlink
+    // (or for a socket of their own) at any moment; a sticky directory (/tmp) at least
+    // keeps our file ours. So: no such directory, and nothing below follows a symlink.
     struct stat st {};
+    const auto dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+        throw std::runtime_error("control socket " + path.string() + ": its directory " + dir.string() +
+                                 " can be written by other users; use a private directory (the default is in data_dir)");
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             throw std::runtime_error("control socket " + path.string() + ": something else than a socket is in the way");
@@ -208,15 +215,14 @@ void control_socket::impl::bind_and_listen() {
     int err = errno;
     ::umask(old_mask);
     if (rc != 0) throw std::runtime_error("control socket " + path.string() + ": cannot bind: " + std::strerror(err));
-    if (::chmod(path.c_str(), 0600) != 0)
-        throw std::runtime_error("control socket " + path.string() + ": cannot set mode 0600: " + std::strerror(errno));
-    if (options.owner && ::chown(path.c_str(), options.owner->first, options.owner->second) != 0)
+    // bind() made it 0600 (umask 0177). lchown, not chown: never follows a symlink.
+    if (options.owner && ::lchown(path.c_str(), options.owner->first, options.owner->second) != 0)
         throw std::runtime_error("control socket " + path.string() + ": cannot give it to the service user: " +
                                  std::strerror(errno));
-    if (::lstat(path.c_str(), &st) == 0) {
-        device = st.st_dev;
-        inode = st.st_ino;
-    }
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != 0600)
+        throw std::runtime_error("control socket " + path.string() + ": not the 0600 socket just created (replaced?)");
+    device = st.st_dev;
+    inode = st.st_ino;
     if (::listen(listener.fd, 16) != 0)
         throw std::runtime_error("control socket " + path.string() + ": cannot listen: " + std::strerror(errno));
 

@@ -30,7 +30,10 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
         ::unlink(temp.c_str());
         throw std::runtime_error(fmt::format("{}: {}: {}", path.string(), step, std::strerror(saved)));
     };
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // The directory may be shared (/run, /tmp): a new file of our own, never through a
+    // symlink someone left at the temporary name. rename() does not follow one either.
+    if (::unlink(temp.c_str()) != 0 && errno != ENOENT) fail("remove a stale temporary file");
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) fail("create");
     std::string_view rest = content;
     while (!rest.empty()) {

@@ -131,6 +131,28 @@ TEST(control_socket, something_else_in_the_way_is_refused) {
     EXPECT_TRUE(std::filesystem::is_directory(path));
 }
 
+TEST(control_socket, a_directory_other_users_may_write_is_refused) {
+    temp_dir dir;
+    auto shared = dir.path / "shared";
+    std::filesystem::create_directory(shared);
+    ::chmod(shared.c_str(), 0777);                 // writable by all, not sticky
+    try {
+        control_socket server(options_for(shared / "control.sock"));
+        FAIL() << "a control socket was made in a directory other users may write";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("can be written by other users"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(shared / "control.sock"));
+    auto sticky = dir.path / "sticky";
+    std::filesystem::create_directory(sticky);
+    ::chmod(sticky.c_str(), 01777);                // like /tmp: others cannot remove our file
+    control_socket server(options_for(sticky / "control.sock"));
+    struct stat st {};
+    ASSERT_EQ(::lstat((sticky / "control.sock").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST(control_socket, stop_client_waits_until_the_server_is_gone) {
     temp_dir dir;
     auto path = dir.path / "control.sock";
