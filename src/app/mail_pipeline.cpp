@@ -25,6 +25,21 @@ public:
                           if (ok) engine_.committed(std::move(committed), std::move(committed_body));
                       });
     }
+    std::unique_ptr<queue::body_spool> open_spool() override { return inner_.open_spool(); }
+    void commit_spooled(queue::envelope env, std::unique_ptr<queue::body_spool> spool, std::string tail,
+                        std::function<void(queue::commit_result)> done) override {
+        inner_.commit_spooled(std::move(env), std::move(spool), std::move(tail),
+                              [this, done = std::move(done)](queue::commit_result r) {
+                                  const bool ok = r.ok;
+                                  const auto id = r.id;
+                                  done(std::move(r));
+                                  if (ok) engine_.committed(id);   // the body is in its file
+                              });
+    }
+    std::optional<std::string> load_body_prefix(const std::string& id, std::uint64_t max) const override {
+        return inner_.load_body_prefix(id, max);
+    }
+    std::filesystem::path body_file(const std::string& id) const override { return inner_.body_file(id); }
     bool low_on_space() const override { return inner_.low_on_space(); }
     queue::store_condition condition() const override { return inner_.condition(); }
     std::optional<queue::envelope> load_envelope(const std::string& id) const override {

@@ -190,6 +190,19 @@ std::size_t find_line_starting_with_dot(std::string_view body, std::size_t from)
 
 }  // namespace
 
+void append_dot_stuffed(std::string& out, std::string_view block, bool at_line_start) {
+    if (at_line_start && !block.empty() && block.front() == '.') out += '.';
+    std::size_t from = 0;
+    for (;;) {
+        const auto stuffed = find_line_starting_with_dot(block, from);
+        if (stuffed == std::string_view::npos) break;
+        out.append(block.substr(from, stuffed + 1 - from));
+        out += '.';
+        from = stuffed + 1;
+    }
+    out.append(block.substr(from));
+}
+
 std::string dot_stuff(std::string_view body) {
     std::string out;
     out.reserve(body.size() + 8);
@@ -607,6 +620,13 @@ client_action client_fsm::send_body() {
     // A large body goes out as it is stored plus ".CRLF", without a copy. A small one, or
     // one with many dot lines, is stuffed into one new buffer: one write, one TLS record
     // where it fits, and copying a few KB costs less than a second write.
+    if (!tx_->body_file.empty()) {
+        a.data_file = tx_->body_file;
+        log_.push_back({transcript_line::kind::info,
+                        fmt::format("message body: {} octets, streamed from its file", tx_->body_file_size)});
+        sent(".");
+        return a;
+    }
     constexpr std::size_t max_pieces = 8;
     constexpr std::size_t copy_below = 64 * 1024;
     std::optional<std::vector<std::string_view>> pieces;

@@ -96,7 +96,15 @@ struct transaction {
     bool body_8bit = false;             // BODY=8BITMIME was given when we received it
     bool smtputf8 = false;
     std::string body;                   // as queued: CRLF lines, not dot-stuffed
+    /// Or, for a large body kept in a file (queue::envelope::body_in_file): its path and
+    /// size; the driver streams it, a block at a time, dot-stuffing as it goes.
+    std::string body_file;
+    std::uint64_t body_file_size = 0;
 };
+
+/// Dot-stuffs one block of a body streamed in blocks; `at_line_start` says whether the
+/// previous block ended a line (true for the first). Appends to `out`.
+void append_dot_stuffed(std::string& out, std::string_view block, bool at_line_start);
 
 /// The body as it goes on the wire after 354: dot-stuffed (RFC 5321 §4.5.2), ending in
 /// CRLF, followed by ".\r\n".
@@ -161,6 +169,9 @@ struct client_action {
     /// write_data without a copy: views into the transaction's body, valid until the
     /// machine is resumed with the next transaction.
     std::vector<std::string_view> data;
+    /// write_data from a file instead (transaction::body_file): stream it dot-stuffed,
+    /// then the final ".CRLF".
+    std::string data_file;
     wait_stage stage = wait_stage::greeting;
     std::vector<recipient_result> results;
     std::optional<session_failure> failure;

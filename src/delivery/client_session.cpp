@@ -2,6 +2,11 @@
 #include "delivery/client_session.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -144,6 +149,40 @@ asio::awaitable<bool> client_session::write_all(std::string_view out, std::chron
     co_return true;
 }
 
+// A body in a file goes out a block at a time (DESIGN §7 "Bodies"): a connection holds
+// one block and its stuffed copy, whatever the message's size.
+asio::awaitable<bool> client_session::stream_body_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        sink_.line(transcript_line::kind::info, fmt::format("cannot open the body file {}: {}", path, std::strerror(errno)));
+        co_return false;
+    }
+    struct closer {
+        int fd;
+        ~closer() { ::close(fd); }
+    } close_at_end{fd};
+    std::string block(data_block, '\0');
+    std::string stuffed;
+    bool at_line_start = true;
+    char last = '\n';
+    for (;;) {
+        const auto n = ::read(fd, block.data(), block.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            sink_.line(transcript_line::kind::info, fmt::format("cannot read the body file {}: {}", path, std::strerror(errno)));
+            co_return false;
+        }
+        if (n == 0) break;
+        const std::string_view read_block(block.data(), static_cast<std::size_t>(n));
+        stuffed.clear();
+        append_dot_stuffed(stuffed, read_block, at_line_start);
+        last = read_block.back();
+        at_line_start = last == '\n';
+        if (!co_await write_all(stuffed, settings_.timeouts.data_block)) co_return false;
+    }
+    co_return co_await write_all(last == '\n' ? ".\r\n" : "\r\n.\r\n", settings_.timeouts.data_block);
+}
+
 asio::awaitable<client_event> client_session::read_reply(wait_stage stage) {
     if (fsm_->input_pending()) co_return client_event::bytes({});
     deadline_.expires_after(limit_for(stage));
@@ -214,6 +253,16 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
             break;
         case client_action::kind::write_data: {
             bool ok = true;
+            if (!act.data_file.empty()) {
+                ok = co_await stream_body_file(act.data_file);
+                if (!ok) {
+                    act = fsm_->resume(client_event::closed("write failed during DATA"));
+                    break;
+                }
+                auto ev = co_await read_reply(wait_stage::data_end);
+                act = fsm_->resume(ev);
+                break;
+            }
             if (act.data.empty() && !act.out.empty()) act.data.push_back(act.out);
             for (auto piece : act.data) {
                 // RFC 5321 §4.5.3.2.5: the timeout applies per block written.

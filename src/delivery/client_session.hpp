@@ -99,6 +99,7 @@ private:
     boost::asio::awaitable<client_action> perform(client_action act);
     boost::asio::awaitable<bool> write_all(std::string_view out, std::chrono::seconds limit);
     boost::asio::awaitable<client_event> read_reply(wait_stage stage);
+    boost::asio::awaitable<bool> stream_body_file(const std::string& path);
     boost::asio::awaitable<handshake_outcome> handshake();
     boost::asio::awaitable<io_result> write_some_raw(std::string_view out);
     boost::asio::awaitable<io_result> read_some_raw();

@@ -700,8 +700,9 @@ struct engine::impl {
         for (std::size_t i = 0; i < recs.size(); ++i) co_await conclude(recs[i], answers[i]);
     }
 
-    void save_outbound(const config::configuration& cfg, const std::string& id, const std::string& body) {
-        if (cfg.debug.save_outbound_dir.empty()) return;
+    /// A new file in save_outbound_dir for one message sent; -1 when off or on failure.
+    int open_saved(const config::configuration& cfg, const std::string& id) {
+        if (cfg.debug.save_outbound_dir.empty()) return -1;
         std::uint64_t n;
         {
             std::lock_guard lock(mutex_);
@@ -710,23 +711,47 @@ struct engine::impl {
         const auto file = cfg.debug.save_outbound_dir / fmt::format("{}-{}.eml", id, n);
         // DESIGN §3 Files: saved messages are mode 0600, created here, never overwritten.
         const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            spdlog::warn("save_outbound_dir: cannot create {}: {}", file.string(), std::strerror(errno));
-            return;
+        if (fd < 0) spdlog::warn("save_outbound_dir: cannot create {}: {}", file.string(), std::strerror(errno));
+        return fd;
+    }
+
+    static bool write_whole(int fd, std::string_view bytes) {
+        while (!bytes.empty()) {
+            const auto w = ::write(fd, bytes.data(), bytes.size());
+            if (w <= 0) return false;
+            bytes.remove_prefix(static_cast<std::size_t>(w));
         }
-        std::size_t done = 0;
-        while (done < body.size()) {
-            const auto w = ::write(fd, body.data() + done, body.size() - done);
-            if (w <= 0) break;
-            done += static_cast<std::size_t>(w);
-        }
+        return true;
+    }
+
+    void save_outbound(const config::configuration& cfg, const std::string& id, const std::string& body) {
+        const int fd = open_saved(cfg, id);
+        if (fd < 0) return;
+        write_whole(fd, body);
+        ::close(fd);
+    }
+
+    /// save_outbound for a body in a file: copied a block at a time.
+    void save_outbound_file(const config::configuration& cfg, const std::string& id, const std::filesystem::path& from) {
+        const int fd = open_saved(cfg, id);
+        if (fd < 0) return;
+        const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+        std::string block(64 * 1024, '\0');
+        for (ssize_t n; in >= 0 && (n = ::read(in, block.data(), block.size())) > 0;)
+            if (!write_whole(fd, std::string_view(block.data(), static_cast<std::size_t>(n)))) break;
+        if (in >= 0) ::close(in);
         ::close(fd);
     }
 
     asio::awaitable<void> deliver_job(client_session& session, const job& j, const config::configuration& cfg) {
         auto held = take_held_body(j.message_id);
         auto env = store_.load_envelope(j.message_id);
-        auto body = !env ? std::nullopt : held ? std::move(held) : store_.load_body(j.message_id);
+        // A large body stays in its file and is streamed from there (DESIGN §7 "Bodies").
+        const bool in_file = env && env->body_in_file;
+        auto body = !env ? std::nullopt
+                    : in_file ? std::optional<std::string>(std::string())
+                    : held   ? std::move(held)
+                             : store_.load_body(j.message_id);
         // Held (or deleted) since the scan planned it: not attempted.
         if (!env || !body || env->held) {
             release(j.message_id, j.recipients);
@@ -739,7 +764,8 @@ struct engine::impl {
         std::vector<recipient_result> results(indices.size());
         std::vector<std::size_t> todo(indices.size());
         for (std::size_t k = 0; k < todo.size(); ++k) todo[k] = k;
-        save_outbound(cfg, env->id, *body);
+        if (in_file) save_outbound_file(cfg, env->id, store_.body_file(j.message_id));
+        else save_outbound(cfg, env->id, *body);
         // RFC 5321 §4.5.3.1.10: a 452 to RCPT asks for the remaining recipients in a new
         // transaction; go on while each round delivers someone.
         bool first_round = true;
@@ -747,7 +773,9 @@ struct engine::impl {
             // The body moves into the first transaction (a copy of a large body is not
             // free); the rare second round after a 452 reads it again.
             std::string round_body;
-            if (first_round) {
+            if (in_file) {
+                first_round = false;                 // nothing in memory to give away
+            } else if (first_round) {
                 round_body = std::move(*body);
                 first_round = false;
             } else if (auto reread = store_.load_body(j.message_id)) {
@@ -758,6 +786,10 @@ struct engine::impl {
             std::vector<std::size_t> which;
             for (auto k : todo) which.push_back(indices[k]);
             transaction tx = transaction_for(*env, which, std::move(round_body));   // with RET, ENVID, NOTIFY, ORCPT
+            if (in_file) {
+                tx.body_file = store_.body_file(j.message_id).string();
+                tx.body_file_size = env->body_size;
+            }
             auto round = co_await session.send(std::move(tx));
             std::vector<std::size_t> again;
             bool progress = false;
@@ -867,7 +899,8 @@ struct engine::impl {
             if (!dsn_list.empty() && !env.mail_from.empty()) {
                 // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would
                 // be a bounce of a bounce); then the failure is only logged.
-                auto body = store_.load_body(id);
+                // No more than the DSN may return (plus one octet, so it can tell it is cut).
+                auto body = store_.load_body_prefix(id, cfg->queue.bounce_size_limit + 1);
                 auto dsn = build_dsn(env, dsn_list, dsn_kind::failure, cfg->server.hostname,
                                      body ? *body : std::string(), now,   // all of it for RET=FULL, up to the limit
                                      cfg->queue.bounce_size_limit);
@@ -875,7 +908,7 @@ struct engine::impl {
                 counted->dsn = true;
             }
             if (!relayed_list.empty() && !env.mail_from.empty()) {
-                auto body = store_.load_body(id);
+                auto body = store_.load_body_prefix(id, cfg->queue.bounce_size_limit + 1);
                 auto dsn = build_dsn(env, relayed_list, dsn_kind::relayed, cfg->server.hostname,
                                      body ? *body : std::string(), now, cfg->queue.bounce_size_limit);
                 also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
@@ -1007,7 +1040,7 @@ struct engine::impl {
                                                                 std::vector<queue::new_message>& also) {
                 if (!delay_notice_due(env, cfg->queue, now)) return queue::change_action::keep;
                 auto list = delay_notice_recipients(env);   // only recipients whose NOTIFY asks for delays
-                auto body = store_.load_body(id);
+                auto body = store_.load_body_prefix(id, cfg->queue.bounce_size_limit + 1);
                 auto dsn = build_dsn(env, list, dsn_kind::delay, cfg->server.hostname,
                                      header_section(body ? *body : std::string()), now,
                                      cfg->queue.bounce_size_limit);

@@ -106,6 +106,10 @@ smtp::server_policy policy_for(const config::configuration& cfg, const config::r
     p.max_hop_count = c.max_hop_count;
     p.max_protocol_errors = c.max_protocol_errors;
     p.max_junk_commands = c.max_junk_commands;
+    // DESIGN §7 "Bodies": a session holds at most this much of a message; the rest goes to
+    // the queue store's spool as it arrives. Messages below it stay whole in memory and
+    // go into the store's synced write with their envelope, as before.
+    p.body_chunk_size = 256 * 1024;
     p.allow_untrusted_routing = c.allow_untrusted_routing;
     return p;
 }

@@ -2,7 +2,10 @@
 #include "net/session.hpp"
 
 #include <algorithm>
+#include <span>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include <openssl/err.h>
 
@@ -35,6 +38,13 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t read_chunk = 64 * 1024;
 
+// The read buffer belongs to the thread, not to the session: a session waits for the
+// client without any buffer (readiness first, then a read that does not wait), and hands
+// the bytes to its machine before it next suspends. An idle session costs no 64 KB.
+std::span<char> read_buffer_of_this_thread() {
+    thread_local std::vector<char> buffer(read_chunk);
+    return buffer;
+}
 std::string describe(const boost::system::error_code& ec) {
     std::string text = ec.message();
     // The category message of an SSL error is generic; the OpenSSL reason is the useful part.
@@ -54,8 +64,7 @@ session::session(asio::ip::tcp::socket socket, session_setup setup, queue::store
       logger_(std::move(logger)),
       fsm_(setup_.params),
       deadline_(socket_.get_executor()),
-      watchdog_(socket_.get_executor()),
-      buffer_(read_chunk) {}
+      watchdog_(socket_.get_executor()) {}
 
 // How long the last words may take once the stop's grace is over: shutdown_timeout + this
 // (plus the store's commit of a message already read) bounds the whole stop.
@@ -123,6 +132,10 @@ void session::write_log(const std::vector<smtp::log_entry>& entries) {
 
 asio::awaitable<void> session::run() {
     auto self = shared_from_this();            // the session lives as long as its coroutine
+    {
+        boost::system::error_code ignored;
+        socket_.non_blocking(true, ignored);   // next_action() reads only what is there
+    }
     logger_.connect();
     session_deadline_ = steady_clock::now() + setup_.connection_timeout;
     watchdog_.expires_after(setup_.inactivity_timeout);
@@ -154,13 +167,15 @@ asio::awaitable<void> session::run() {
         }
         auto act = fsm_.resume(smtp::event::connected(std::move(implicit)));
         for (;;) {
+            if (!act.body_chunk.empty()) spool(std::move(act.body_chunk));
+            if (spool_ && act.what != smtp::action::kind::commit && !fsm_.in_data()) spool_.reset();   // rejected
             write_log(act.log);
             const bool closing = act.what == smtp::action::kind::close;
             if (!act.out.empty() && !co_await write_all(act.out, closing)) break;
             if (closing) break;
             switch (act.what) {
             case smtp::action::kind::read:
-                act = fsm_.resume(co_await next_event());
+                act = co_await next_action();
                 break;
             case smtp::action::kind::start_tls: {
                 auto hs = co_await handshake();
@@ -199,34 +214,49 @@ asio::awaitable<void> session::pause_while_delivery_is_behind() {
     }
 }
 
-asio::awaitable<smtp::event> session::next_event() {
+asio::awaitable<smtp::action> session::next_action() {
     if (std::exchange(message_just_accepted_, false) && setup_.delivery_behind) co_await pause_while_delivery_is_behind();
     if (stop_level_ > stop_seen_) {
         stop_seen_ = stop_level_;
-        co_return smtp::event::stop(stop_seen_ == 2);
+        co_return fsm_.resume(smtp::event::stop(stop_seen_ == 2));
     }
     arm(read_deadline());
     reading_ = true;
-    io_result r;
-    if (tls_) r = co_await tls_->read_some(asio::buffer(buffer_));
-    else r = co_await socket_.async_read_some(asio::buffer(buffer_), use_tuple);
+    boost::system::error_code ec;
+    for (;;) {
+        // Wait with no buffer; then read, into this thread's buffer, what is there.
+        if (tls_) ec = co_await tls_->wait_readable();
+        else std::tie(ec) = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
+        if (ec) break;
+        const auto buffer = read_buffer_of_this_thread();
+        std::size_t n = 0;
+        if (tls_) {
+            std::tie(ec, n) = tls_->read_now(asio::buffer(buffer.data(), buffer.size()));
+        } else {
+            n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        }
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+        if (ec) break;
+        reading_ = false;
+        disarm();
+        // No suspension from the read to here: the machine copies what it keeps.
+        co_return fsm_.resume(smtp::event::bytes(std::string_view(buffer.data(), n)));
+    }
     reading_ = false;
     const bool timed_out = disarm();
-    auto [ec, n] = r;
-    if (!ec) co_return smtp::event::bytes(std::string_view(buffer_.data(), n));
     if (ec == asio::error::operation_aborted) {
         if (timed_out) {
             if (steady_clock::now() >= session_deadline_) logger_.info("connection_timeout reached");
             else logger_.info("connection_inactivity_timeout reached");
-            co_return smtp::event::timed_out();
+            co_return fsm_.resume(smtp::event::timed_out());
         }
         if (stop_level_ > stop_seen_) {
             stop_seen_ = stop_level_;
-            co_return smtp::event::stop(stop_seen_ == 2);
+            co_return fsm_.resume(smtp::event::stop(stop_seen_ == 2));
         }
     }
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return smtp::event::closed();
-    co_return smtp::event::closed(describe(ec));
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return fsm_.resume(smtp::event::closed());
+    co_return fsm_.resume(smtp::event::closed(describe(ec)));
 }
 
 asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
@@ -305,6 +335,13 @@ asio::awaitable<session::handshake_result> session::handshake() {
     co_return result;
 }
 
+void session::spool(std::string chunk) {
+    // A write to the page cache, on this thread: a chunk at a time, bounded by
+    // body_chunk_size. A failed write is remembered by the spool; the commit reports it.
+    if (!spool_) spool_ = store_.open_spool();
+    spool_->append(chunk);
+}
+
 asio::awaitable<queue::commit_result> session::commit(queue::envelope env, std::string body) {
     auto executor = co_await asio::this_coro::executor;
     auto initiate = [this, executor](auto handler, queue::envelope e, std::string b) {
@@ -313,11 +350,13 @@ asio::awaitable<queue::commit_result> session::commit(queue::envelope env, std::
         using handler_type = decltype(handler);
         auto shared = std::make_shared<handler_type>(std::move(handler));
         auto work = std::make_shared<asio::executor_work_guard<asio::any_io_executor>>(executor);
-        store_.commit(std::move(e), std::move(b), [shared, work, executor](queue::commit_result result) {
+        auto answer = [shared, work, executor](queue::commit_result result) {
             asio::post(executor, [shared, work, result = std::move(result)]() mutable {
                 std::move(*shared)(std::move(result));
             });
-        });
+        };
+        if (spool_) store_.commit_spooled(std::move(e), std::move(spool_), std::move(b), std::move(answer));
+        else store_.commit(std::move(e), std::move(b), std::move(answer));
     };
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(queue::commit_result)>(
         initiate, asio::use_awaitable, std::move(env), std::move(body));

@@ -72,7 +72,9 @@ private:
 
     using io_result = std::tuple<boost::system::error_code, std::size_t>;
 
-    boost::asio::awaitable<smtp::event> next_event();
+    /// Reads what the client sends next (or notices a stop, a timeout, a close) and hands
+    /// it to the machine; returns the machine's next action.
+    boost::asio::awaitable<smtp::action> next_action();
 
     boost::asio::awaitable<void> pause_while_delivery_is_behind();
     boost::asio::awaitable<void> watchdog(std::shared_ptr<session> self);
@@ -81,6 +83,7 @@ private:
     boost::asio::awaitable<bool> write_all(const std::string& out, bool closing);
     boost::asio::awaitable<handshake_result> handshake();
     boost::asio::awaitable<queue::commit_result> commit(queue::envelope env, std::string body);
+    void spool(std::string chunk);                // appends a body chunk to the transaction's spool
     boost::asio::awaitable<void> farewell();
     void write_log(const std::vector<smtp::log_entry>& entries);
     std::chrono::steady_clock::time_point read_deadline() const;
@@ -106,7 +109,7 @@ private:
     bool message_just_accepted_ = false;          // flow control applies before the next read
     bool finished_ = false;
     std::chrono::steady_clock::time_point session_deadline_;
-    std::vector<char> buffer_;
+    std::unique_ptr<queue::body_spool> spool_;    // a large body on its way in
     int stop_level_ = 0;                          // 0 running, 1 polite, 2 now
     int stop_seen_ = 0;
 };

@@ -111,6 +111,7 @@ std::string encode(const envelope& env, unsigned char format) {
         put_bool(out, env.held);
         put_varint(out, env.body_size);
     }
+    if (format >= envelope_format_v4) put_bool(out, env.body_in_file);
     put_varint(out, env.recipients.size());
     for (const auto& r : env.recipients) {
         put_string(out, r.address);
@@ -132,10 +133,12 @@ std::string encode_envelope_v1(const envelope& env) { return encode(env, envelop
 
 std::string encode_envelope_v2(const envelope& env) { return encode(env, envelope_format_v2); }
 
+std::string encode_envelope_v3(const envelope& env) { return encode(env, envelope_format_v3); }
+
 std::optional<envelope> decode_envelope(std::string_view bytes) {
     reader in(bytes);
     unsigned char format;
-    if (!in.byte(format) || format < envelope_format_v1 || format > envelope_format_v3) return std::nullopt;
+    if (!in.byte(format) || format < envelope_format_v1 || format > envelope_format_v4) return std::nullopt;
     envelope env;
     std::uint64_t count;
     bool ok = in.string(env.id) && in.string(env.mail_from) && in.boolean(env.body_8bit) &&
@@ -144,6 +147,7 @@ std::optional<envelope> decode_envelope(std::string_view bytes) {
               in.string(env.receive_connector) && in.string(env.session_id) &&
               in.time(env.received_at) && in.boolean(env.delay_notice_sent) &&
               (format < envelope_format_v2 || (in.boolean(env.held) && in.varint(env.body_size))) &&
+              (format < envelope_format_v4 || in.boolean(env.body_in_file)) &&
               in.varint(count);
     // Each recipient takes at least 12 bytes (four empty strings, state, attempts, time),
     // so a count the remaining bytes cannot hold is damage, caught before reserve().

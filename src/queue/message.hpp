@@ -43,6 +43,9 @@ struct envelope {
     /// Octets of the body, set by the store at commit (0 in records written before the
     /// field existed: then the body's own size is the answer).
     std::uint64_t body_size = 0;
+    /// The body is a file of its own (queue/store.hpp body_spool: large messages), not a
+    /// record in the store. Set by the store at commit.
+    bool body_in_file = false;
 };
 
 }  // namespace postern::queue

@@ -5,6 +5,14 @@
 // memtable is flushed, but they enter the database through the same WriteBatch as the
 // envelope, so the WAL record that makes a message durable holds both or neither.
 //
+// Large bodies (DESIGN §7 "Bodies"): the receive side streams a body that outgrows its
+// buffer into a spool file (<queue>-bodies/spool/, open_spool()), so no session holds a
+// large message in memory. At commit the committer appends the last part, syncs the file,
+// renames it to <queue>-bodies/<id> and syncs the directory, all before the synced write
+// of the envelope that names it (body_in_file): a crash leaves either both or an orphan
+// file, removed at the next open. Removing the message removes its file after the write.
+// Delivery reads such a body from its file (body_file()), a block at a time.
+//
 // Group commit (DESIGN §2, STYLE E8): commit() only queues the message. One committer
 // thread takes everything queued while the previous synced write was in flight, writes it
 // as one WriteBatch with sync=true, and then calls every `done`. Under load, one fsync
@@ -243,12 +251,77 @@ rocksdb::CompressionType envelope_compression() {
     return rocksdb::kNoCompression;
 }
 
+// A spool file: written by one session as the body arrives; the committer finishes it.
+class file_spool final : public body_spool {
+public:
+    file_spool(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
+    ~file_spool() override {
+        if (fd_ >= 0) ::close(fd_);
+        if (!placed_) ::unlink(path_.c_str());
+    }
+    bool append(std::string_view bytes) override {
+        if (error_ != 0) return false;
+        while (!bytes.empty()) {
+            const auto n = ::write(fd_, bytes.data(), bytes.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                error_ = n < 0 ? errno : EIO;
+                return false;
+            }
+            size_ += static_cast<std::uint64_t>(n);
+            bytes.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+    std::uint64_t size() const override { return size_; }
+
+    // The committer's part.
+    int error() const { return error_; }
+    int fd() const { return fd_; }
+    const std::filesystem::path& path() const { return path_; }
+    void placed() { placed_ = true; }
+
+private:
+    int fd_;
+    std::filesystem::path path_;
+    std::uint64_t size_ = 0;
+    int error_ = 0;
+    bool placed_ = false;
+};
+
+std::optional<std::string> read_file(const std::filesystem::path& path, std::uint64_t max_octets) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::string out;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0) out.reserve(std::min<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), max_octets));
+    char block[64 * 1024];
+    while (out.size() < max_octets) {
+        const auto want = std::min<std::uint64_t>(sizeof block, max_octets - out.size());
+        const auto n = ::read(fd, block, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ::close(fd);
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        out.append(block, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return out;
+}
+
 class rocksdb_store final : public store {
 public:
     explicit rocksdb_store(const store_options& options);
     ~rocksdb_store() override;
 
     void commit(envelope env, std::string body, std::function<void(commit_result)> done) override;
+    std::unique_ptr<body_spool> open_spool() override;
+    void commit_spooled(envelope env, std::unique_ptr<body_spool> spool, std::string tail,
+                        std::function<void(commit_result)> done) override;
+    std::optional<std::string> load_body_prefix(const std::string& id, std::uint64_t max_octets) const override;
+    std::filesystem::path body_file(const std::string& id) const override { return bodies_dir_ / id; }
     bool low_on_space() const override;
     store_condition condition() const override;
     std::optional<envelope> load_envelope(const std::string& id) const override;
@@ -270,6 +343,7 @@ private:
         envelope_change apply{};                            // change
         std::function<void(change_result)> change_done{};   // change
         envelope committed{};                               // commit: handed back on success
+        std::unique_ptr<file_spool> spool{};                // commit of a large body: its file
         std::uint64_t bytes() const { return id.size() + encoded_envelope.size() + body.size(); }
     };
     // The queue as it will be once the group being built is written: what earlier writes
@@ -293,6 +367,13 @@ private:
     std::optional<std::uint64_t> measure_free_space() const;
     std::optional<std::string> space_refusal();
     bool exists(const std::string& id) const;
+    /// Finishes a spooled body (tail, sync, rename to its id). The reason when it failed;
+    /// `disk_fault` when that was not a full disk.
+    std::optional<std::string> place_body(pending_write& w, bool& disk_fault);
+    void remove_orphan_bodies();
+
+    std::filesystem::path bodies_dir_;               // <queue dir>-bodies
+    std::atomic<std::uint64_t> spool_counter_{0};
 
     store_options options_;
     std::unique_ptr<rocksdb::Env> env_;
@@ -327,7 +408,11 @@ private:
 
 rocksdb_store::rocksdb_store(const store_options& options) : options_(options) {
     make_private_directory(options_.dir);
+    bodies_dir_ = options_.dir.parent_path() / (options_.dir.filename().string() + "-bodies");
+    make_private_directory(bodies_dir_);
+    make_private_directory(bodies_dir_ / "spool");
     open_database();
+    remove_orphan_bodies();
     measure_free_space();
     committer_ = std::thread([this] {
         ::pthread_setname_np(::pthread_self(), "queue-commit");
@@ -520,6 +605,66 @@ void rocksdb_store::commit(envelope env, std::string body, std::function<void(co
     wake_.notify_one();
 }
 
+std::unique_ptr<body_spool> rocksdb_store::open_spool() {
+    const auto path = bodies_dir_ / "spool" / fmt::format("{}-{}.tmp", ::getpid(), spool_counter_.fetch_add(1));
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return store::open_spool();          // the commit will meet the same disk
+    return std::make_unique<file_spool>(fd, path);
+}
+
+void rocksdb_store::commit_spooled(envelope env, std::unique_ptr<body_spool> spool, std::string tail,
+                                   std::function<void(commit_result)> done) {
+    auto* file = dynamic_cast<file_spool*>(spool.get());
+    if (!file) return store::commit_spooled(std::move(env), std::move(spool), std::move(tail), std::move(done));
+    spool.release();
+    std::unique_ptr<file_spool> owned(file);
+    env.id = ids_->next();
+    env.body_size = owned->size() + tail.size();
+    env.body_in_file = true;
+    pending_write write{.kind = write_kind::commit, .id = env.id, .encoded_envelope = encode_envelope(env),
+                        .body = std::move(tail), .done = std::move(done)};
+    write.committed = std::move(env);
+    write.spool = std::move(owned);
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(write));
+    }
+    wake_.notify_one();
+}
+
+std::optional<std::string> rocksdb_store::place_body(pending_write& w, bool& disk_fault) {
+    auto& spool = *w.spool;
+    auto failed = [&](const char* step, int error) -> std::optional<std::string> {
+        disk_fault = error != ENOSPC;
+        return fmt::format("body file {}: {}: {}", spool.path().string(), step, std::strerror(error));
+    };
+    if (spool.error() != 0) return failed("write", spool.error());
+    if (!w.body.empty() && !spool.append(w.body)) return failed("write", spool.error());
+    if (::fdatasync(spool.fd()) != 0) return failed("sync", errno);
+    if (::rename(spool.path().c_str(), (bodies_dir_ / w.id).c_str()) != 0) return failed("rename", errno);
+    spool.placed();
+    return std::nullopt;
+}
+
+void rocksdb_store::remove_orphan_bodies() {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(bodies_dir_ / "spool", ec)) {
+        std::error_code ignored;
+        std::filesystem::remove(entry.path(), ignored);   // a session's spool from a run that ended
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(bodies_dir_, ec)) {
+        if (!entry.is_regular_file()) continue;
+        const auto id = entry.path().filename().string();
+        auto env = load_envelope(id);
+        if (!env || !env->body_in_file) {
+            // A body whose envelope never became durable (a crash between the two), or
+            // whose message was removed just before a crash.
+            std::error_code ignored;
+            std::filesystem::remove(entry.path(), ignored);
+        }
+    }
+}
+
 bool rocksdb_store::update(const envelope& env, std::string* reason) {
     return submit_and_wait({.kind = write_kind::update, .id = env.id, .encoded_envelope = encode_envelope(env)}, reason);
 }
@@ -616,8 +761,11 @@ private:
 void rocksdb_store::write_group(std::vector<pending_write>& group) {
     struct outcome {
         std::optional<std::string> refusal;
+        bool store_fault = false;  // the refusal is a disk fault (a body file could not be synced)
         change_result change;      // change writes only
     };
+    std::vector<std::string> placed_bodies;    // body files renamed into place for this write
+    std::vector<std::string> removed_bodies;   // body files of messages this write removes
     std::vector<outcome> outcomes(group.size());
     std::optional<std::string> space_problem;
     bool space_checked = false;
@@ -654,7 +802,17 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
                 out.refusal = *space();
                 continue;
             }
-            batch.Put(bodies_, w.id, w.body);
+            if (w.spool) {
+                bool disk_fault = false;
+                if (auto problem = place_body(w, disk_fault)) {
+                    out.refusal = std::move(problem);
+                    out.store_fault = disk_fault;
+                    continue;
+                }
+                placed_bodies.push_back(w.id);
+            } else {
+                batch.Put(bodies_, w.id, w.body);
+            }
             batch.Put(envelopes_, w.id, w.encoded_envelope);
             view.put_encoded(w.id, w.encoded_envelope);
             break;
@@ -667,15 +825,18 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
             batch.Put(envelopes_, w.id, w.encoded_envelope);
             view.put_encoded(w.id, w.encoded_envelope);
             break;
-        case write_kind::remove:
-            if (!parse_queue_id(w.id) || !view.exists(w.id)) {
+        case write_kind::remove: {
+            auto current = parse_queue_id(w.id) ? view.load(w.id) : std::nullopt;
+            if (!current) {
                 out.refusal = "no such message " + w.id;
                 continue;
             }
+            if (current->body_in_file) removed_bodies.push_back(w.id);
             batch.Delete(envelopes_, w.id);
             batch.Delete(bodies_, w.id);
             view.removed(w.id);
             break;
+        }
         case write_kind::change: {
             auto current = parse_queue_id(w.id) ? view.load(w.id) : std::nullopt;
             if (!current) {
@@ -705,6 +866,7 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
                 view.put(*current);
                 break;
             case change_action::remove:
+                if (current->body_in_file) removed_bodies.push_back(w.id);
                 batch.Delete(envelopes_, w.id);
                 batch.Delete(bodies_, w.id);
                 view.removed(w.id);
@@ -726,7 +888,22 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
     }
 
     rocksdb::Status status;
-    if (batched > 0) status = write_synced(batch);
+    if (!placed_bodies.empty()) {
+        // The renames must be durable before the envelopes that name them.
+        const int dir = ::open(bodies_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0 || ::fsync(dir) != 0) {
+            const auto reason = fmt::format("body directory {}: sync: {}", bodies_dir_.string(), std::strerror(errno));
+            go_down(down_kind::failed, reason);
+            status = rocksdb::Status::IOError(reason);
+        }
+        if (dir >= 0) ::close(dir);
+    }
+    if (batched > 0 && status.ok()) status = write_synced(batch);
+    if (!status.ok()) {
+        for (const auto& id : placed_bodies) ::unlink((bodies_dir_ / id).c_str());   // never named
+    } else {
+        for (const auto& id : removed_bodies) ::unlink((bodies_dir_ / id).c_str());
+    }
     const bool store_failed = refused_as_failed || static_cast<down_kind>(down_.load()) == down_kind::failed;
 
     for (std::size_t i = 0; i < group.size(); ++i) {
@@ -750,7 +927,7 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
             }
             commit_result result;
             result.ok = ok;
-            result.store_failed = !ok && !refused_alone && store_failed;
+            result.store_failed = !ok && (out.store_fault || (!refused_alone && store_failed));
             result.reason = std::move(reason);
             if (ok) result.id = w.id;
             if (ok && w.kind == write_kind::commit) {
@@ -831,7 +1008,17 @@ std::optional<envelope> rocksdb_store::load_envelope(const std::string& id) cons
     return decode_envelope(value.ToStringView());
 }
 
+std::optional<std::string> rocksdb_store::load_body_prefix(const std::string& id, std::uint64_t max_octets) const {
+    auto env = load_envelope(id);
+    if (env && env->body_in_file) return read_file(bodies_dir_ / id, max_octets);
+    auto body = load_body(id);
+    if (body && body->size() > max_octets) body->resize(max_octets);
+    return body;
+}
+
 std::optional<std::string> rocksdb_store::load_body(const std::string& id) const {
+    if (auto env = load_envelope(id); env && env->body_in_file)
+        return read_file(bodies_dir_ / id, std::numeric_limits<std::uint64_t>::max());
     std::shared_lock shared(db_lock_);
     if (!db_) return std::nullopt;
     std::string value;

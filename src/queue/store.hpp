@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "queue/message.hpp"
@@ -73,6 +74,18 @@ struct change_result {
     std::string reason;                  // on failure, for the log
 };
 
+/// A large body on its way in (DESIGN §7 "Bodies"): the receive side appends it as it
+/// arrives, so a session holds at most a chunk of it in memory; commit_spooled() makes it
+/// durable with its envelope. Destroyed without a commit, it leaves nothing behind.
+/// Used by one session at a time.
+class body_spool {
+public:
+    virtual ~body_spool() = default;
+    /// False once any append failed (the commit will then be refused with the reason).
+    virtual bool append(std::string_view bytes) = 0;
+    virtual std::uint64_t size() const = 0;
+};
+
 /// Looks at the current envelope and decides; may append messages to commit with it.
 using envelope_change = std::function<change_action(envelope& current, std::vector<new_message>& also_commit)>;
 
@@ -86,6 +99,14 @@ public:
     /// The store assigns envelope.id.
     virtual void commit(envelope env, std::string body, std::function<void(commit_result)> done) = 0;
 
+    /// A new spool for a body too large to hold in memory. The default keeps it in memory
+    /// (stores without files of their own: tests, tools).
+    virtual std::unique_ptr<body_spool> open_spool();
+    /// As commit(), for a body that is the spool's bytes followed by `tail`. Thread-safe;
+    /// `done` once, from a store thread. The default joins them and calls commit().
+    virtual void commit_spooled(envelope env, std::unique_ptr<body_spool> spool, std::string tail,
+                                std::function<void(commit_result)> done);
+
     /// True when a commit would currently be refused for lack of space (MAIL gets 452 4.3.1).
     virtual bool low_on_space() const = 0;
     /// Failed wins over low on space: a failed store refuses every write.
@@ -95,6 +116,16 @@ public:
 
     virtual std::optional<envelope> load_envelope(const std::string& id) const = 0;
     virtual std::optional<std::string> load_body(const std::string& id) const = 0;
+    /// At most the first `max_octets` of the body (a DSN returns no more than
+    /// bounce_size_limit): a body in a file is not read whole.
+    virtual std::optional<std::string> load_body_prefix(const std::string& id, std::uint64_t max_octets) const {
+        auto body = load_body(id);
+        if (body && body->size() > max_octets) body->resize(max_octets);
+        return body;
+    }
+    /// Where the body of a message with envelope.body_in_file is (delivery streams it from
+    /// there); empty for stores that keep every body inside.
+    virtual std::filesystem::path body_file(const std::string& id) const { return {}; }
     /// Every envelope still in the queue, in id order.
     virtual std::vector<envelope> list() const = 0;
     /// Replace the envelope (recipient states), synced. False on failure.
@@ -119,6 +150,20 @@ public:
 /// change() for callers that may block (the command line, the control socket). Never call
 /// it from a store callback.
 change_result change_and_wait(store& s, std::string id, envelope_change apply);
+
+/// The spool used by the default open_spool(): the bytes in memory.
+class memory_spool final : public body_spool {
+public:
+    bool append(std::string_view bytes) override {
+        bytes_.append(bytes);
+        return true;
+    }
+    std::uint64_t size() const override { return bytes_.size(); }
+    std::string take() { return std::move(bytes_); }
+
+private:
+    std::string bytes_;
+};
 
 /// Opens (creating if needed, mode 0700) the RocksDB store. Throws std::runtime_error
 /// with a clear message when it cannot (locked by another process, damaged, permissions).

@@ -42,6 +42,13 @@ void dot_reader::begin_with(std::string prefix, std::size_t expected) {
     body_.reserve(body_.size() + expected);
 }
 
+std::string dot_reader::take_buffered() {
+    if (!keeping_) return {};
+    std::string out = std::move(body_);
+    body_.clear();
+    return out;
+}
+
 std::string dot_reader::take_body() {
     if (verdict() != data_verdict::ok) return {};
     return std::move(body_);

@@ -59,6 +59,10 @@ public:
     /// The message with dot-stuffing removed, CRLF line endings, without the final
     /// ".CRLF". Empty whenever verdict() is not ok.
     std::string take_body();
+    /// The body read so far, handed out mid-message (the session spools a large body as it
+    /// arrives); the reader goes on with an empty buffer. Empty once a problem was seen.
+    std::string take_buffered();
+    std::size_t buffered() const { return body_.size(); }
 
     std::uint64_t size() const { return size_; }               // unstuffed octets
     std::uint32_t received_headers() const { return hops_; }

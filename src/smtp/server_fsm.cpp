@@ -174,6 +174,7 @@ void server_fsm::close_with(const reply& r) {
 }
 
 void server_fsm::reset_transaction() {
+    body_chunk_.clear();                      // a rejected body's chunk is not worth writing
     mail_given_ = false;
     in_data_ = false;
     data_.reset();
@@ -214,8 +215,10 @@ action server_fsm::take(action::kind k) {
     a.what = k;
     a.out = std::move(pending_out_);
     a.log = std::move(pending_log_);
+    a.body_chunk = std::move(body_chunk_);
     pending_out_.clear();
     pending_log_.clear();
+    body_chunk_.clear();
     return a;
 }
 
@@ -253,7 +256,7 @@ action server_fsm::resume(const event& ev) {
         }
         if (in_data_) {
             auto data = ev.data;
-            auto used = data_->feed(data);
+            auto used = feed_data(data);
             data.remove_prefix(used);
             if (data_->done()) {
                 in_data_ = false;
@@ -370,7 +373,7 @@ void server_fsm::process_input() {
             // DATA was just accepted: whatever the client already sent is message text.
             auto rest = lines_.take_rest();
             if (rest.empty()) break;
-            auto used = data_->feed(rest);
+            auto used = feed_data(rest);
             if (!data_->done()) break;
             in_data_ = false;
             lines_.feed(std::string_view(rest).substr(used));
@@ -551,11 +554,20 @@ void server_fsm::on_data(const command&) {
     data_.emplace(dot_limits{p.max_message_size, p.max_header_size, p.max_hop_count});
     // Our Received: header goes first, written now as Postfix's smtpd does at DATA; the
     // body is read in behind it. SIZE= sizes the buffer (within max_message_size).
+    // SIZE= is the client's word, not a reason to reserve memory: never more than one chunk.
     constexpr std::uint64_t default_expected = 64 * 1024;
-    const auto expected = std::min<std::uint64_t>(declared_size_.value_or(default_expected), p.max_message_size);
+    const auto cap = p.body_chunk_size > 0 ? std::min(p.body_chunk_size, p.max_message_size) : p.max_message_size;
+    const auto expected = std::min<std::uint64_t>(declared_size_.value_or(default_expected), cap);
     data_->begin_with(received_header(), static_cast<std::size_t>(expected) + 1024);
     in_data_ = true;
     send(replies::start_data());
+}
+
+std::size_t server_fsm::feed_data(std::string_view bytes) {
+    const auto used = data_->feed(bytes);
+    const auto chunk = params_.policy.body_chunk_size;
+    if (chunk > 0 && !data_->done() && data_->buffered() >= chunk) body_chunk_ += data_->take_buffered();
+    return used;
 }
 
 void server_fsm::finish_data() {

@@ -55,6 +55,9 @@ struct server_policy {
     std::uint64_t max_header_size = 256ull * 1024;
     std::uint32_t max_hop_count = 50;
     std::uint32_t max_protocol_errors = 5;
+    /// A body is handed to the driver (action::body_chunk) whenever this much of it is
+    /// buffered, so a session never holds more of a large message (0: hold it all).
+    std::uint64_t body_chunk_size = 0;
     /// NOOP, VRFY, EXPN, HELP, ETRN, RSET and repeated HELO/EHLO allowed between accepted
     /// messages (Postfix: smtpd_junk_command_limit); one more gets 421 4.7.0 and close.
     std::uint32_t max_junk_commands = 100;
@@ -149,7 +152,11 @@ struct action {
     std::string out;                              // write this first, then do `what`
     std::vector<log_entry> log;                   // protocol-log lines for the driver
     queue::envelope envelope;                     // commit
-    std::string body;                             // commit: Received: header + message
+    std::string body;                             // commit: Received: header + message (its
+                                                  // last part when chunks were handed out)
+    /// Body octets to append to the transaction's spool before anything else is done;
+    /// the driver drops the spool when the machine leaves DATA without a commit.
+    std::string body_chunk;
 };
 
 /// Flags of the command table (STYLE E3, after Postfix smtpd_cmd_table).
@@ -212,6 +219,7 @@ private:
     void process_input();
     void process_line(const line& l);
     void finish_data();
+    std::size_t feed_data(std::string_view bytes);   // dot_reader::feed, handing out full chunks
     void tls_established(const tls_summary& summary);
     void send(const reply& r);
     void send_error(const reply& r);          // a 5xx to a command: counts toward max_protocol_errors
@@ -250,6 +258,7 @@ private:
     queue::envelope envelope_;
     std::optional<dot_reader> data_;
     std::string commit_body_;
+    std::string body_chunk_;                  // handed out with the next action
 };
 
 }  // namespace postern::smtp

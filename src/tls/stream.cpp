@@ -109,6 +109,27 @@ asio::awaitable<stream::io_result> stream::read_some(asio::mutable_buffer into) 
     co_return co_await until_done([&](std::size_t& n) { return SSL_read_ex(ssl_, into.data(), into.size(), &n); });
 }
 
+asio::awaitable<error_code> stream::wait_readable() {
+    if (SSL_has_pending(ssl_)) co_return error_code();
+    co_return co_await wait(read_wants_);
+}
+
+stream::io_result stream::read_now(asio::mutable_buffer into) {
+    ERR_clear_error();
+    errno = 0;
+    std::size_t n = 0;
+    const int rc = SSL_read_ex(ssl_, into.data(), into.size(), &n);
+    if (rc == 1) {
+        read_wants_ = next::retry_after_read;
+        return io_result{error_code(), n};
+    }
+    error_code ec;
+    const auto what = classify(rc, ec);
+    if (what == next::fail) return io_result{ec, 0};
+    read_wants_ = what;
+    return io_result{asio::error::would_block, 0};
+}
+
 asio::awaitable<stream::io_result> stream::write(asio::const_buffer from) {
     if (from.size() == 0) co_return io_result{};
     // Without SSL_MODE_ENABLE_PARTIAL_WRITE, success means every octet went out; after a

@@ -47,6 +47,13 @@ public:
     boost::asio::awaitable<std::tuple<boost::system::error_code>> handshake(role r);
     /// At least one octet of application data, or an error (never 0 octets and no error).
     boost::asio::awaitable<io_result> read_some(boost::asio::mutable_buffer into);
+
+    /// Reading without holding a buffer while the peer is silent (an idle session owns no
+    /// read buffer): wait_readable() returns once read_now() may make progress (OpenSSL
+    /// holds bytes, or the socket is ready for what OpenSSL last wanted); read_now() never
+    /// waits: octets, or asio::error::would_block (wait again), or an error.
+    boost::asio::awaitable<boost::system::error_code> wait_readable();
+    io_result read_now(boost::asio::mutable_buffer into);
     /// All of `from`, or an error.
     boost::asio::awaitable<io_result> write(boost::asio::const_buffer from);
     /// Sends close_notify and waits for the peer's (bounded only by the caller).
@@ -65,6 +72,7 @@ private:
 
     boost::asio::ip::tcp::socket& socket_;
     SSL* ssl_;
+    next read_wants_ = next::retry_after_read;    // what the last read_now() waited for
 };
 
 }  // namespace postern::tls

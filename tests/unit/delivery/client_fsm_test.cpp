@@ -492,3 +492,24 @@ TEST(client_fsm, transcript_records_commands_and_replies_but_not_the_body) {
 
 }  // namespace
 }  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+TEST(dot_stuffing, a_body_stuffed_block_by_block_equals_the_body_stuffed_whole) {
+    const std::string body = ".starts with a dot\r\nplain\r\n.\r\n..two\r\nx.y\r\n.last";
+    for (std::size_t block = 1; block <= body.size(); ++block) {
+        std::string out;
+        bool at_line_start = true;
+        for (std::size_t at = 0; at < body.size(); at += block) {
+            const auto piece = std::string_view(body).substr(at, block);
+            append_dot_stuffed(out, piece, at_line_start);
+            at_line_start = piece.back() == '\n';
+        }
+        out += body.back() == '\n' ? ".\r\n" : "\r\n.\r\n";
+        EXPECT_EQ(out, dot_stuff(body)) << "block size " << block;
+    }
+}
+
+}  // namespace
+}  // namespace postern::delivery

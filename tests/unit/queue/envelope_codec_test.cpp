@@ -72,7 +72,7 @@ TEST(envelope_codec, trailing_bytes_unknown_format_and_bad_state_are_rejected) {
     auto bytes = encode_envelope(rich_envelope());
     EXPECT_FALSE(decode_envelope(bytes + "x"));
     auto other_format = bytes;
-    other_format[0] = 4;
+    other_format[0] = 5;
     EXPECT_FALSE(decode_envelope(other_format));
     other_format[0] = 0;
     EXPECT_FALSE(decode_envelope(other_format));
@@ -99,7 +99,19 @@ TEST(envelope_codec, writes_the_current_format) {
     auto bytes = encode_envelope(rich_envelope());
     ASSERT_FALSE(bytes.empty());
     EXPECT_EQ(static_cast<unsigned char>(bytes[0]), envelope_format_current);
-    EXPECT_EQ(envelope_format_current, envelope_format_v3);
+    EXPECT_EQ(envelope_format_current, envelope_format_v4);
+}
+
+TEST(envelope_codec, body_in_file_round_trips_and_v3_records_read_as_in_the_store) {
+    auto env = rich_envelope();
+    env.body_in_file = true;
+    auto back = decode_envelope(encode_envelope(env));
+    ASSERT_TRUE(back);
+    EXPECT_TRUE(back->body_in_file);
+    auto old = decode_envelope(encode_envelope_v3(env));
+    ASSERT_TRUE(old);
+    EXPECT_FALSE(old->body_in_file);
+    EXPECT_EQ(old->recipients.size(), env.recipients.size());
 }
 
 // A v1 record as the first release wrote it, byte for byte: it must still read, as a
@@ -213,11 +225,16 @@ TEST(envelope_codec, a_v2_record_from_disk_reads_with_notify_absent) {
 TEST(envelope_codec, a_bad_held_byte_is_rejected) {
     envelope env;
     auto bytes = encode_envelope(env);
-    // format, 10 empty strings... then received_at (8), delay_notice_sent, held, body_size, count
-    const auto held_at = bytes.size() - 1 /*count*/ - 1 /*body_size*/ - 1;
+    // format, 10 empty strings... then received_at (8), delay_notice_sent, held, body_size,
+    // body_in_file, count
+    const auto held_at = bytes.size() - 1 /*count*/ - 1 /*body_in_file*/ - 1 /*body_size*/ - 1;
     ASSERT_EQ(bytes[held_at], 0);
-    bytes[held_at] = 2;
-    EXPECT_FALSE(decode_envelope(bytes));
+    auto bad_held = bytes;
+    bad_held[held_at] = 2;
+    EXPECT_FALSE(decode_envelope(bad_held));
+    auto bad_file_flag = bytes;
+    bad_file_flag[bytes.size() - 2] = 2;
+    EXPECT_FALSE(decode_envelope(bad_file_flag));
 }
 
 }  // namespace

@@ -401,6 +401,61 @@ TEST(server_fsm, ehlo_after_starttls_is_not_junk) {
     EXPECT_TRUE(starts(t.line("NOOP"), "421 4.7.0"));
 }
 
+TEST(server_fsm, a_large_body_is_handed_out_in_chunks_and_never_held_whole) {
+    auto p = test_policy();
+    p.max_message_size = 10 * 1024 * 1024;
+    p.body_chunk_size = 64 * 1024;
+    server_fsm fsm([&] {
+        session_params s;
+        s.policy = p;
+        s.client_ip = "192.0.2.7";
+        return s;
+    }());
+    fsm.resume(event::connected());
+    fsm.resume(event::bytes("EHLO c\r\nMAIL FROM:<a@c.test> SIZE=9000000\r\n"));
+    fsm.resume(event::bytes("RCPT TO:<b@example.test>\r\n"));
+    auto a = fsm.resume(event::bytes("DATA\r\n"));
+    ASSERT_EQ(a.out, "354 End data with <CR><LF>.<CR><LF>\r\n");
+    std::string spooled;
+    std::size_t largest_chunk = 0;
+    const std::string line = std::string(998, 'x') + "\r\n";
+    std::string sent = "Subject: big\r\n\r\n";
+    a = fsm.resume(event::bytes("Subject: big\r\n\r\n"));
+    for (int i = 0; i < 3000; ++i) {              // about 3 MB in 1000-octet lines
+        a = fsm.resume(event::bytes(line));
+        sent += line;
+        largest_chunk = std::max(largest_chunk, a.body_chunk.size());
+        spooled += a.body_chunk;
+        ASSERT_EQ(a.what, action::kind::read);
+    }
+    a = fsm.resume(event::bytes(".\r\n"));
+    spooled += a.body_chunk;
+    ASSERT_EQ(a.what, action::kind::commit);
+    EXPECT_LT(a.body.size(), 64u * 1024);         // only the last part is in the action
+    EXPECT_LT(largest_chunk, 64u * 1024 + 2048);  // never much more than a chunk at once
+    const std::string whole = spooled + a.body;
+    ASSERT_TRUE(whole.starts_with("Received: "));
+    EXPECT_EQ(whole.substr(whole.find("Subject: big")), sent);
+}
+
+TEST(server_fsm, a_rejected_body_hands_out_nothing_more) {
+    auto p = test_policy();
+    p.max_message_size = 10 * 1024 * 1024;
+    p.body_chunk_size = 4096;
+    harness t(p);
+    t.connect();
+    t.line("EHLO c");
+    t.line("MAIL FROM:<a@c.test>");
+    t.line("RCPT TO:<b@example.test>");
+    t.line("DATA");
+    t.last = t.fsm.resume(event::bytes(std::string(5000, 'x') + "\r\n"));   // an overlong line
+    EXPECT_TRUE(t.last.body_chunk.empty());
+    t.last = t.fsm.resume(event::bytes("more\r\n.\r\n"));
+    EXPECT_TRUE(t.last.body_chunk.empty());
+    EXPECT_TRUE(t.last.out.starts_with("550 5.6.0"));
+    EXPECT_FALSE(t.fsm.in_data());
+}
+
 TEST(server_fsm, recipient_limit) {
     harness t;
     t.connect();
