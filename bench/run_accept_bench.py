@@ -170,7 +170,7 @@ class PosternTarget(Target):
         cfg = lib.config_text(
             [lib.connector("bench", max_inbound_connections_per_source=500,
                            connection_inactivity_timeout="5m", protocol_logging="verbose")],
-            server={"max_inbound_connections": 2000},
+            server={"max_inbound_connections": 2000, "max_connections_per_source": 500},
             queue={"min_free": "100MB"},
             send_connectors=[{"name": "hold", "address_spaces": ["*"],
                               "smart_hosts": [f"127.0.0.1:{self.hole.port}"],

@@ -200,7 +200,8 @@ class PosternMiddle(accept.Target):
         cfg = lib.config_text(
             [lib.connector("bench", require_tls=True, max_inbound_connections_per_source=500,
                            connection_inactivity_timeout="5m")],
-            server={"max_inbound_connections": 2000, "max_outbound_connections": 200},
+            server={"max_inbound_connections": 2000, "max_connections_per_source": 500,
+                    "max_outbound_connections": 200},
             queue={"min_free": "100MB"},
             send_connectors=[{"name": "relay", "address_spaces": ["*"],
                               "smart_hosts": [f"127.0.0.1:{sink_port}"],

@@ -34,6 +34,42 @@ std::string one_line(std::string s) {
     return s;
 }
 
+}  // namespace
+
+// RFC 5322 §2.1.1: lines of at most 998 octets, and preferably 78. A next hop's reply can
+// be longer than both (a multi-line reply joined into one), and so could a line of ours
+// that quotes it. Long lines break before a space; continuation lines start with one (in
+// a header field that is folding, §2.2.3, and unfolds to the same text). A run without a
+// space longer than the hard limit is broken inside it.
+std::string fold_line(std::string_view rest, std::size_t soft, std::size_t hard) {
+    std::string out;
+    out.reserve(rest.size() + rest.size() / soft * 3 + 3);
+    std::size_t used = 0;        // octets already on the current line (the space of a hard break)
+    for (;;) {
+        if (used + rest.size() <= soft) break;
+        // Break before the last space that keeps this line within `soft` (that space then
+        // starts the next line), else before the first space after it.
+        std::size_t cut = rest.rfind(' ', soft - used);
+        if (cut == std::string_view::npos || cut == 0) cut = rest.find(' ', 1);
+        if (cut == std::string_view::npos || used + cut > hard) {
+            if (used + rest.size() <= hard) break;
+            cut = hard - used;   // no space within reach: break inside the run
+        }
+        out.append(rest.substr(0, cut));
+        out += "\r\n";
+        rest.remove_prefix(cut);
+        used = 0;
+        if (rest.front() != ' ') {
+            out += ' ';
+            used = 1;
+        }
+    }
+    out.append(rest);
+    return out;
+}
+
+namespace {
+
 std::string address_type(const std::string& address) { return non_ascii(address) ? "utf-8" : "rfc822"; }
 
 /// RFC 6533: a report about a message that travelled with SMTPUTF8, or that names a
@@ -161,7 +197,7 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
                 "The next system does not report delivery, so no further notices will come.\r\n\r\n";
         break;
     }
-    for (const auto& r : recipients) text += "<" + r.address + ">: " + one_line(r.diagnostic) + "\r\n";
+    for (const auto& r : recipients) text += fold_line("<" + r.address + ">: " + one_line(r.diagnostic)) + "\r\n";
     text += "\r\n";
     if (returned.message_over_limit)
         text += fmt::format("The original message was larger than {} bytes; only its headers are included.\r\n",
@@ -179,18 +215,18 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
 
     // Part 2: for programs (RFC 3464 §2; its global form, RFC 6533, may hold UTF-8 addresses).
     std::string status = "Reporting-MTA: dns; " + reporting_mta + "\r\n";
-    if (!original.envid.empty()) status += "Original-Envelope-Id: " + one_line(original.envid) + "\r\n";
+    if (!original.envid.empty()) status += fold_line("Original-Envelope-Id: " + one_line(original.envid)) + "\r\n";
     status += "Arrival-Date: " + rfc5322_date(original.received_at) + "\r\n";
     for (const auto& r : recipients) {
         status += "\r\n";
-        if (!r.orcpt.empty()) status += "Original-Recipient: " + one_line(r.orcpt) + "\r\n";
-        status += "Final-Recipient: " + address_type(r.address) + "; " + r.address + "\r\n";
+        if (!r.orcpt.empty()) status += fold_line("Original-Recipient: " + one_line(r.orcpt)) + "\r\n";
+        status += fold_line("Final-Recipient: " + address_type(r.address) + "; " + r.address) + "\r\n";
         status += kind == dsn_kind::failure ? "Action: failed\r\n"
                   : kind == dsn_kind::delay ? "Action: delayed\r\n"
                                             : "Action: relayed\r\n";
         status += "Status: " + r.status + "\r\n";
-        if (!r.remote_mta.empty()) status += "Remote-MTA: dns; " + one_line(r.remote_mta) + "\r\n";
-        status += "Diagnostic-Code: smtp; " + one_line(r.diagnostic) + "\r\n";
+        if (!r.remote_mta.empty()) status += fold_line("Remote-MTA: dns; " + one_line(r.remote_mta)) + "\r\n";
+        status += fold_line("Diagnostic-Code: smtp; " + one_line(r.diagnostic)) + "\r\n";
         status += "Last-Attempt-Date: " + rfc5322_date(now) + "\r\n";
     }
     b += "--" + boundary + "\r\n";

@@ -64,6 +64,11 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
                       queue::sys_time now, std::uint64_t size_limit);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.
+/// RFC 5322 §2.1.1: `line` broken into lines of at most `soft` octets where a space
+/// allows, never more than `hard`; continuation lines start with a space (header folding).
+/// Without CRLF at the end.
+std::string fold_line(std::string_view line, std::size_t soft = 78, std::size_t hard = 998);
+
 std::string header_section(const std::string& body);
 
 }  // namespace postern::delivery

@@ -454,3 +454,63 @@ TEST(scheduler_dsn, transaction_carries_the_rfc3461_parameters) {
 
 }  // namespace
 }  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    for (auto end = text.find("\r\n"); end != std::string::npos; end = text.find("\r\n", at)) {
+        out.push_back(text.substr(at, end - at));
+        at = end + 2;
+    }
+    out.push_back(text.substr(at));
+    return out;
+}
+
+TEST(dsn_lines, a_long_remote_reply_is_folded_within_rfc_5322_limits_and_unfolds_to_itself) {
+    std::string reply = "550 5.7.1";
+    for (int i = 0; i < 200; ++i) reply += " word" + std::to_string(i);   // about 1,400 octets
+    reply += " " + std::string(2500, 'z');                                  // and a run with no space
+    auto failed = one_failed();
+    failed[0].diagnostic = reply;
+    auto dsn = build_dsn(message(), failed, dsn_kind::failure, "mx.example.test", original,
+                         std::chrono::system_clock::now(), default_limit);
+    std::size_t over_soft = 0;
+    for (const auto& l : lines_of(dsn.body)) {
+        EXPECT_LE(l.size(), 998u) << l.substr(0, 80);
+        over_soft += l.size() > 78 ? 1 : 0;
+    }
+    EXPECT_LE(over_soft, 8u);   // only the pieces of the 2,500-octet run (and quoted originals)
+    // The Diagnostic-Code field unfolds (RFC 5322 §2.2.3) to the reply, except the breaks
+    // that had to go inside the run without spaces.
+    const auto status = part(dsn.body, 2);
+    const auto start = status.find("Diagnostic-Code: smtp; ");
+    ASSERT_NE(start, std::string::npos);
+    auto field = status.substr(start, status.find("\r\nLast-Attempt-Date") - start);
+    std::string unfolded;
+    for (std::size_t i = 0; i < field.size(); ++i) {
+        if (field.compare(i, 2, "\r\n") == 0) {
+            ++i;
+            continue;
+        }
+        unfolded += field[i];
+    }
+    std::string no_spaces_expected = "Diagnostic-Code: smtp; " + reply, no_spaces_got = unfolded;
+    std::erase(no_spaces_expected, ' ');
+    std::erase(no_spaces_got, ' ');
+    EXPECT_EQ(no_spaces_got, no_spaces_expected);
+    EXPECT_TRUE(unfolded.starts_with("Diagnostic-Code: smtp; 550 5.7.1 word0 word1"));
+}
+
+TEST(dsn_lines, fold_line_keeps_short_lines_and_breaks_before_spaces) {
+    EXPECT_EQ(fold_line("short line"), "short line");
+    const std::string long_line = "Field: " + std::string(70, 'a') + " " + std::string(30, 'b');
+    EXPECT_EQ(fold_line(long_line), "Field: " + std::string(70, 'a') + "\r\n " + std::string(30, 'b'));
+    const auto hard = fold_line(std::string(2000, 'c'));
+    for (const auto& l : lines_of(hard)) EXPECT_LE(l.size(), 998u);
+}
+
+}  // namespace
+}  // namespace postern::delivery
