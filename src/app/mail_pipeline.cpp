@@ -87,8 +87,9 @@ mail_pipeline::mail_pipeline(const config::configuration& cfg) {
     receive_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::receive));
     send_log_ = std::make_unique<log::protocol_log>(log_options(cfg, log::log_kind::send));
     resolver_ = std::make_unique<route::resolver>(cfg.dns);
-    engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, delivery::client_tls_material::load(cfg),
-                                                 *send_log_);
+    auto client_tls = delivery::client_tls_material::load(cfg);
+    client_tls->check_trusted_roots(cfg);
+    engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, std::move(client_tls), *send_log_);
     waking_store_ = std::make_unique<waking_store>(*store_, *engine_);
 }
 
@@ -100,6 +101,7 @@ void mail_pipeline::stop_delivery(std::chrono::seconds grace) { engine_->stop(gr
 
 void mail_pipeline::reload(const config::configuration& cfg) {
     auto client_tls = delivery::client_tls_material::load(cfg);   // may throw: nothing applied yet
+    client_tls->check_trusted_roots(cfg);
     engine_->update_configuration(cfg);
     engine_->set_client_tls(std::move(client_tls));
 }

@@ -312,6 +312,7 @@ void read_receive_connector(table_reader& r, receive_connector& c) {
     r.choices("auth_mechanisms", c.auth_mechanisms, detail::auth_mechanism_names);
     r.strings("partner_names", c.partner_names);
     r.fingerprints("partner_fingerprints", c.partner_fingerprints);
+    r.strings("trusted_roots", c.trusted_roots);
     r.choices("permission_groups", c.permission_groups, detail::permission_group_names);
     r.flag("accept_any_recipient", c.accept_any_recipient);
     r.size("max_message_size", c.max_message_size);
@@ -341,6 +342,7 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.text("tls_domain", c.tls_domain);
     r.flag("ignore_starttls", c.ignore_starttls);
     r.text("client_certificate", c.client_certificate);
+    r.strings("trusted_roots", c.trusted_roots);
     r.flag("trust_system_store", c.trust_system_store);
     r.count("max_per_destination", c.max_per_destination);
     r.duration("connection_cache_time", c.connection_cache_time, /*zero_allowed=*/true);

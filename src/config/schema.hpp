@@ -73,6 +73,9 @@ struct receive_connector {
     std::vector<auth_mechanism> auth_mechanisms{auth_mechanism::tls};
     std::vector<std::string> partner_names;
     std::vector<std::string> partner_fingerprints;      // normalised: lower-case hex, no colons
+    /// Key ring labels of the roots (and pinned peers) that verify client certificates
+    /// here; empty: every root of the key ring and no pinned peer.
+    std::vector<std::string> trusted_roots;
     std::vector<permission_group> permission_groups{permission_group::anonymous_users};
     bool accept_any_recipient = false;
     std::uint64_t max_message_size = 35ull * 1024 * 1024;
@@ -101,6 +104,9 @@ struct send_connector {
     bool ignore_starttls = false;
     std::string client_certificate;
     bool trust_system_store = false;
+    /// Key ring labels of the roots (and pinned peers) that verify next hops here; empty:
+    /// every root of the key ring and no pinned peer.
+    std::vector<std::string> trusted_roots;
     std::uint32_t max_per_destination = 10;
     /// An idle connection waits this long for more mail to the same next hop before QUIT
     /// (Postfix: smtp_connection_cache_time_limit); 0 = QUIT at once.

@@ -64,6 +64,7 @@ json receive_json(const receive_connector& c) {
              list(c.auth_mechanisms, [](auth_mechanism m) { return name_of(detail::auth_mechanism_names, m); })},
             {"partner_names", strings(c.partner_names)},
             {"partner_fingerprints", list(c.partner_fingerprints, [](const std::string& hex) { return "sha256:" + hex; })},
+            {"trusted_roots", strings(c.trusted_roots)},
             {"permission_groups",
              list(c.permission_groups, [](permission_group g) { return name_of(detail::permission_group_names, g); })},
             {"accept_any_recipient", c.accept_any_recipient},
@@ -91,6 +92,7 @@ json send_json(const send_connector& c) {
             {"ignore_starttls", c.ignore_starttls},
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
+            {"trusted_roots", strings(c.trusted_roots)},
             {"max_per_destination", c.max_per_destination},
             {"connection_cache_time", detail::format_duration(c.connection_cache_time)},
             {"protocol_logging", name_of(detail::protocol_logging_names, c.logging)}};

@@ -22,8 +22,14 @@ struct client_tls_material {
         std::vector<tls::x509_ptr> chain;       // intermediates, nearest first
         tls::evp_pkey_ptr key;
     };
-    std::vector<tls::x509_ptr> roots;          // key ring trusted roots
-    std::vector<tls::x509_ptr> pinned_peers;   // `trust --pinned-peer`: trusted as themselves
+    /// A key ring root or pinned peer under its label, for a send connector's trusted_roots.
+    struct anchor {
+        std::string label;
+        tls::x509_ptr certificate;
+        bool pinned = false;                    // `trust --pinned-peer`: trusted as itself
+    };
+    std::vector<tls::x509_ptr> roots;          // what a connector without trusted_roots trusts
+    std::vector<anchor> anchors;               // every root and pinned peer, by label
     std::vector<identity> identities;
 
     /// Reads [tls] keyring + stash. A missing key ring file gives empty material (then only
@@ -31,6 +37,11 @@ struct client_tls_material {
     /// damaged key ring or a wrong password.
     static std::shared_ptr<const client_tls_material> load(const config::configuration& cfg);
     const identity* find(const std::string& label) const;
+    const anchor* find_anchor(const std::string& label) const;
+
+    /// Throws tls::tls_error naming the connector when a send connector's trusted_roots
+    /// names no root or pinned peer of the key ring (checked at start and at reload).
+    void check_trusted_roots(const config::configuration& cfg) const;
 };
 
 }  // namespace postern::delivery

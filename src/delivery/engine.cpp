@@ -293,6 +293,29 @@ struct engine::impl {
     std::vector<queue::envelope> committed_envelopes_;
     bool full_scan_requested_ = true;
     std::chrono::steady_clock::time_point last_full_scan_{};
+    std::chrono::steady_clock::time_point last_tick_{};
+
+    // When each queued message next needs the engine (scheduler next_due), mutex_: every
+    // tick reads only the messages that came due, not the whole queue.
+    std::multimap<queue::sys_time, std::string> due_;
+    std::unordered_map<std::string, std::multimap<queue::sys_time, std::string>::iterator> due_entry_;
+
+    void index_due(const std::string& id, std::optional<queue::sys_time> when) {   // mutex_ held
+        if (auto it = due_entry_.find(id); it != due_entry_.end()) {
+            due_.erase(it->second);
+            due_entry_.erase(it);
+        }
+        if (when) due_entry_.emplace(id, due_.emplace(*when, id));
+    }
+    std::vector<std::string> take_due(queue::sys_time now) {                       // mutex_ held
+        std::vector<std::string> ids;
+        while (!due_.empty() && due_.begin()->first <= now) {
+            ids.push_back(due_.begin()->second);
+            due_entry_.erase(due_.begin()->second);
+            due_.erase(due_.begin());
+        }
+        return ids;
+    }
 
     std::shared_ptr<const config::configuration> config() const {
         std::lock_guard lock(mutex_);
@@ -318,10 +341,15 @@ struct engine::impl {
             {
                 std::lock_guard lock(mutex_);
                 if (stopping_) break;
-                full = full_scan_requested_ || now - last_full_scan_ >= options_.poll_interval;
+                full = full_scan_requested_ || now - last_full_scan_ >= options_.full_scan_interval;
                 full_scan_requested_ = false;
                 new_ids.swap(committed_ids_);
                 fresh.swap(committed_envelopes_);
+                if (!full) {
+                    auto due = take_due(std::chrono::system_clock::now());
+                    new_ids.insert(new_ids.end(), std::make_move_iterator(due.begin()), std::make_move_iterator(due.end()));
+                }
+                last_tick_ = now;
             }
             wake_pending_ = false;
             if (store_.condition() == queue::store_condition::failed) {
@@ -329,7 +357,8 @@ struct engine::impl {
                 std::lock_guard lock(mutex_);
                 full_scan_requested_ = true;
                 full = false;
-                last_full_scan_ = now;            // and look again after poll_interval
+                last_full_scan_ = now;
+                last_tick_ = now;                 // and look again after poll_interval
                 new_ids.clear();
                 fresh.clear();
             }
@@ -347,7 +376,7 @@ struct engine::impl {
                 spdlog::error("delivery: queue scan failed: {}", e.what());
             }
             if (wake_pending_) continue;
-            timer_.expires_at(last_full_scan_ + options_.poll_interval);
+            timer_.expires_at(last_tick_ + options_.poll_interval);
             co_await timer_.async_wait(use_tuple);
         }
         finish_task();
@@ -361,6 +390,10 @@ struct engine::impl {
         const auto now = std::chrono::system_clock::now();
         for (const auto& env : envelopes) {
             if (finished(env)) {
+                {
+                    std::lock_guard lock(mutex_);
+                    index_due(env.id, std::nullopt);
+                }
                 remove_message(env.id);
                 continue;
             }
@@ -378,6 +411,7 @@ struct engine::impl {
                 }
                 for (const auto& u : p.unroutable) in_flight_.insert({env.id, u.recipient});
                 if (p.jobs.empty()) drop_held_body(env.id);
+                index_due(env.id, next_due(env, cfg->queue, [&](std::size_t i) { return in_flight_.contains({env.id, i}); }));
             }
             for (const auto& u : p.unroutable) {
                 begin_task();
@@ -848,6 +882,7 @@ struct engine::impl {
             bool dsn = false;
             bool relayed = false;             // a "relayed" notice (RFC 3461 §5.2.2)
             std::vector<std::string> lines;   // for smtp_client_debug
+            std::optional<queue::sys_time> next_due;   // of the message as written
         };
         std::string id;
         std::vector<std::size_t> indices;
@@ -915,6 +950,7 @@ struct engine::impl {
                 counted->relayed = true;
             }
             if (finished(env)) return queue::change_action::remove;
+            counted->next_due = next_due(env, cfg->queue);
             return queue::change_action::update;
         };
         return rec;
@@ -933,8 +969,10 @@ struct engine::impl {
             stats_.delivered += counted.delivered;
             stats_.deferred += counted.deferred;
             stats_.bounced += counted.bounced;
+            index_due(rec.id, r.action == queue::change_action::remove ? std::nullopt : counted.next_due);
             if (counted.dsn || counted.relayed) {
                 stats_.dsn_sent += (counted.dsn ? 1 : 0) + (counted.relayed ? 1 : 0);
+                committed_ids_.insert(committed_ids_.end(), r.new_ids.begin(), r.new_ids.end());
                 wake_pending_ = true;   // the DSN itself goes out at once
             }
         } else if (r.found) {
@@ -1052,6 +1090,7 @@ struct engine::impl {
             if (r.ok && !r.new_ids.empty()) {
                 std::lock_guard lock(mutex_);
                 ++stats_.dsn_sent;
+                committed_ids_.insert(committed_ids_.end(), r.new_ids.begin(), r.new_ids.end());
                 wake_pending_ = true;
             } else if (!r.ok && r.found) {
                 spdlog::warn("delivery: {}: cannot queue the delay notice: {}", id, r.reason);

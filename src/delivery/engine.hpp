@@ -64,8 +64,12 @@ struct engine_options {
     /// small fixed number).
     unsigned threads = 1;
     client_timeouts timeouts;
-    /// How often the queue is looked at even without wake(): catches due retries.
+    /// How often the engine looks for messages that came due (retries, delay notices):
+    /// only those, from an index of due times kept in memory.
     std::chrono::seconds poll_interval{1};
+    /// How often the whole queue is read anyway (besides at start and on wake()), so that
+    /// nothing the index missed waits longer than this.
+    std::chrono::seconds full_scan_interval{300};
     /// How long a host that failed TLS may be sent to in plaintext (opportunistic only).
     std::chrono::seconds plaintext_memory{std::chrono::hours(1)};
 };

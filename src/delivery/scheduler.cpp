@@ -66,6 +66,28 @@ plan plan_message(const config::configuration& cfg, const queue::envelope& env, 
     return p;
 }
 
+std::optional<queue::sys_time> next_due(const queue::envelope& env, const config::queue_section& queue,
+                                        const std::function<bool(std::size_t)>& busy) {
+    if (env.held) return std::nullopt;
+    std::optional<queue::sys_time> earliest;
+    bool notice_wanted = false;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        const auto& r = env.recipients[i];
+        if (r.state != queue::recipient_state::pending) continue;
+        // As delay_notice_due(): only after an attempt (else a passed notice time would
+        // bring the message back at every tick while nothing can be said yet).
+        notice_wanted = notice_wanted || (r.attempts > 0 && wants_notice(r, dsn_kind::delay));
+        if (busy && busy(i)) continue;
+        if (!earliest || r.next_attempt < *earliest) earliest = r.next_attempt;
+    }
+    if (notice_wanted && !env.delay_notice_sent && !env.mail_from.empty() && queue.delay_notice.count() > 0 &&
+        queue.delay_notice < queue.expire) {
+        const auto notice = env.received_at + queue.delay_notice;
+        if (!earliest || notice < *earliest) earliest = notice;
+    }
+    return earliest;
+}
+
 decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
                       const config::queue_section& queue, queue::sys_time now) {
     ++rcpt.attempts;

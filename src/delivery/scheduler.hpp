@@ -59,6 +59,14 @@ struct plan {
 plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
                   const std::function<bool(std::size_t)>& busy = {});
 
+/// When `env` next needs the engine: the earliest next_attempt of a pending recipient that
+/// is not `busy`, or the time its delay notice falls due, whichever comes first. Empty when
+/// nothing is left to do (every recipient done or busy) or the message is held (released
+/// messages come back through a full scan). The engine keeps an index of these times
+/// instead of reading the whole queue every second.
+std::optional<queue::sys_time> next_due(const queue::envelope& env, const config::queue_section& queue,
+                                        const std::function<bool(std::size_t)>& busy = {});
+
 /// What one recipient's result does to the queue.
 enum class decision { done, retry, bounce };
 

@@ -166,12 +166,22 @@ std::shared_ptr<SSL_CTX> make_client_context(const config::configuration& cfg,
     if (!aead_only.empty()) SSL_CTX_set_cipher_list(c, aead_only.c_str());
     SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 
+    // Trust per connector: every root of the key ring, or exactly what trusted_roots names.
+    // A pinned peer is an anchor by itself (partial chain), and only here when named.
     X509_STORE* store = SSL_CTX_get_cert_store(c);
-    if (material) {
+    if (material && connector.trusted_roots.empty()) {
         for (const auto& root : material->roots) X509_STORE_add_cert(store, root.get());
-        for (const auto& peer : material->pinned_peers) X509_STORE_add_cert(store, peer.get());
-        // A pinned peer certificate is a trust anchor by itself, without its issuer.
-        if (!material->pinned_peers.empty()) X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    } else if (material) {
+        bool pinned = false;
+        for (const auto& label : connector.trusted_roots) {
+            const auto* anchor = material->find_anchor(label);
+            if (!anchor)
+                throw tls::tls_error("send connector \"" + connector.name + "\": trusted_roots: \"" + label +
+                                     "\" is not a trusted root or pinned peer of the key ring");
+            X509_STORE_add_cert(store, anchor->certificate.get());
+            pinned = pinned || anchor->pinned;
+        }
+        if (pinned) X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
     }
     if (connector.trust_system_store && SSL_CTX_set_default_verify_paths(c) != 1)
         throw tls::tls_error("send connector \"" + connector.name + "\": cannot load the system CA store: " +
@@ -292,9 +302,10 @@ std::shared_ptr<const client_tls_material> client_tls_material::load(const confi
         switch (entry.role) {
         case tls::entry_role::root:
             material->roots.push_back(tls::up_ref(entry.certificate.get()));
+            material->anchors.push_back({entry.label, tls::up_ref(entry.certificate.get()), false});
             break;
         case tls::entry_role::peer:
-            material->pinned_peers.push_back(tls::up_ref(entry.certificate.get()));
+            material->anchors.push_back({entry.label, tls::up_ref(entry.certificate.get()), true});
             break;
         case tls::entry_role::server: {
             identity id;
@@ -318,6 +329,20 @@ const client_tls_material::identity* client_tls_material::find(const std::string
     for (const auto& id : identities)
         if (id.label == label) return &id;
     return nullptr;
+}
+
+const client_tls_material::anchor* client_tls_material::find_anchor(const std::string& label) const {
+    for (const auto& a : anchors)
+        if (a.label == label) return &a;
+    return nullptr;
+}
+
+void client_tls_material::check_trusted_roots(const config::configuration& cfg) const {
+    for (const auto& sc : cfg.send_connectors)
+        for (const auto& label : sc.trusted_roots)
+            if (!find_anchor(label))
+                throw tls::tls_error("send connector \"" + sc.name + "\": trusted_roots: \"" + label +
+                                     "\" is not a trusted root or pinned peer of the key ring");
 }
 
 }  // namespace postern::delivery

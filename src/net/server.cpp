@@ -80,6 +80,7 @@ struct server::impl {
     mutable std::mutex mutex;                     // everything below
     std::shared_ptr<const config::configuration> cfg;
     std::shared_ptr<SSL_CTX> tls;
+    std::shared_ptr<tls::server_context> tls_context;   // when built from one: per-connector trust
     std::map<std::uint64_t, std::weak_ptr<session>> sessions;
     std::uint64_t next_session = 0;
     std::uint32_t admitted = 0;                   // every session: max_inbound_connections
@@ -233,6 +234,8 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
         }
         if (refused_for.empty()) take(slot);
         setup.tls = setup.params.policy.tls == smtp::server_policy::tls_offer::none ? nullptr : tls;
+        if (setup.tls && tls_context && rc)
+            setup.prepare_tls = [context = tls_context, name = rc->name](SSL* ssl) { context->apply_trust(ssl, name); };
         setup.params.tls_available = setup.tls != nullptr;
         setup.report_tls_handshake_errors = c.debug.report_tls_handshake_errors;
         id = next_session++;
@@ -339,7 +342,9 @@ void server::impl::check_done() {
 
 server::server(const config::configuration& cfg, std::shared_ptr<tls::server_context> tls, queue::store& store,
                log::protocol_log& receive_log, server_options options)
-    : server(cfg, native_of(std::move(tls)), store, receive_log, options) {}
+    : server(cfg, native_of(tls), store, receive_log, options) {
+    impl_->tls_context = std::move(tls);
+}
 
 server::server(const config::configuration& cfg, std::shared_ptr<SSL_CTX> tls, queue::store& store,
                log::protocol_log& receive_log, server_options options)
@@ -406,11 +411,17 @@ void server::stop(std::chrono::seconds grace) {
     asio::post(impl_->control, [i = impl_.get(), grace] { i->begin_stop(grace); });
 }
 
-void server::set_tls_context(std::shared_ptr<tls::server_context> tls) { set_tls_context(native_of(std::move(tls))); }
+void server::set_tls_context(std::shared_ptr<tls::server_context> tls) {
+    auto native = native_of(tls);
+    std::lock_guard lock(impl_->mutex);
+    impl_->tls = std::move(native);
+    impl_->tls_context = std::move(tls);
+}
 
 void server::set_tls_context(std::shared_ptr<SSL_CTX> tls) {
     std::lock_guard lock(impl_->mutex);
     impl_->tls = std::move(tls);
+    impl_->tls_context.reset();
 }
 
 std::vector<std::string> server::update_configuration(const config::configuration& cfg) {

@@ -289,6 +289,7 @@ asio::awaitable<session::handshake_result> session::handshake() {
         result.reason = "cannot create a TLS session";
         co_return result;
     }
+    if (setup_.prepare_tls) setup_.prepare_tls(ssl);
     tls_.emplace(socket_, ssl);               // the stream owns ssl from here on
     if (stop_level_ > 0) {
         result.reason = "the server is stopping";

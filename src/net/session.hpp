@@ -38,6 +38,7 @@ namespace postern::net {
 struct session_setup {
     smtp::session_params params;
     std::shared_ptr<SSL_CTX> tls;                 // null: no TLS
+    std::function<void(SSL*)> prepare_tls;        // the connector's own trust (may be empty)
     bool implicit_tls = false;
     std::vector<std::string> partner_names;
     std::vector<std::string> partner_fingerprints;

@@ -93,21 +93,33 @@ std::shared_ptr<server_context> server_context::build(const config::configuratio
             throw tls_error(file + ": cannot add an intermediate certificate: " + openssl_errors());
 
     // Client certificates: requested, never required; verified against the key ring's own
-    // roots (and pinned peers) only, never the system store.
+    // roots only, never the system store. A connector with trusted_roots gets a store of
+    // its own (apply_trust): the roots and pinned peers it names, nothing else, so a
+    // partner's private CA or pinned certificate is trusted where it is meant to be only.
     X509_STORE* store = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509_NAME)* client_ca_names = sk_X509_NAME_new_null();
-    bool has_pinned_peer = false;
     for (const auto& entry : ring.entries()) {
-        if (entry.role != entry_role::root && entry.role != entry_role::peer) continue;
+        if (entry.role != entry_role::root) continue;
         X509_STORE_add_cert(store, entry.certificate.get());
-        if (entry.role == entry_role::root)
-            sk_X509_NAME_push(client_ca_names, X509_NAME_dup(X509_get_subject_name(entry.certificate.get())));
-        else
-            has_pinned_peer = true;
+        sk_X509_NAME_push(client_ca_names, X509_NAME_dup(X509_get_subject_name(entry.certificate.get())));
     }
-    // A pinned peer certificate is a trust anchor by itself, without its issuer.
-    if (has_pinned_peer) X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
     SSL_CTX_set_client_CA_list(ctx, client_ca_names);
+    for (const auto& rc : cfg.receive_connectors) {
+        if (rc.trusted_roots.empty()) continue;
+        connector_trust own{X509_STORE_new(), sk_X509_NAME_new_null(), false};
+        context->trust_[rc.name] = own;               // freed with the context, also on a throw below
+        for (const auto& label : rc.trusted_roots) {
+            const auto* entry = ring.find(label);
+            if (!entry || (entry->role != entry_role::root && entry->role != entry_role::peer))
+                throw tls_error(file + ": receive connector \"" + rc.name + "\": trusted_roots: \"" + label +
+                                "\" is not a trusted root or pinned peer of the key ring");
+            X509_STORE_add_cert(own.store, entry->certificate.get());
+            if (entry->role == entry_role::root)
+                sk_X509_NAME_push(own.ca_names, X509_NAME_dup(X509_get_subject_name(entry->certificate.get())));
+            else
+                context->trust_[rc.name].partial_chain = true;   // a pinned peer is an anchor by itself
+        }
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, &record_verify_result);
     ERR_clear_error();
 
@@ -117,7 +129,21 @@ std::shared_ptr<server_context> server_context::build(const config::configuratio
     return context;
 }
 
+void server_context::apply_trust(SSL* ssl, const std::string& connector) const {
+    auto it = trust_.find(connector);
+    if (it == trust_.end()) return;
+    const auto& own = it->second;
+    SSL_set1_verify_cert_store(ssl, own.store);
+    STACK_OF(X509_NAME)* names = SSL_dup_CA_list(own.ca_names);
+    SSL_set_client_CA_list(ssl, names);
+    if (own.partial_chain) X509_VERIFY_PARAM_set_flags(SSL_get0_param(ssl), X509_V_FLAG_PARTIAL_CHAIN);
+}
+
 server_context::~server_context() {
+    for (auto& [name, own] : trust_) {
+        X509_STORE_free(own.store);
+        sk_X509_NAME_pop_free(own.ca_names, X509_NAME_free);
+    }
     if (ctx_) SSL_CTX_free(ctx_);
 }
 

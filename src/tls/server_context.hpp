@@ -10,6 +10,7 @@
 // net/ owns no key material: it wraps native() in an asio::ssl::context handle.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,14 +36,26 @@ public:
 
     SSL_CTX* native() const { return ctx_; }   // SSL_CTX_up_ref before handing ownership away
 
+    /// A receive connector with its own trusted_roots verifies client certificates against
+    /// those alone (and, only when it names a pinned peer, accepts a chain that ends at it);
+    /// the context's own store (every root of the key ring) serves the others. Call on
+    /// each new SSL of that connector before the handshake.
+    void apply_trust(SSL* ssl, const std::string& connector) const;
+
     /// Days until the server certificate expires (negative when expired).
     int days_left() const { return days_left_; }
     const std::string& certificate_subject() const { return subject_; }
     const std::string& certificate_label() const { return label_; }
 
 private:
+    struct connector_trust {
+        X509_STORE* store = nullptr;
+        STACK_OF(X509_NAME)* ca_names = nullptr;
+        bool partial_chain = false;              // it names a pinned peer
+    };
     server_context() = default;
     SSL_CTX* ctx_ = nullptr;
+    std::map<std::string, connector_trust> trust_;
     int days_left_ = 0;
     std::string subject_;
     std::string label_;

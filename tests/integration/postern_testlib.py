@@ -380,7 +380,7 @@ class Postern:
 
 
 def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_failure=False,
-                  timeout=READY_TIMEOUT, base_dir=None, env=None):
+                  timeout=READY_TIMEOUT, base_dir=None, env=None, wrapper=None):
     """Writes `config` (text; "{data_dir}" replaced) into a fresh data_dir with the test
     key ring and stash, starts `postern serve -c FILE --ready-file PATH`, and waits
     (polling, bounded) for the ready-file JSON. Returns a Postern.
@@ -389,6 +389,7 @@ def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_fail
     mx.postern.test ring). as_user: chown the data_dir to this user (privilege drop tests).
     expect_failure: return (returncode, stderr) when the server exits instead of serving.
     env: variables added to the server's environment (LD_PRELOAD of the fault shim).
+    wrapper: a command the server runs under (["prlimit", "--nofile=80:80", "--"]).
     """
     binary = postern_bin()
     if binary is None:
@@ -418,7 +419,7 @@ def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_fail
         os.unlink(ready_file)
     stderr_path = os.path.join(base, "postern.stderr")
     stderr = open(stderr_path, "ab")
-    proc = subprocess.Popen([binary, "serve", "-c", config_file, "--ready-file", ready_file],
+    proc = subprocess.Popen([*(wrapper or []), binary, "serve", "-c", config_file, "--ready-file", ready_file],
                             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                             start_new_session=True, env={**os.environ, **(env or {})})
     stderr.close()

@@ -6,8 +6,10 @@ client on 127.0.0.1 is a different source. Figures a user would check (descripto
 memory of the server under the flood, seconds a stop took) are printed to stderr."""
 
 import os
+import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import ssl
@@ -153,6 +155,53 @@ class ConnectionFlood(PosternTestCase):
         self.assertIn(b"421 4.4.2", data)
         self.assertGreater(waited, 9)
         self.assertLess(waited, 15)
+
+
+class DescriptorExhaustion(PosternTestCase):
+
+    def test_out_of_descriptors_the_accept_loop_backs_off_logs_once_and_recovers(self):
+        if not shutil.which("prlimit"):
+            self.fail("prlimit (util-linux) is missing")
+        raise_own_descriptor_limit(1000)
+        # The server may have 80 descriptors at most (hard limit): well below what its
+        # limits need, which it says at start.
+        server = self.start(config_text([connector(remote_ip_ranges=["127.0.0.0/8"])]),
+                            wrapper=["prlimit", "--nofile=80:80", "--"])
+        self.assertIn("descriptor limit 80 is below what the configured limits need", server.stderr_text())
+        port = server.port()
+        # 40 sources x 3 connections: within every per-source limit, beyond the descriptors
+        held = []
+        for source in range(2, 42):
+            held += open_flood(f"127.0.1.{source}", port, 3)
+        wait_until(lambda: "Too many open files" in server.stderr_text(), 10, what="the server to run out")
+        for s in held:
+            s.close()
+        # once descriptors are free again, a client is served
+        def served():
+            try:
+                c = SmtpConn("127.0.0.1", port, timeout=5)
+            except OSError:
+                return False
+            try:
+                code, _ = c.reply()
+                if code != 220:
+                    return False
+                c.expect("221", "QUIT")
+                return True
+            except (OSError, ConnectionError):
+                return False
+            finally:
+                c.close()
+        wait_until(served, 60, interval=0.5, what="a client to be served after the descriptors came back")
+        log = server.stderr_text()
+        episodes = log.count("failed: Too many open files")
+        recoveries = log.count("works again after")
+        # once per episode (it fails again every 100 ms meanwhile), not once per attempt
+        self.assertGreaterEqual(episodes, 1, log)
+        self.assertGreaterEqual(recoveries, 1, log)
+        self.assertLessEqual(episodes, recoveries + 1, log)
+        failed_attempts = sum(int(m) for m in re.findall(r"works again after (\d+) failed attempts", log))
+        sys.stderr.write(f"\n[descriptors] {episodes} episode(s) logged for {failed_attempts} failed accepts\n")
 
 
 class JunkCommands(PosternTestCase):

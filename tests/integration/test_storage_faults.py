@@ -154,6 +154,22 @@ class FailedCommit(StorageFaultCase):
         again = self.start(config_text([connector()]), data_dir=self.data_dir)
         self.assertIn("space@client.test", self.queued_senders(again))
 
+    def test_kill_9_while_the_disk_is_full_or_failing_loses_nothing_acknowledged(self):
+        for fault, refusal in (("enospc", "452 4.3.1"), ("eio", "451 4.3.0")):
+            with self.subTest(fault=fault):
+                self.fault("none")
+                server = self.start_faulty(config_text([connector()]))
+                sender = f"before-{fault}@client.test"
+                self.assertTrue(self.send(server, sender).startswith("250 2.0.0"))
+                self.fault(fault)
+                self.assertTrue(self.send(server, f"during-{fault}@client.test").startswith(refusal))
+                self.kill9(server)                     # while the fault is still on
+                self.fault("none")
+                again = self.start_faulty(config_text([connector()]))
+                self.assertIn(sender, self.queued_senders(again))
+                self.assertTrue(self.send(again, f"after-{fault}@client.test").startswith("250 2.0.0"))
+                self.kill9(again)
+
     def test_a_store_that_cannot_be_reopened_exits_75_and_loses_nothing(self):
         server = self.start_faulty(config_text([connector()]))
         self.assertTrue(self.send(server, "kept@client.test").startswith("250 2.0.0"))

@@ -868,3 +868,52 @@ TEST_F(engine_test, ret_full_over_the_bounce_size_limit_returns_the_headers_only
 
 }  // namespace
 }  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+TEST_F(engine_test, a_deferred_message_comes_back_when_due_without_reading_the_whole_queue) {
+    smtp_peer peer;
+    auto later = message_to({"bob@partner.test"});
+    later.recipients[0].attempts = 1;
+    later.recipients[0].next_attempt = std::chrono::system_clock::now() + 2s;   // a retry, due soon
+    const auto id = store_.add(later, body);
+    auto much_later = message_to({"carol@partner.test"});
+    much_later.recipients[0].attempts = 1;
+    much_later.recipients[0].next_attempt = std::chrono::system_clock::now() + 1h;
+    store_.add(much_later, body);
+    start(config_with_smart_host(peer.port(), dir_));    // poll_interval 1 s
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    // One full read at start; after that only what came due was read (the index of due
+    // times), though several ticks passed.
+    EXPECT_EQ(store_.list_calls(), 1);
+    EXPECT_EQ(peer.transactions().size(), 1u);
+    engine_->stop(5s);
+}
+
+TEST(scheduler, next_due_is_the_earliest_retry_or_the_delay_notice) {
+    config::queue_section q;
+    q.delay_notice = std::chrono::hours(4);
+    q.expire = std::chrono::hours(48);
+    queue::envelope env;
+    env.id = "M";
+    env.mail_from = "a@b.test";
+    env.received_at = std::chrono::system_clock::time_point(std::chrono::hours(1000));
+    queue::recipient r;
+    r.address = "x@y.test";
+    r.attempts = 1;
+    r.next_attempt = env.received_at + std::chrono::hours(10);
+    env.recipients = {r, r};
+    env.recipients[1].next_attempt = env.received_at + std::chrono::hours(2);
+    EXPECT_EQ(next_due(env, q), env.received_at + std::chrono::hours(2));
+    EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), env.received_at + std::chrono::hours(4));   // notice
+    env.delay_notice_sent = true;
+    EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), env.received_at + std::chrono::hours(10));
+    env.recipients[0].state = queue::recipient_state::delivered;
+    EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), std::nullopt);
+    env.held = true;
+    EXPECT_EQ(next_due(env, q), std::nullopt);
+}
+
+}  // namespace
+}  // namespace postern::delivery

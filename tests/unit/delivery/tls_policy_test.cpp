@@ -1,6 +1,7 @@
 // Unit tests for delivery/tls_policy: levels, names, plans, and verdicts of real
 // in-memory handshakes against certificates from a lab CA.
 #include "delivery/tls_policy.hpp"
+#include "tls/error.hpp"
 
 #include <filesystem>
 
@@ -122,12 +123,17 @@ protected:
         return l;
     }
 
-    /// Runs a handshake; returns the verdict the client reaches.
-    tls_verdict handshake(const leaf& server, const peer_expectation& want) {
+    /// Runs a handshake; returns the verdict the client reaches. By default the client's
+    /// key ring holds the test root (label "test root") and trusts every root.
+    tls_verdict handshake(const leaf& server, const peer_expectation& want,
+                          std::vector<std::string> trusted_roots = {}, const client_tls_material* given = nullptr) {
         config::configuration cfg;
         client_tls_material material;
         material.roots.push_back(tls::up_ref(const_cast<X509*>(ca_->certificate())));
-        auto client_ctx = make_client_context(cfg, connector(true, config::tls_auth_level::domain_validation), &material);
+        material.anchors.push_back({"test root", tls::up_ref(const_cast<X509*>(ca_->certificate())), false});
+        auto send = connector(true, config::tls_auth_level::domain_validation);
+        send.trusted_roots = std::move(trusted_roots);
+        auto client_ctx = make_client_context(cfg, send, given ? given : &material);
         tls::ssl_ctx_ptr server_ctx(SSL_CTX_new(TLS_server_method()));
         SSL_CTX_use_certificate(server_ctx.get(), server.cert.get());
         SSL_CTX_use_PrivateKey(server_ctx.get(), server.key.get());
@@ -190,6 +196,37 @@ TEST_F(handshake_test, untrusted_certificate_is_encryption_only) {
     peer_expectation enc;
     enc.required = auth_level::encryption_only;
     EXPECT_TRUE(handshake(issue(*other_ca_, "mx.partner.test"), enc).ok());
+}
+
+TEST_F(handshake_test, a_send_connector_trusts_only_its_trusted_roots_and_the_pinned_peers_it_names) {
+    client_tls_material material;                 // the key ring: two roots and a pinned peer
+    material.roots.push_back(tls::up_ref(const_cast<X509*>(ca_->certificate())));
+    material.roots.push_back(tls::up_ref(const_cast<X509*>(other_ca_->certificate())));
+    material.anchors.push_back({"test root", tls::up_ref(const_cast<X509*>(ca_->certificate())), false});
+    material.anchors.push_back({"partner root", tls::up_ref(const_cast<X509*>(other_ca_->certificate())), false});
+    const auto pinned = issue(*other_ca_, "mx.pinned.test");
+    material.anchors.push_back({"pinned", tls::up_ref(pinned.cert.get()), true});
+
+    const auto by_partner_ca = issue(*other_ca_, "mx.bank.test");
+    // Every root by default: the partner's CA vouches for a bank's name too...
+    EXPECT_TRUE(handshake(by_partner_ca, domain_validation("bank.test"), {}, &material).ok());
+    // ...unless the connector to the bank trusts the public root alone.
+    auto v = handshake(by_partner_ca, domain_validation("bank.test"), {"test root"}, &material);
+    EXPECT_FALSE(v.ok());
+    EXPECT_NE(v.failure.find("not trusted"), std::string::npos) << v.failure;
+
+    // A pinned peer is no anchor unless named (then by itself, whoever issued it).
+    client_tls_material only_pinned;
+    only_pinned.anchors.push_back({"pinned", tls::up_ref(pinned.cert.get()), true});
+    EXPECT_FALSE(handshake(pinned, domain_validation("pinned.test"), {}, &only_pinned).ok());
+    EXPECT_TRUE(handshake(pinned, domain_validation("pinned.test"), {"pinned"}, &only_pinned).ok());
+
+    auto send = connector(true, config::tls_auth_level::domain_validation);
+    send.trusted_roots = {"missing"};
+    EXPECT_THROW(make_client_context(config::configuration{}, send, &material), tls::tls_error);
+    config::configuration cfg;
+    cfg.send_connectors = {send};
+    EXPECT_THROW(material.check_trusted_roots(cfg), tls::tls_error);
 }
 
 }  // namespace

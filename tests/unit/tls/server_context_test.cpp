@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "tls/certificate_info.hpp"
 #include "tls/keyring/keyring.hpp"
 #include "tls/keyring/request_log.hpp"
@@ -37,9 +39,11 @@ struct handshake_result {
 };
 
 /// Runs a handshake between a client and the server context over an in-memory BIO pair.
-handshake_result handshake(SSL_CTX* server_ctx, SSL_CTX* client_ctx) {
+handshake_result handshake(SSL_CTX* server_ctx, SSL_CTX* client_ctx,
+                           const std::function<void(SSL*)>& prepare_server = {}) {
     handshake_result r;
     r.server.reset(SSL_new(server_ctx));
+    if (prepare_server) prepare_server(r.server.get());
     r.client.reset(SSL_new(client_ctx));
     BIO *server_end = nullptr, *client_end = nullptr;
     BIO_new_bio_pair(&server_end, 0, &client_end, 0);
@@ -231,21 +235,61 @@ TEST(server_context, partner_name_matching_follows_rfc_6125) {
     EXPECT_FALSE(is_partner(r.server.get(), {"partner.test"}, {}));
 }
 
-TEST(server_context, pinned_peer_is_trusted_by_itself) {
+TEST(server_context, a_pinned_peer_is_trusted_by_itself_only_where_a_connector_names_it) {
     served_keyring ring;
     auto peer_key = test::make_ec_key();
     auto peer = test::make_cert({.cn = "pinned.test", .sans = {"DNS:pinned.test"}}, peer_key.get(), nullptr, nullptr);
     keyring k = keyring::read(ring.cfg.tls.keyring, "stash-password");
     k.add_certificate("pinned", up_ref(peer.get()));
     ring.save(k);
+    config::receive_connector partners;
+    partners.name = "partners";
+    partners.trusted_roots = {"pinned"};
+    ring.cfg.receive_connectors = {partners};
     auto context = server_context::build(ring.cfg);
     auto client = client_context(0);
     present(client.get(), peer.get(), peer_key.get());
-    auto r = handshake(context->native(), client.get());
-    ASSERT_TRUE(r.ok);
-    EXPECT_TRUE(inspect(r.server.get()).peer.verified);
+    auto named = handshake(context->native(), client.get(), [&](SSL* ssl) { context->apply_trust(ssl, "partners"); });
+    ASSERT_TRUE(named.ok);
+    EXPECT_TRUE(inspect(named.server.get()).peer.verified);
+    // Any other connector: the pinned certificate is nobody's anchor there.
+    auto elsewhere = handshake(context->native(), client.get(), [&](SSL* ssl) { context->apply_trust(ssl, "other"); });
+    ASSERT_TRUE(elsewhere.ok);
+    EXPECT_FALSE(inspect(elsewhere.server.get()).peer.verified);
     // Pinned peers are trust anchors, not names to advertise as acceptable issuers.
     EXPECT_EQ(sk_X509_NAME_num(SSL_CTX_get_client_CA_list(context->native())), 1);
+}
+
+TEST(server_context, a_connector_with_trusted_roots_trusts_those_roots_alone) {
+    served_keyring ring;
+    lab_pki other;                                  // a partner's private CA, also in the key ring
+    keyring k = keyring::read(ring.cfg.tls.keyring, "stash-password");
+    k.add_certificate("partner root", up_ref(other.ca.get()));
+    ring.save(k);
+    config::receive_connector internal;
+    internal.name = "internal";
+    internal.trusted_roots = {"lab root"};
+    ring.cfg.receive_connectors = {internal};
+    auto context = server_context::build(ring.cfg);
+    auto client = client_context(0);
+    present(client.get(), other.server.get(), other.server_key.get());   // issued by the partner's CA
+    auto on_internal = handshake(context->native(), client.get(), [&](SSL* ssl) { context->apply_trust(ssl, "internal"); });
+    ASSERT_TRUE(on_internal.ok);
+    EXPECT_FALSE(inspect(on_internal.server.get()).peer.verified);
+    auto by_default = handshake(context->native(), client.get(), [&](SSL* ssl) { context->apply_trust(ssl, "any"); });
+    ASSERT_TRUE(by_default.ok);
+    EXPECT_TRUE(inspect(by_default.server.get()).peer.verified);   // every root of the key ring
+
+    config::receive_connector wrong;
+    wrong.name = "wrong";
+    wrong.trusted_roots = {"no such label"};
+    ring.cfg.receive_connectors = {wrong};
+    try {
+        server_context::build(ring.cfg);
+        FAIL() << "an unknown trusted_roots label was accepted";
+    } catch (const tls_error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"no such label\" is not a trusted root"), std::string::npos) << e.what();
+    }
 }
 
 TEST(server_context, sends_the_intermediate_chain) {
