@@ -35,6 +35,7 @@ struct dsn_recipient {
     std::string status;                  // "5.1.1", "4.4.1"
     std::string diagnostic;              // the remote reply or our reason, one line
     std::string remote_mta;              // host that answered, "" when none
+    friend bool operator==(const dsn_recipient&, const dsn_recipient&) = default;
 };
 
 struct dsn_message {

@@ -891,6 +891,66 @@ struct engine::impl {
         queue::envelope_change apply;
     };
 
+    /// What a set of results does to an envelope (recipient states, counts) and which
+    /// recipients a failure or "relayed" DSN must name.
+    struct applied_results {
+        std::vector<dsn_recipient> failed, relayed;
+    };
+    static applied_results apply_results(queue::envelope& env, const std::vector<std::size_t>& indices,
+                                          const std::vector<recipient_result>& results, const config::configuration& cfg,
+                                          queue::sys_time now, recording::tally& counted, bool debugging) {
+        applied_results out;
+        counted = recording::tally{};
+        for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
+            if (indices[k] >= env.recipients.size()) continue;
+            auto& rcpt = env.recipients[indices[k]];
+            if (rcpt.state != queue::recipient_state::pending) continue;
+            switch (apply_result(rcpt, results[k], env, cfg.queue, now)) {
+            case decision::done:
+                ++counted.delivered;
+                // RFC 3461 §5.2.2: a next hop without DSN will not report; we say "relayed".
+                if (!results[k].next_hop_dsn && wants_notice(rcpt, dsn_kind::relayed))
+                    out.relayed.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
+                                           rcpt.last_reply, results[k].host});
+                break;
+            case decision::retry: ++counted.deferred; break;
+            case decision::bounce:
+                ++counted.bounced;
+                rcpt.state = queue::recipient_state::failed;
+                if (wants_notice(rcpt, dsn_kind::failure))   // RFC 3461 §4.1: NOTIFY
+                    out.failed.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
+                                          rcpt.last_reply, results[k].host});
+                break;
+            }
+            if (debugging)
+                counted.lines.push_back(fmt::format("{}: <{}> {}: {}", env.id, rcpt.address,
+                                                    rcpt.state == queue::recipient_state::delivered ? "delivered"
+                                                    : rcpt.state == queue::recipient_state::failed  ? "bounced"
+                                                                                                     : "deferred",
+                                                    rcpt.last_reply));
+        }
+        // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would be a
+        // bounce of a bounce); then the failure is only logged.
+        if (env.mail_from.empty()) out.failed.clear(), out.relayed.clear();
+        return out;
+    }
+
+    /// The DSNs for `applied`, built from `env` (after the results) and the original's
+    /// first bounce_size_limit + 1 octets (so build_dsn can tell when it is cut).
+    std::vector<queue::new_message> build_notices(const queue::envelope& env, const applied_results& applied,
+                                                  const config::configuration& cfg, queue::sys_time now) const {
+        std::vector<queue::new_message> notices;
+        if (applied.failed.empty() && applied.relayed.empty()) return notices;
+        const auto body = store_.load_body_prefix(env.id, cfg.queue.bounce_size_limit + 1).value_or(std::string());
+        for (auto kind : {dsn_kind::failure, dsn_kind::relayed}) {
+            const auto& list = kind == dsn_kind::failure ? applied.failed : applied.relayed;
+            if (list.empty()) continue;
+            auto dsn = build_dsn(env, list, kind, cfg.server.hostname, body, now, cfg.queue.bounce_size_limit);
+            notices.push_back({std::move(dsn.envelope), std::move(dsn.body)});
+        }
+        return notices;
+    }
+
     recording prepare(const std::string& id, std::vector<std::size_t> indices, std::vector<recipient_result> results) {
         const auto cfg = config();
         recording rec;
@@ -898,57 +958,29 @@ struct engine::impl {
         rec.indices = indices;
         rec.now = std::chrono::system_clock::now();
         const bool debugging = cfg->debug.smtp_client_debug;
-        rec.apply = [this, id, indices = std::move(indices), results = std::move(results), cfg, now = rec.now,
-                     counted = rec.counted, debugging](queue::envelope& env, std::vector<queue::new_message>& also) {
-            *counted = recording::tally{};
-            std::vector<dsn_recipient> dsn_list;
-            std::vector<dsn_recipient> relayed_list;
-            for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
-                if (indices[k] >= env.recipients.size()) continue;
-                auto& rcpt = env.recipients[indices[k]];
-                if (rcpt.state != queue::recipient_state::pending) continue;
-                switch (apply_result(rcpt, results[k], env, cfg->queue, now)) {
-                case decision::done:
-                    ++counted->delivered;
-                    // RFC 3461 §5.2.2: a next hop without DSN will not report; we say "relayed".
-                    if (!results[k].next_hop_dsn && wants_notice(rcpt, dsn_kind::relayed))
-                        relayed_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
-                                                rcpt.last_reply, results[k].host});
-                    break;
-                case decision::retry: ++counted->deferred; break;
-                case decision::bounce:
-                    ++counted->bounced;
-                    rcpt.state = queue::recipient_state::failed;
-                    if (wants_notice(rcpt, dsn_kind::failure))   // RFC 3461 §4.1: NOTIFY
-                        dsn_list.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
-                                            rcpt.last_reply, results[k].host});
-                    break;
-                }
-                if (debugging)
-                    counted->lines.push_back(fmt::format("{}: <{}> {}: {}", id, rcpt.address,
-                                                         rcpt.state == queue::recipient_state::delivered ? "delivered"
-                                                         : rcpt.state == queue::recipient_state::failed  ? "bounced"
-                                                                                                          : "deferred",
-                                                         rcpt.last_reply));
-            }
-            if (!dsn_list.empty() && !env.mail_from.empty()) {
-                // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would
-                // be a bounce of a bounce); then the failure is only logged.
-                // No more than the DSN may return (plus one octet, so it can tell it is cut).
-                auto body = store_.load_body_prefix(id, cfg->queue.bounce_size_limit + 1);
-                auto dsn = build_dsn(env, dsn_list, dsn_kind::failure, cfg->server.hostname,
-                                     body ? *body : std::string(), now,   // all of it for RET=FULL, up to the limit
-                                     cfg->queue.bounce_size_limit);
-                also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
-                counted->dsn = true;
-            }
-            if (!relayed_list.empty() && !env.mail_from.empty()) {
-                auto body = store_.load_body_prefix(id, cfg->queue.bounce_size_limit + 1);
-                auto dsn = build_dsn(env, relayed_list, dsn_kind::relayed, cfg->server.hostname,
-                                     body ? *body : std::string(), now, cfg->queue.bounce_size_limit);
-                also.push_back({std::move(dsn.envelope), std::move(dsn.body)});
-                counted->relayed = true;
-            }
+        // DSNs are built here, on the engine's thread, from the envelope as it is now: the
+        // store's writer thread, which every commit waits for, only checks that the change
+        // still finds the same recipients to report and takes them as built.
+        struct prebuilt {
+            applied_results applied;
+            std::vector<queue::new_message> notices;
+        };
+        auto pre = std::make_shared<prebuilt>();
+        if (auto env = store_.load_envelope(id)) {
+            recording::tally scratch;
+            pre->applied = apply_results(*env, indices, results, *cfg, rec.now, scratch, false);
+            pre->notices = build_notices(*env, pre->applied, *cfg, rec.now);
+        }
+        rec.apply = [this, indices = std::move(indices), results = std::move(results), cfg, now = rec.now,
+                     counted = rec.counted, debugging, pre](queue::envelope& env, std::vector<queue::new_message>& also) {
+            const auto applied = apply_results(env, indices, results, *cfg, now, *counted, debugging);
+            // Changed meanwhile (another result, a queue operation): built here after all.
+            auto notices = applied.failed == pre->applied.failed && applied.relayed == pre->applied.relayed
+                               ? pre->notices
+                               : build_notices(env, applied, *cfg, now);
+            counted->dsn = !applied.failed.empty();
+            counted->relayed = !applied.relayed.empty();
+            for (auto& n : notices) also.push_back(std::move(n));
             if (finished(env)) return queue::change_action::remove;
             counted->next_due = next_due(env, cfg->queue);
             return queue::change_action::update;
