@@ -34,12 +34,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     p.policy.accepted_domains = {"fuzz.test"};
     p.policy.max_message_size = 4096;
     p.policy.max_protocol_errors = 1000;
+    p.policy.max_junk_commands = 50;
+    p.policy.body_chunk_size = 512;         // bodies are handed out in chunks, as the server does
     p.clock = [] { return std::chrono::system_clock::time_point(); };
     server_fsm fsm(p);
     auto act = fsm.resume(event::connected());
     pos = 0;
     step = 7;
+    std::size_t chunked = 0;                // body octets handed out for the current message
     while (act.what != action::kind::close && pos < input.size()) {
+        // A chunk never outgrows the chunk size by more than one read, and a message's
+        // chunks and its last part together stay within the size limit plus our header.
+        if (act.body_chunk.size() > 512 + 23 + 2048) __builtin_trap();
+        chunked += act.body_chunk.size();
+        if (act.what == action::kind::commit && chunked + act.body.size() > 4096 + 2048) __builtin_trap();
+        if (act.what == action::kind::commit || !fsm.in_data()) chunked = 0;
         switch (act.what) {
         case action::kind::read: {
             auto piece = input.substr(pos, step);

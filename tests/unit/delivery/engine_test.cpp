@@ -3,6 +3,7 @@
 // resolver and a small SMTP peer on a loopback port chosen by the OS.
 #include "delivery/engine.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,12 @@ public:
         done(r);
     }
     bool low_on_space() const override { return false; }
+    queue::store_condition condition() const override {
+        return down ? queue::store_condition::failed : queue::store_condition::ok;
+    }
+    std::atomic<bool> fail_writes{false};
+    std::atomic<bool> down{false};
+    int failed_changes() const { return failed_changes_; }
     std::optional<queue::envelope> load_envelope(const std::string& id) const override {
         std::lock_guard lock(mutex_);
         auto it = envelopes_.find(id);
@@ -92,6 +99,15 @@ public:
     /// messages `apply` adds are committed with it.
     void change(std::string id, queue::envelope_change apply, std::function<void(queue::change_result)> done) override {
         queue::change_result r;
+        if (fail_writes) {                          // a failing disk: nothing is written,
+            down = true;                            // and the store says so from now on
+            r.found = load_envelope(id).has_value();
+            r.reason = "rocksdb: IO error: While fdatasync: Input/output error";
+            ++failed_changes_;
+            changed_.notify_all();
+            done(std::move(r));
+            return;
+        }
         {
             std::lock_guard serial(change_mutex_);
             auto env = load_envelope(id);
@@ -160,6 +176,7 @@ private:
     std::map<std::string, std::string> bodies_;
     mutable int body_loads_ = 0;
     mutable int list_calls_ = 0;
+    std::atomic<int> failed_changes_{0};
     std::vector<queue::envelope> committed_;
     std::vector<std::string> committed_bodies_;   // kept after removal, for DSN checks
     std::vector<std::string> removed_;
@@ -913,6 +930,36 @@ TEST(scheduler, next_due_is_the_earliest_retry_or_the_delay_notice) {
     EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), std::nullopt);
     env.held = true;
     EXPECT_EQ(next_due(env, q), std::nullopt);
+}
+
+}  // namespace
+}  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+TEST_F(engine_test, a_result_the_store_could_not_record_is_held_and_never_sent_again) {
+    smtp_peer peer;
+    const auto id = store_.add(message_to({"bob@partner.test"}), body);
+    store_.fail_writes = true;                    // the disk fails after the message was accepted
+    start(config_with_smart_host(peer.port(), dir_));
+    ASSERT_TRUE(eventually([&] { return peer.transactions().size() == 1 && store_.failed_changes() >= 1; }));
+    // The next hop has it; the record failed. Several ticks and retries of the record
+    // later, the message has not gone out again.
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.failed_changes() >= 1; }));
+    const auto watch_until = std::chrono::steady_clock::now() + 3s;
+    while (std::chrono::steady_clock::now() < watch_until) {
+        ASSERT_EQ(peer.transactions().size(), 1u);
+        std::this_thread::sleep_for(50ms);       // watching for a second delivery, not synchronising
+    }
+    auto env = store_.load_envelope(id);
+    ASSERT_TRUE(env);
+    EXPECT_EQ(env->recipients[0].state, queue::recipient_state::pending);   // nothing written yet
+    store_.fail_writes = false;                   // the disk works again: the held result goes in
+    store_.down = false;
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    EXPECT_EQ(peer.transactions().size(), 1u);
+    engine_->stop(5s);
 }
 
 }  // namespace
