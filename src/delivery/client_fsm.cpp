@@ -209,16 +209,7 @@ std::string dot_stuff(std::string_view body) {
     // RFC 5321 §4.5.2: a line that starts with '.' gets one more. Whole stretches between
     // such lines are copied at once: most bodies have none, and a byte-by-byte loop was a
     // large share of the CPU spent relaying big messages.
-    if (!body.empty() && body.front() == '.') out += '.';
-    std::size_t from = 0;
-    for (;;) {
-        const auto stuffed = find_line_starting_with_dot(body, from);
-        if (stuffed == std::string_view::npos) break;
-        out.append(body.substr(from, stuffed + 1 - from));
-        out += '.';
-        from = stuffed + 1;
-    }
-    out.append(body.substr(from));
+    append_dot_stuffed(out, body, /*at_line_start=*/true);
     if (!body.empty() && body.back() != '\n') out += "\r\n";   // the final CRLF before the dot
     out += ".\r\n";
     return out;

@@ -253,17 +253,8 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
             break;
         case client_action::kind::write_data: {
             bool ok = true;
-            if (!act.data_file.empty()) {
-                ok = co_await stream_body_file(act.data_file);
-                if (!ok) {
-                    act = fsm_->resume(client_event::closed("write failed during DATA"));
-                    break;
-                }
-                auto ev = co_await read_reply(wait_stage::data_end);
-                act = fsm_->resume(ev);
-                break;
-            }
-            if (act.data.empty() && !act.out.empty()) act.data.push_back(act.out);
+            if (!act.data_file.empty()) ok = co_await stream_body_file(act.data_file);
+            else if (act.data.empty() && !act.out.empty()) act.data.push_back(act.out);
             for (auto piece : act.data) {
                 // RFC 5321 §4.5.3.2.5: the timeout applies per block written.
                 while (ok && !piece.empty()) {

@@ -135,40 +135,32 @@ ssize_t write(int fd, const void* buf, size_t count) {
     return real(fd, buf, count);
 }
 
-int open(const char* path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list args;
-        va_start(args, flags);
-        mode = static_cast<mode_t>(va_arg(args, int));
-        va_end(args);
+// open(2) and friends take a mode only with O_CREAT or O_TMPFILE.
+#define POSTERN_MODE_ARGUMENT(flags)                                      \
+    mode_t mode = 0;                                                      \
+    if ((flags) & (O_CREAT | O_TMPFILE)) {                                \
+        va_list args;                                                     \
+        va_start(args, flags);                                            \
+        mode = static_cast<mode_t>(va_arg(args, int));                    \
+        va_end(args);                                                     \
     }
+
+int open(const char* path, int flags, ...) {
+    POSTERN_MODE_ARGUMENT(flags)
     if (failing_open(path)) return -1;
     static auto real = next<int (*)(const char*, int, ...)>("open");
     return real(path, flags, mode);
 }
 
 int open64(const char* path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list args;
-        va_start(args, flags);
-        mode = static_cast<mode_t>(va_arg(args, int));
-        va_end(args);
-    }
+    POSTERN_MODE_ARGUMENT(flags)
     if (failing_open(path)) return -1;
     static auto real = next<int (*)(const char*, int, ...)>("open64");
     return real(path, flags, mode);
 }
 
 int openat(int dirfd, const char* path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list args;
-        va_start(args, flags);
-        mode = static_cast<mode_t>(va_arg(args, int));
-        va_end(args);
-    }
+    POSTERN_MODE_ARGUMENT(flags)
     if (failing_open(path)) return -1;
     static auto real = next<int (*)(int, const char*, int, ...)>("openat");
     return real(dirfd, path, flags, mode);

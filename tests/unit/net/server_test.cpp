@@ -408,6 +408,7 @@ TEST(server, inactivity_timeout) {
     EXPECT_EQ(c.reply(), "EOF");
 }
 
+// The connector's own per-source limit applies inside [server] max_connections_per_source.
 TEST(server, too_many_connections_from_one_source) {
     auto cfg = test_config();
     cfg.receive_connectors[0].max_inbound_connections_per_source = 1;
@@ -458,17 +459,6 @@ TEST(server, every_session_from_one_source_counts_on_every_bind_connector_or_not
     // Refused connections never became sessions: the protocol log has no line about them.
     const auto log = s.protocol_log();
     EXPECT_EQ(log.find("connection limit"), std::string::npos) << log;
-}
-
-TEST(server, the_per_connector_limit_applies_inside_the_server_wide_one) {
-    auto cfg = test_config();
-    cfg.server.max_connections_per_source = 50;
-    cfg.receive_connectors[0].max_inbound_connections_per_source = 1;
-    running_server s(cfg);
-    client first(s.endpoint());
-    EXPECT_EQ(first.reply(), "220 mx.test ESMTP Postern\n");
-    client second(s.endpoint());
-    EXPECT_EQ(second.reply(), "421 4.7.0 mx.test Too many connections, try again later\n");
 }
 
 TEST(server, max_inbound_connections_counts_every_session) {
