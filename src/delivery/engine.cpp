@@ -584,15 +584,21 @@ struct engine::impl {
             co_return;
         }
         std::string first_domain = where.domain;
+        std::string first_message;
+        std::size_t first_recipient = 0;
         {
             std::lock_guard lock(mutex_);
             auto& q = destinations_[where].queue;
             if (q.empty()) co_return;
-            if (first_domain.empty()) {
-                if (auto env = store_.load_envelope(q.front().message_id); env && !q.front().recipients.empty())
-                    first_domain = recipient_domain(env->recipients[q.front().recipients.front()].address);
+            if (first_domain.empty() && !q.front().recipients.empty()) {
+                first_message = q.front().message_id;
+                first_recipient = q.front().recipients.front();
             }
         }
+        // The store is read outside the lock: every connection and the scan share it.
+        if (!first_message.empty())
+            if (auto env = store_.load_envelope(first_message); env && first_recipient < env->recipients.size())
+                first_domain = recipient_domain(env->recipients[first_recipient].address);
         recipient_result failure = make_result(verdict::transient, "no next hop");
         auto hosts = co_await candidates_for(*cfg, *connector, where, failure);
         std::shared_ptr<SSL_CTX> ctx;
@@ -1046,6 +1052,8 @@ struct engine::impl {
         auto next_try = std::chrono::steady_clock::now() + rerecord_interval;
         for (;;) {
             std::deque<recording> batch;
+            const bool due = std::chrono::steady_clock::now() >= next_try &&
+                             store_.condition() != queue::store_condition::failed;   // asked outside the lock
             {
                 std::lock_guard lock(mutex_);
                 if (stopping_ || unrecorded_.empty()) {
@@ -1055,9 +1063,7 @@ struct engine::impl {
                     rerecording_ = false;
                     break;
                 }
-                if (std::chrono::steady_clock::now() >= next_try &&
-                    store_.condition() != queue::store_condition::failed)
-                    batch.swap(unrecorded_);
+                if (due) batch.swap(unrecorded_);
             }
             if (batch.empty()) {
                 pause.expires_after(std::chrono::milliseconds(500));   // short: a stop is noticed soon
