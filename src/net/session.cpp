@@ -224,23 +224,24 @@ asio::awaitable<smtp::action> session::next_action() {
     reading_ = true;
     boost::system::error_code ec;
     for (;;) {
-        // Wait with no buffer; then read, into this thread's buffer, what is there.
+        // Read, into this thread's buffer, what is there; only when nothing is, wait with
+        // no buffer. Reading first also means a wait always follows an EAGAIN, so the
+        // reactor's edge-triggered readiness cannot be missed (bytes, or TLS records,
+        // already in the socket when the last read returned).
+        const auto buffer = read_buffer_of_this_thread();
+        std::size_t n = 0;
+        if (tls_) std::tie(ec, n) = tls_->read_now(asio::buffer(buffer.data(), buffer.size()));
+        else n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        if (!ec) {
+            reading_ = false;
+            disarm();
+            // No suspension from the read to here: the machine copies what it keeps.
+            co_return fsm_.resume(smtp::event::bytes(std::string_view(buffer.data(), n)));
+        }
+        if (ec != asio::error::would_block && ec != asio::error::try_again) break;
         if (tls_) ec = co_await tls_->wait_readable();
         else std::tie(ec) = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
         if (ec) break;
-        const auto buffer = read_buffer_of_this_thread();
-        std::size_t n = 0;
-        if (tls_) {
-            std::tie(ec, n) = tls_->read_now(asio::buffer(buffer.data(), buffer.size()));
-        } else {
-            n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-        }
-        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-        if (ec) break;
-        reading_ = false;
-        disarm();
-        // No suspension from the read to here: the machine copies what it keeps.
-        co_return fsm_.resume(smtp::event::bytes(std::string_view(buffer.data(), n)));
     }
     reading_ = false;
     const bool timed_out = disarm();
