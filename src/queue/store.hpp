@@ -49,7 +49,7 @@ struct store_options {
     /// Called once, from the store's thread, when the store could not be reopened after a
     /// fatal error: it cannot work again in this process. `postern serve` exits with
     /// status 75 so that its supervisor restarts it (README). Empty: the store stays failed.
-    std::function<void(const std::string& reason)> on_unrecoverable;
+    std::function<void(const std::string& reason)> on_unrecoverable{};
 };
 
 /// Whether the store takes writes now (DESIGN §5): low on space -> MAIL gets 452 4.3.1;
