@@ -84,9 +84,24 @@ def postern_bin():
     return None
 
 
+class MissingDependency(AssertionError):
+    """A dependency that scripts/setup.sh installs (or builds) is missing: the test fails,
+    it does not skip (a skipped test would pass CI without having run)."""
+
+
+def missing_postern():
+    return MissingDependency("postern binary not built (build it, or set POSTERN_BIN)")
+
+
 def require_postern(test):
     if postern_bin() is None:
-        test.skipTest("postern binary not built (set POSTERN_BIN)")
+        raise missing_postern()
+
+
+def require_tool(tool):
+    """Fails the test when `tool` (installed by scripts/setup.sh) is not on PATH."""
+    if not have(tool):
+        raise MissingDependency(f"{tool} is not installed (scripts/setup.sh installs it)")
 
 
 def have(tool):
@@ -393,7 +408,7 @@ def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_fail
     """
     binary = postern_bin()
     if binary is None:
-        raise unittest.SkipTest("postern binary not built (set POSTERN_BIN)")
+        raise missing_postern()
     p = pki()
     base = base_dir or tempfile.mkdtemp(prefix="postern-it-")
     os.chmod(base, 0o755)
@@ -686,8 +701,7 @@ class PostfixInstance:
     instance. `settings` are extra main.cf lines (name -> value)."""
 
     def __init__(self, settings=None, base=None, smtpd_port=None, master_extra=""):
-        if not have("postfix"):
-            raise unittest.SkipTest("postfix is not installed")
+        require_tool("postfix")
         self.base = base or tempfile.mkdtemp(prefix="postern-postfix-")
         os.chmod(self.base, 0o755)
         self.conf = os.path.join(self.base, "etc")
@@ -821,7 +835,7 @@ class SharedServerTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if postern_bin() is None:
-            raise unittest.SkipTest("postern binary not built (set POSTERN_BIN)")
+            raise missing_postern()
         cls.pki = pki()
         cls.server = start_postern(cls.config())
 

@@ -8,15 +8,14 @@ import subprocess
 import unittest
 
 from postern_testlib import (ACCEPTED_DOMAIN, SERVER_NAME, SharedServerTestCase, config_text,
-                             connector, have, message, run)
+                             connector, message, require_tool, run)
 
 
 class Clients(SharedServerTestCase):
     CONFIG = config_text([connector(require_tls=True)])
 
     def test_swaks_sends_over_verified_starttls(self):
-        if not have("swaks"):
-            self.skipTest("swaks not installed")
+        require_tool("swaks")
         p = run(["swaks", "--to", f"bob@{ACCEPTED_DOMAIN}", "--from", "alice@client.test",
                  "--server", f"127.0.0.1:{self.server.port()}", "--tls", "--tls-verify",
                  "--tls-ca-path", self.pki.ca, "--tls-sni", SERVER_NAME,

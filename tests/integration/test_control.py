@@ -13,14 +13,13 @@ server is replaced.
 
 import os
 import pwd
-import shutil
 import signal
 import ssl
 import stat
 import subprocess
 import unittest
 
-from postern_testlib import (config_text, connector, postern_bin, start_postern, wait_until)
+from postern_testlib import (config_text, connector, postern_bin, require_tool, start_postern, wait_until)
 from test_keyring_reload import ServedKeyringTestCase, der_of
 
 SIZE_10MB = 10 * 1024 * 1024
@@ -153,8 +152,7 @@ class StartUp(ControlTestCase):
 class Peers(ControlTestCase):
     def setUp(self):
         super().setUp()
-        if shutil.which("setpriv") is None:
-            self.skipTest("setpriv is not installed")
+        require_tool("setpriv")
         # Another user runs the client: the binary and the config file must be reachable.
         exe = postern_bin()
         probe = subprocess.run(as_uid(65534, 65534, exe, "--version"), capture_output=True, text=True)

@@ -22,7 +22,7 @@ import unittest
 from delivery_fakes import (DELIVERY_TIMEOUT, connector_lines, queued_recipient,
                             relay_connector, require_delivery, submit)
 from postern_testlib import (SERVER_NAME, PostfixInstance, PosternTestCase, config_text,
-                             have, hold_send_connector, run, wait_until)
+                             hold_send_connector, require_tool, run, wait_until)
 
 POSTFIX_TIMEOUT = 30.0
 
@@ -31,8 +31,7 @@ class PostfixNextHop(PosternTestCase):
 
     def setUp(self):
         super().setUp()
-        if not have("postfix"):
-            self.skipTest("postfix is not installed")
+        require_tool("postfix")
         if os.geteuid() != 0:
             self.skipTest("a private Postfix instance needs root")
 

@@ -32,7 +32,7 @@ import shutil
 import stat
 import unittest
 
-from postern_testlib import have, keep_files, postern_bin, require_postern, run
+from postern_testlib import MissingDependency, keep_files, postern_bin, require_postern, require_tool, run
 
 DEMO_TIMEOUT = 240
 
@@ -112,13 +112,12 @@ class DemoWithPostfixTest(unittest.TestCase):
     def setUp(self):
         require_postern(self)
         if not os.path.exists(POSTFIX):
-            self.skipTest("postfix is not installed")
+            raise MissingDependency(f"{POSTFIX} is missing: postfix is not installed (scripts/setup.sh installs it)")
 
     def test_not_root_is_refused_clearly(self):
         cmd = [postern_bin(), "demo", "--peer", "postfix"]
         if os.geteuid() == 0:
-            if not have("setpriv"):
-                self.skipTest("runs as root and setpriv is missing")
+            require_tool("setpriv")
             cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
         p = run(cmd, timeout=60, check=False)
         self.assertEqual(p.returncode, 1)

@@ -5,7 +5,7 @@ why this file stands alone."""
 import re
 import unittest
 
-from postern_testlib import SharedServerTestCase, have, run
+from postern_testlib import SharedServerTestCase, require_tool, run
 
 AEAD = re.compile(r"GCM|CHACHA20|POLY1305|CCM", re.I)
 
@@ -13,8 +13,7 @@ AEAD = re.compile(r"GCM|CHACHA20|POLY1305|CCM", re.I)
 class TlsScan(SharedServerTestCase):
 
     def test_testssl_protocols_and_ciphers(self):
-        if not have("testssl"):
-            self.skipTest("testssl not installed")
+        require_tool("testssl")
         p = run(["testssl", "--starttls", "smtp", "--quiet", "--color", "0", "--warnings", "off",
                  "--openssl-timeout", "10", "-p", "-e", f"127.0.0.1:{self.server.port()}"],
                 timeout=840, check=False)
@@ -34,8 +33,7 @@ class TlsScan(SharedServerTestCase):
         self.assertEqual(weak, [], f"non-AEAD suites offered: {weak}\n{out}")
 
     def test_sslscan_protocols_and_ciphers(self):
-        if not have("sslscan"):
-            self.skipTest("sslscan not installed")
+        require_tool("sslscan")
         p = run(["sslscan", "--no-colour", "--starttls-smtp", f"127.0.0.1:{self.server.port()}"],
                 timeout=300, check=False)
         out = p.stdout
