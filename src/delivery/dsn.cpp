@@ -145,9 +145,14 @@ std::string header_section(const std::string& body) {
     return body.substr(0, end + 2);
 }
 
+std::string random_token() {
+    std::random_device rd;
+    return fmt::format("{:08x}{:08x}", rd(), rd());
+}
+
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
                       const std::string& reporting_mta, const std::string& message, queue::sys_time now,
-                      std::uint64_t size_limit) {
+                      std::uint64_t size_limit, const unique_token_source& unique) {
     dsn_message dsn;
     auto& env = dsn.envelope;
     env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
@@ -158,8 +163,7 @@ dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_rec
     env.receive_connector = "dsn";
     env.client_helo = reporting_mta;
 
-    std::random_device rd;
-    const std::string boundary = fmt::format("postern-dsn-{:08x}{:08x}", rd(), rd());
+    const std::string boundary = "postern-dsn-" + (unique ? unique() : random_token());
     const bool failure = kind == dsn_kind::failure;
     // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
     const auto returned = content_to_return(message, failure && original.ret == "FULL", size_limit);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,10 +60,15 @@ struct dsn_message {
 /// message/global-headers); the DSN's envelope is flagged SMTPUTF8 when UTF-8 then stands
 /// in an address or a header, so that it goes only to next hops that offer SMTPUTF8.
 /// `recipients` should already be filtered with wants_notice(). `reporting_mta` is our
-/// host name. `now` is the notification time.
+/// host name. `now` is the notification time. `unique` gives the MIME boundary and the
+/// unique part of the Message-ID (default: random); with a fixed one and a fixed `now`
+/// the notice is the same octets every time, so tests can compare it whole.
+using unique_token_source = std::function<std::string()>;
+std::string random_token();   // 16 hex digits from the system's random device
 dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
                       dsn_kind kind, const std::string& reporting_mta, const std::string& message,
-                      queue::sys_time now, std::uint64_t size_limit);
+                      queue::sys_time now, std::uint64_t size_limit,
+                      const unique_token_source& unique = random_token);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.
 /// RFC 5322 §2.1.1: `line` broken into lines of at most `soft` octets where a space

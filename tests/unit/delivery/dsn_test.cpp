@@ -514,3 +514,72 @@ TEST(dsn_lines, fold_line_keeps_short_lines_and_breaks_before_spaces) {
 
 }  // namespace
 }  // namespace postern::delivery
+
+namespace postern::delivery {
+namespace {
+
+// A golden notice: with the time and the unique token fixed, a failure DSN is the same
+// octets every time; any change to its wording or structure shows here in full.
+TEST(dsn_golden, a_failure_notice_is_exactly_this) {
+    queue::envelope env;
+    env.id = "000661B0381E8325";
+    env.mail_from = "alice@example.test";
+    env.envid = "QQ+2B1";
+    env.received_at = std::chrono::system_clock::time_point(std::chrono::seconds(1796256000));   // 2026-12-03T00:00:00Z
+    env.recipients.push_back(with_notify(""));
+    const auto now = env.received_at + std::chrono::hours(1);
+    auto dsn = build_dsn(env, one_failed(), dsn_kind::failure, "mx.example.test", original, now, default_limit,
+                         [] { return std::string("0123456789abcdef"); });
+    const std::string golden =
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.test>\r\n"
+        "To: <alice@example.test>\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Date: Thu, 03 Dec 2026 01:00:00 +0000\r\n"
+        "Message-ID: <000661B0381E8325.postern-dsn-0123456789abcdef@mx.example.test>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+        "\tboundary=\"postern-dsn-0123456789abcdef\"\r\n"
+        "\r\n"
+        "This is a MIME-encapsulated message.\r\n"
+        "\r\n"
+        "--postern-dsn-0123456789abcdef\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "This is the mail system at mx.example.test.\r\n"
+        "\r\n"
+        "Your message could not be delivered to one or more recipients.\r\n"
+        "It has been removed from the queue. The reasons follow.\r\n"
+        "\r\n"
+        "<bob@partner.test>: 550 5.1.1 no such user\r\n"
+        "\r\n"
+        "--postern-dsn-0123456789abcdef\r\n"
+        "Content-Type: message/delivery-status\r\n"
+        "\r\n"
+        "Reporting-MTA: dns; mx.example.test\r\n"
+        "Original-Envelope-Id: QQ+2B1\r\n"
+        "Arrival-Date: Thu, 03 Dec 2026 00:00:00 +0000\r\n"
+        "\r\n"
+        "Original-Recipient: rfc822;bob@partner.test\r\n"
+        "Final-Recipient: rfc822; bob@partner.test\r\n"
+        "Action: failed\r\n"
+        "Status: 5.1.1\r\n"
+        "Remote-MTA: dns; mx.partner.test\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"
+        "Last-Attempt-Date: Thu, 03 Dec 2026 01:00:00 +0000\r\n"
+        "\r\n"
+        "--postern-dsn-0123456789abcdef\r\n"
+        "Content-Type: text/rfc822-headers\r\n"
+        "\r\n"
+        "Subject: figures\r\n"
+        "From: alice@example.test\r\n"
+        "\r\n"
+        "--postern-dsn-0123456789abcdef--\r\n";
+    EXPECT_EQ(dsn.body, golden);
+    EXPECT_EQ(dsn.envelope.mail_from, "");
+    ASSERT_EQ(dsn.envelope.recipients.size(), 1u);
+    EXPECT_EQ(dsn.envelope.recipients[0].address, "alice@example.test");
+}
+
+}  // namespace
+}  // namespace postern::delivery
