@@ -31,24 +31,9 @@ void init_app_log(std::string_view level) {
 }
 
 std::string printable(std::string_view text) {
-    static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
     out.reserve(text.size());
-    auto escape_byte = [&](unsigned char c) {
-        const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
-        out.append(escape, sizeof escape);
-    };
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x20 || c == 0x7F || c == '\\') {
-            escape_byte(c);
-        } else if (const auto n = reordering_character_at(text, i); n > 0) {
-            for (std::size_t k = 0; k < n; ++k) escape_byte(static_cast<unsigned char>(text[i + k]));
-            i += n - 1;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
+    append_escaped(out, text, /*double_quotes=*/false);
     return out;
 }
 

@@ -138,12 +138,17 @@ void append_csv_field(std::string& out, std::string_view raw) {
         out += raw;
         return;
     }
+    if (needs_quotes) out += '"';
+    append_escaped(out, raw, needs_quotes);
+    if (needs_quotes) out += '"';
+}
+
+void append_escaped(std::string& out, std::string_view raw, bool double_quotes) {
     static constexpr char hex[] = "0123456789ABCDEF";
     auto escape_byte = [&](unsigned char c) {
         const char escape[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xF]};
         out.append(escape, sizeof escape);
     };
-    if (needs_quotes) out += '"';
     for (std::size_t i = 0; i < raw.size(); ++i) {
         const auto c = static_cast<unsigned char>(raw[i]);
         if (c < 0x20 || c == 0x7F || c == '\\') {
@@ -152,11 +157,10 @@ void append_csv_field(std::string& out, std::string_view raw) {
             for (std::size_t k = 0; k < n; ++k) escape_byte(static_cast<unsigned char>(raw[i + k]));
             i += n - 1;
         } else {
-            if (c == '"' && needs_quotes) out += '"';   // RFC 4180 §2.7: a quote inside quotes is doubled
+            if (c == '"' && double_quotes) out += '"';   // RFC 4180 §2.7: a quote inside quotes is doubled
             out += static_cast<char>(c);
         }
     }
-    if (needs_quotes) out += '"';
 }
 
 std::string csv_field(std::string_view raw) {

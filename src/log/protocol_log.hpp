@@ -62,6 +62,9 @@ private:
 /// The length (2 or 3) of a UTF-8 character at s[i] that reorders text or breaks a line on
 /// a reader's screen (bidi controls, U+2028, U+2029), else 0. Logs escape these bytes.
 std::size_t reordering_character_at(std::string_view s, std::size_t i);
+/// Appends `raw` with control bytes, the backslash and those characters as \xNN; with
+/// `double_quotes`, a '"' is doubled (inside a quoted CSV field).
+void append_escaped(std::string& out, std::string_view raw, bool double_quotes);
 
 /// Writes one CSV field per RFC 4180 with control bytes as \xNN (exposed for tests/fuzz).
 std::string csv_field(std::string_view raw);

@@ -38,9 +38,9 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t read_chunk = 64 * 1024;
 
-// The read buffer belongs to the thread, not to the session: a session waits for the
-// client without any buffer (readiness first, then a read that does not wait), and hands
-// the bytes to its machine before it next suspends. An idle session costs no 64 KB.
+// The read buffer belongs to the thread, not to the session: a session reads without
+// waiting, waits for the client without any buffer, and hands the bytes to its machine
+// before it next suspends (next_action()). An idle session costs no 64 KB.
 std::span<char> read_buffer_of_this_thread() {
     thread_local std::vector<char> buffer(read_chunk);
     return buffer;
@@ -75,7 +75,7 @@ void session::request_stop(bool now) {
     boost::system::error_code ignored;
     if (now) last_words_deadline_ = std::min(last_words_deadline_, steady_clock::now() + last_words_after_grace);
     // A handshake holds no transaction: it ends at once, even on a polite stop. A read
-    // ends so next_event() can report the stop; a blocked write only when the grace is over.
+    // ends so next_action() can report the stop; a blocked write only when the grace is over.
     if (handshaking_) deadline_.cancel();
     if (reading_ || (now && writing_)) socket_.cancel(ignored);
 }

@@ -1008,22 +1008,25 @@ std::optional<envelope> rocksdb_store::load_envelope(const std::string& id) cons
     return decode_envelope(value.ToStringView());
 }
 
+// Most bodies are records of the store: looked up first, so that a body in the store
+// costs one read, as before bodies in files existed. Only when there is none is the
+// envelope read to find a file.
 std::optional<std::string> rocksdb_store::load_body_prefix(const std::string& id, std::uint64_t max_octets) const {
-    auto env = load_envelope(id);
-    if (env && env->body_in_file) return read_file(bodies_dir_ / id, max_octets);
-    auto body = load_body(id);
-    if (body && body->size() > max_octets) body->resize(max_octets);
-    return body;
+    {
+        std::shared_lock shared(db_lock_);
+        if (!db_) return std::nullopt;
+        std::string value;
+        if (db_->Get(rocksdb::ReadOptions(), bodies_, id, &value).ok()) {
+            if (value.size() > max_octets) value.resize(max_octets);
+            return value;
+        }
+    }
+    if (auto env = load_envelope(id); env && env->body_in_file) return read_file(bodies_dir_ / id, max_octets);
+    return std::nullopt;
 }
 
 std::optional<std::string> rocksdb_store::load_body(const std::string& id) const {
-    if (auto env = load_envelope(id); env && env->body_in_file)
-        return read_file(bodies_dir_ / id, std::numeric_limits<std::uint64_t>::max());
-    std::shared_lock shared(db_lock_);
-    if (!db_) return std::nullopt;
-    std::string value;
-    if (!db_->Get(rocksdb::ReadOptions(), bodies_, id, &value).ok()) return std::nullopt;
-    return value;
+    return load_body_prefix(id, std::numeric_limits<std::uint64_t>::max());
 }
 
 std::vector<envelope> rocksdb_store::list() const {
