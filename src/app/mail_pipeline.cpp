@@ -15,7 +15,7 @@ class waking_store final : public queue::store {
 public:
     waking_store(queue::store& inner, delivery::engine& engine) : inner_(inner), engine_(engine) {}
 
-    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
+    void commit(smtp::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
         inner_.commit(std::move(env), std::move(body),
                       [this, done = std::move(done)](queue::commit_result r) {
                           const bool ok = r.ok;
@@ -26,7 +26,7 @@ public:
                       });
     }
     std::unique_ptr<queue::body_spool> open_spool() override { return inner_.open_spool(); }
-    void commit_spooled(queue::envelope env, std::unique_ptr<queue::body_spool> spool, std::string tail,
+    void commit_spooled(smtp::envelope env, std::unique_ptr<queue::body_spool> spool, std::string tail,
                         std::function<void(queue::commit_result)> done) override {
         inner_.commit_spooled(std::move(env), std::move(spool), std::move(tail),
                               [this, done = std::move(done)](queue::commit_result r) {
@@ -42,12 +42,12 @@ public:
     std::filesystem::path body_file(const std::string& id) const override { return inner_.body_file(id); }
     bool low_on_space() const override { return inner_.low_on_space(); }
     queue::store_condition condition() const override { return inner_.condition(); }
-    std::optional<queue::envelope> load_envelope(const std::string& id) const override {
+    std::optional<smtp::envelope> load_envelope(const std::string& id) const override {
         return inner_.load_envelope(id);
     }
     std::optional<std::string> load_body(const std::string& id) const override { return inner_.load_body(id); }
-    std::vector<queue::envelope> list() const override { return inner_.list(); }
-    bool update(const queue::envelope& env, std::string* reason) override { return inner_.update(env, reason); }
+    std::vector<smtp::envelope> list() const override { return inner_.list(); }
+    bool update(const smtp::envelope& env, std::string* reason) override { return inner_.update(env, reason); }
     bool remove(const std::string& id, std::string* reason) override { return inner_.remove(id, reason); }
     void change(std::string id, queue::envelope_change apply,
                 std::function<void(queue::change_result)> done) override {

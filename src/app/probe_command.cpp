@@ -34,7 +34,7 @@
 #include "app/commands.hpp"
 #include "app/send_client.hpp"
 #include "config/schema.hpp"
-#include "delivery/client_fsm.hpp"
+#include "smtp/client_fsm.hpp"
 #include "delivery/client_tls.hpp"
 #include "delivery/tls_policy.hpp"
 #include "tls/certificate_info.hpp"
@@ -117,11 +117,11 @@ public:
             smtp::reply r;
             std::string error;
             auto st = parser_.next(r, &error);
-            if (st == delivery::reply_parser::status::complete) {
+            if (st == smtp::reply_parser::status::complete) {
                 for (const auto& l : r.lines()) transcript.push_back("S: " + l);
                 return r;
             }
-            if (st == delivery::reply_parser::status::malformed) throw probe_error("malformed reply: " + error);
+            if (st == smtp::reply_parser::status::malformed) throw probe_error("malformed reply: " + error);
             char buf[8192];
             long n = ssl_ ? SSL_read(ssl_.get(), buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
             if (n == 0 || (n < 0 && !ssl_ && (errno == EAGAIN || errno == EWOULDBLOCK)))
@@ -140,7 +140,7 @@ private:
     int fd_ = -1;
     std::string remote_;
     tls::ssl_ptr ssl_;
-    delivery::reply_parser parser_;
+    smtp::reply_parser parser_;
 };
 
 std::string local_host_name() {
@@ -157,7 +157,7 @@ std::string first_line(const smtp::reply& r) {
 /// Greeting, EHLO, STARTTLS: returns the EHLO capabilities and whether STARTTLS got 220.
 struct smtp_preamble {
     std::string greeting;
-    delivery::capabilities caps;
+    smtp::capabilities caps;
     std::vector<std::string> ehlo_lines;
     std::optional<std::string> starttls_refused;   // the reply when it was not 220
 };
@@ -170,7 +170,7 @@ smtp_preamble greet_and_starttls(smtp_line_conn& c, const std::string& helo) {
     c.send("EHLO " + helo);
     auto ehlo = c.reply();
     if (ehlo.code != 250) throw probe_error("EHLO refused: " + first_line(ehlo));
-    p.caps = delivery::parse_ehlo(ehlo);
+    p.caps = smtp::parse_ehlo(ehlo);
     p.ehlo_lines = ehlo.lines();
     if (!p.caps.starttls) return p;
     c.send("STARTTLS");

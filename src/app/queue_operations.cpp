@@ -12,7 +12,7 @@ namespace postern::app {
 namespace {
 
 using nlohmann::json;
-using queue::recipient_state;
+using smtp::recipient_state;
 
 const char* state_name(recipient_state s) {
     switch (s) {
@@ -49,23 +49,23 @@ std::optional<queue_result> check_id(const std::string& id) {
 
 queue_result not_found(const std::string& id) { return failure("no message " + id + " in the queue"); }
 
-std::uint64_t size_of(const queue::store& store, const queue::envelope& env) {
+std::uint64_t size_of(const queue::store& store, const smtp::envelope& env) {
     if (env.body_size != 0) return env.body_size;
     // Records written before the size was kept: the body itself says.
     auto body = store.load_body(env.id);
     return body ? body->size() : 0;
 }
 
-std::size_t pending_count(const queue::envelope& env) {
+std::size_t pending_count(const smtp::envelope& env) {
     std::size_t n = 0;
     for (const auto& r : env.recipients) n += r.state == recipient_state::pending;
     return n;
 }
 
 /// "held" | "deferred" | "ready", and why the message waits, in words.
-std::pair<std::string, std::string> status_of(const queue::envelope& env, queue::sys_time now) {
+std::pair<std::string, std::string> status_of(const smtp::envelope& env, smtp::sys_time now) {
     if (env.held) return {"held", "held (postern queue release " + env.id + " lets it go)"};
-    const queue::recipient* waiting = nullptr;
+    const smtp::recipient* waiting = nullptr;
     for (const auto& r : env.recipients) {
         if (r.state != recipient_state::pending) continue;
         if (r.next_attempt > now && r.attempts > 0) {
@@ -78,7 +78,7 @@ std::pair<std::string, std::string> status_of(const queue::envelope& env, queue:
     return {"deferred", waiting->last_reply.empty() ? "deferred" : waiting->last_reply};
 }
 
-json message_json(const queue::store& store, const queue::envelope& env, queue::sys_time now) {
+json message_json(const queue::store& store, const smtp::envelope& env, smtp::sys_time now) {
     auto [status, reason] = status_of(env, now);
     json recipients = json::array();
     for (const auto& r : env.recipients) {
@@ -120,7 +120,7 @@ std::string text(const json& j, const char* key) {
     return it != j.end() && it->is_string() ? printable(it->get<std::string>()) : std::string();
 }
 
-std::optional<queue::sys_time> parse_iso(const std::string& s) {
+std::optional<smtp::sys_time> parse_iso(const std::string& s) {
     std::tm tm{};
     char z = 0;
     if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
@@ -139,7 +139,7 @@ std::string span_text(std::chrono::seconds s) {
     return fmt::format("{}d{:02}h", n / 86400, (n % 86400) / 3600);
 }
 
-std::string when_text(const std::string& iso, queue::sys_time now) {
+std::string when_text(const std::string& iso, smtp::sys_time now) {
     auto t = parse_iso(iso);
     if (!t) return iso;
     auto left = std::chrono::duration_cast<std::chrono::seconds>(*t - now);
@@ -149,7 +149,7 @@ std::string when_text(const std::string& iso, queue::sys_time now) {
 
 std::string display_sender(const std::string& s) { return s.empty() ? "<>" : s; }
 
-void append_recipients(std::string& out, const json& message, queue::sys_time now, const char* indent) {
+void append_recipients(std::string& out, const json& message, smtp::sys_time now, const char* indent) {
     for (const auto& r : message.value("recipients", json::array())) {
         out += fmt::format("{}{:<10} {}\n", indent, text(r, "state"), text(r, "address"));
         std::string detail = fmt::format("attempts {}", r.value("attempts", 0));
@@ -168,7 +168,7 @@ void append_recipients(std::string& out, const json& message, queue::sys_time no
 
 }  // namespace
 
-std::string iso_time(queue::sys_time t) {
+std::string iso_time(smtp::sys_time t) {
     auto seconds = std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
     std::tm utc{};
     ::gmtime_r(&seconds, &utc);
@@ -186,7 +186,7 @@ std::string header_section_of(const std::string& body) {
     return body.substr(0, end);
 }
 
-queue_result queue_operations::list(queue::sys_time now) const {
+queue_result queue_operations::list(smtp::sys_time now) const {
     json messages = json::array();
     std::uint64_t total = 0;
     for (const auto& env : store_.list()) {
@@ -199,7 +199,7 @@ queue_result queue_operations::list(queue::sys_time now) const {
                    json{{"messages", std::move(messages)}, {"count", count}, {"total_size", total}});
 }
 
-queue_result queue_operations::show(const std::string& id, queue::sys_time now) const {
+queue_result queue_operations::show(const std::string& id, smtp::sys_time now) const {
     if (auto bad = check_id(id)) return *bad;
     auto env = store_.load_envelope(id);
     if (!env) return not_found(id);
@@ -218,7 +218,7 @@ queue_result queue_operations::show(const std::string& id, queue::sys_time now) 
     return success("", json{{"message", std::move(m)}});
 }
 
-queue_result queue_operations::retry(const std::optional<std::string>& id, queue::sys_time now) {
+queue_result queue_operations::retry(const std::optional<std::string>& id, smtp::sys_time now) {
     if (id)
         if (auto bad = check_id(*id)) return *bad;
     std::vector<std::string> ids;
@@ -231,7 +231,7 @@ queue_result queue_operations::retry(const std::optional<std::string>& id, queue
     for (const auto& one : ids) {
         std::size_t changed = 0;
         bool is_held = false;
-        auto r = queue::change_and_wait(store_, one, [&](queue::envelope& env, auto&) {
+        auto r = queue::change_and_wait(store_, one, [&](smtp::envelope& env, auto&) {
             changed = 0;
             for (auto& rcpt : env.recipients) {
                 if (rcpt.state != recipient_state::pending) continue;
@@ -264,7 +264,7 @@ queue_result queue_operations::retry(const std::optional<std::string>& id, queue
 queue_result queue_operations::set_held(const std::string& id, bool held) {
     if (auto bad = check_id(id)) return *bad;
     bool already = false;
-    auto r = queue::change_and_wait(store_, id, [&](queue::envelope& env, auto&) {
+    auto r = queue::change_and_wait(store_, id, [&](smtp::envelope& env, auto&) {
         already = env.held == held;
         env.held = held;
         return already ? queue::change_action::keep : queue::change_action::update;
@@ -281,8 +281,8 @@ queue_result queue_operations::release(const std::string& id) { return set_held(
 
 queue_result queue_operations::remove(const std::string& id) {
     if (auto bad = check_id(id)) return *bad;
-    queue::envelope removed;
-    auto r = queue::change_and_wait(store_, id, [&](queue::envelope& env, auto&) {
+    smtp::envelope removed;
+    auto r = queue::change_and_wait(store_, id, [&](smtp::envelope& env, auto&) {
         removed = env;
         return queue::change_action::remove;
     });
@@ -297,7 +297,7 @@ bool is_queue_command(const std::string& command) {
            command == "queue-hold" || command == "queue-release" || command == "queue-delete";
 }
 
-queue_result handle_queue_request(queue_operations& ops, const nlohmann::json& request, queue::sys_time now) {
+queue_result handle_queue_request(queue_operations& ops, const nlohmann::json& request, smtp::sys_time now) {
     if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
         return failure("bad request: no command", true);
     const auto command = request["command"].get<std::string>();
@@ -320,7 +320,7 @@ queue_result handle_queue_request(queue_operations& ops, const nlohmann::json& r
     return failure("unknown queue command \"" + command + "\"", true);
 }
 
-std::string format_queue_list(const nlohmann::json& data, queue::sys_time now) {
+std::string format_queue_list(const nlohmann::json& data, smtp::sys_time now) {
     const auto messages = data.value("messages", json::array());
     if (messages.empty()) return "The queue is empty.\n";
     std::string out = fmt::format("{:<16}  {:>10}  {:<20}  {}\n", "ID", "SIZE", "ARRIVED", "SENDER");
@@ -337,7 +337,7 @@ std::string format_queue_list(const nlohmann::json& data, queue::sys_time now) {
     return out;
 }
 
-std::string format_queue_show(const nlohmann::json& data, queue::sys_time now) {
+std::string format_queue_show(const nlohmann::json& data, smtp::sys_time now) {
     const auto m = data.value("message", json::object());
     std::string out;
     auto line = [&](const char* name, const std::string& value) { out += fmt::format("{:<18} {}\n", name, value); };

@@ -34,7 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 #include "queue/store.hpp"
 
 namespace postern::app {
@@ -51,11 +51,11 @@ class queue_operations {
 public:
     explicit queue_operations(queue::store& store) : store_(store) {}
 
-    queue_result list(queue::sys_time now) const;
-    queue_result show(const std::string& id, queue::sys_time now) const;
+    queue_result list(smtp::sys_time now) const;
+    queue_result show(const std::string& id, smtp::sys_time now) const;
     /// Every pending recipient of the message (all messages without `id`) becomes due now.
     /// Held messages get the new time too, but stay held (the message says so).
-    queue_result retry(const std::optional<std::string>& id, queue::sys_time now);
+    queue_result retry(const std::optional<std::string>& id, smtp::sys_time now);
     queue_result hold(const std::string& id);
     queue_result release(const std::string& id);
     /// Removes envelope and body.
@@ -72,17 +72,17 @@ bool is_queue_command(const std::string& command);
 
 /// Runs one request ({"command": "queue-...", "id": ...}); a missing or malformed id is a
 /// bad request.
-queue_result handle_queue_request(queue_operations& ops, const nlohmann::json& request, queue::sys_time now);
+queue_result handle_queue_request(queue_operations& ops, const nlohmann::json& request, smtp::sys_time now);
 
 /// The header section of a stored message (up to, not including, the first empty line).
 std::string header_section_of(const std::string& body);
 
 /// ISO 8601 UTC with seconds and Z ("2024-06-01T12:00:03Z").
-std::string iso_time(queue::sys_time t);
+std::string iso_time(smtp::sys_time t);
 
 /// Human forms of list and show data (postqueue -p / Get-Queue style); `now` for the
 /// "in 4m" of next attempts.
-std::string format_queue_list(const nlohmann::json& data, queue::sys_time now);
-std::string format_queue_show(const nlohmann::json& data, queue::sys_time now);
+std::string format_queue_list(const nlohmann::json& data, smtp::sys_time now);
+std::string format_queue_show(const nlohmann::json& data, smtp::sys_time now);
 
 }  // namespace postern::app

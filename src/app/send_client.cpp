@@ -61,21 +61,21 @@ std::string random_hex(std::size_t bytes) {
 /// Collects the transcript and passes each line on as it happens.
 class collecting_sink : public delivery::transcript_sink {
 public:
-    collecting_sink(send_report& report, const std::function<void(const delivery::transcript_line&)>& on_line)
+    collecting_sink(send_report& report, const std::function<void(const smtp::transcript_line&)>& on_line)
         : report_(report), on_line_(on_line) {}
     void connected(const std::string& local, const std::string& remote) override {
-        line(delivery::transcript_line::kind::info, "connected " + local + " -> " + remote);
+        line(smtp::transcript_line::kind::info, "connected " + local + " -> " + remote);
     }
-    void line(delivery::transcript_line::kind what, std::string_view text) override {
-        delivery::transcript_line l{what, std::string(text)};
+    void line(smtp::transcript_line::kind what, std::string_view text) override {
+        smtp::transcript_line l{what, std::string(text)};
         if (on_line_) on_line_(l);
         report_.transcript.push_back(std::move(l));
     }
-    void disconnected() override { line(delivery::transcript_line::kind::info, "disconnected"); }
+    void disconnected() override { line(smtp::transcript_line::kind::info, "disconnected"); }
 
 private:
     send_report& report_;
-    const std::function<void(const delivery::transcript_line&)>& on_line_;
+    const std::function<void(const smtp::transcript_line&)>& on_line_;
 };
 
 std::string reply_text(const smtp::reply& r) {
@@ -141,7 +141,7 @@ std::string build_test_message(const send_request& req, const std::string& messa
     return text;
 }
 
-send_report run_send(const send_request& req, const std::function<void(const delivery::transcript_line&)>& on_line) {
+send_report run_send(const send_request& req, const std::function<void(const smtp::transcript_line&)>& on_line) {
     send_report report;
     const std::string helo = req.helo.empty() ? local_host_name() : req.helo;
     const std::string name = lower(req.tls_domain.empty() ? req.host : req.tls_domain);
@@ -186,8 +186,8 @@ send_report run_send(const send_request& req, const std::function<void(const del
     delivery::session_target target;
     target.host = req.host;
     target.expectation = want;
-    target.plan.starttls = req.tls == send_request::tls_use::starttls ? delivery::client_settings::starttls_use::required
-                                                                      : delivery::client_settings::starttls_use::never;
+    target.plan.starttls = req.tls == send_request::tls_use::starttls ? smtp::client_settings::starttls_use::required
+                                                                      : smtp::client_settings::starttls_use::never;
     target.plan.implicit_tls = req.tls == send_request::tls_use::implicit;
     if (use_tls) {
         target.tls = delivery::make_client_context(cfg, connector, material.get());
@@ -214,7 +214,7 @@ send_report run_send(const send_request& req, const std::function<void(const del
     settings.report_tls_handshake_errors = false;   // the verdict line says it
 
     collecting_sink sink(report, on_line);
-    delivery::transaction tx;
+    smtp::transaction tx;
     tx.mail_from = req.from;
     tx.recipients = {req.to};
     tx.body = build_test_message(req, report.message_id);
@@ -244,7 +244,7 @@ send_report run_send(const send_request& req, const std::function<void(const del
             }
             const auto& r = results.front();
             if (r.remote) report.final_reply = reply_text(*r.remote);
-            if (r.what == delivery::verdict::delivered) report.delivered = true;
+            if (r.what == smtp::verdict::delivered) report.delivered = true;
             else report.failure = r.describe();
         },
         [&](std::exception_ptr e) { failed = e; });

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "delivery/client_fsm.hpp"
+#include "smtp/client_fsm.hpp"
 #include "delivery/tls_policy.hpp"
 
 namespace postern::app {
@@ -46,7 +46,7 @@ struct send_report {
     std::string message_id;
     std::string final_reply;             // the reply to the final dot, or to the refused command
     std::string failure;                 // why not delivered ("" when delivered)
-    std::vector<delivery::transcript_line> transcript;
+    std::vector<smtp::transcript_line> transcript;
 };
 
 /// The test message: From, To, Date, Message-ID, Subject, a short body. CRLF lines.
@@ -56,7 +56,7 @@ std::string build_test_message(const send_request& req, const std::string& messa
 /// Throws std::runtime_error only for bad input (an unreadable --ca file, an unresolvable
 /// host); everything the server does is in the report.
 send_report run_send(const send_request& req,
-                     const std::function<void(const delivery::transcript_line&)>& on_line = {});
+                     const std::function<void(const smtp::transcript_line&)>& on_line = {});
 
 /// "HOST[:PORT]" or "[v6]:PORT"; the port defaults to `default_port`. Throws
 /// std::invalid_argument on a bad port.

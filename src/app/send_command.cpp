@@ -26,11 +26,11 @@ struct send_args {
     unsigned timeout = 30;
 };
 
-const char* prefix(delivery::transcript_line::kind k) {
+const char* prefix(smtp::transcript_line::kind k) {
     switch (k) {
-    case delivery::transcript_line::kind::sent: return "C: ";
-    case delivery::transcript_line::kind::received: return "S: ";
-    case delivery::transcript_line::kind::info: return "*  ";
+    case smtp::transcript_line::kind::sent: return "C: ";
+    case smtp::transcript_line::kind::received: return "S: ";
+    case smtp::transcript_line::kind::info: return "*  ";
     }
     return "   ";
 }
@@ -64,7 +64,7 @@ int send_main(const send_args& a) {
                                                                    : "implicit TLS")
                   << "\n";
     }
-    auto report = run_send(req, [&](const delivery::transcript_line& l) {
+    auto report = run_send(req, [&](const smtp::transcript_line& l) {
         if (!a.json) std::cout << "  " << prefix(l.what) << l.text << "\n";
     });
 

@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/app_log.hpp"
+#include "smtp/dot_writer.hpp"
 
 namespace postern::delivery {
 
@@ -175,7 +176,7 @@ asio::awaitable<bool> client_session::stream_body_file(const std::string& path) 
         if (n == 0) break;
         const std::string_view read_block(block.data(), static_cast<std::size_t>(n));
         stuffed.clear();
-        append_dot_stuffed(stuffed, read_block, at_line_start);
+        smtp::append_dot_stuffed(stuffed, read_block, at_line_start);
         last = read_block.back();
         at_line_start = last == '\n';
         if (!co_await write_all(stuffed, settings_.timeouts.data_block)) co_return false;

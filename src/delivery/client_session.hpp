@@ -30,7 +30,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "tls/stream.hpp"
-#include "delivery/client_fsm.hpp"
+#include "delivery/protocol_terms.hpp"
 #include "delivery/engine.hpp"
 #include "delivery/tls_policy.hpp"
 

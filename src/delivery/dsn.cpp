@@ -12,7 +12,7 @@ namespace postern::delivery {
 namespace {
 
 /// RFC 5322 §3.3 date-time, in UTC.
-std::string rfc5322_date(queue::sys_time t) {
+std::string rfc5322_date(smtp::sys_time t) {
     const std::time_t tt = std::chrono::system_clock::to_time_t(t);
     std::tm tm{};
     gmtime_r(&tt, &tm);
@@ -76,7 +76,7 @@ std::string address_type(const std::string& address) { return non_ascii(address)
 /// UTF-8 address, uses the "global" media types, whose fields and returned headers may
 /// hold UTF-8 as it is; a report about an ASCII message keeps the RFC 3464 types that
 /// every reader knows.
-bool needs_global_types(const queue::envelope& original, const std::vector<dsn_recipient>& recipients) {
+bool needs_global_types(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients) {
     if (original.smtputf8 || non_ascii(original.mail_from)) return true;
     return std::any_of(recipients.begin(), recipients.end(),
                        [](const dsn_recipient& r) { return non_ascii(r.address) || non_ascii(r.orcpt); });
@@ -125,7 +125,7 @@ returned_content content_to_return(const std::string& message, bool full_request
 
 }  // namespace
 
-bool wants_notice(const queue::recipient& rcpt, dsn_kind kind) {
+bool wants_notice(const smtp::recipient& rcpt, dsn_kind kind) {
     // RFC 3461 §4.1: without NOTIFY, failures and (at the MTA's choice) delays are
     // reported, successes are not.
     if (rcpt.notify.empty()) return kind != dsn_kind::relayed;
@@ -150,13 +150,13 @@ std::string random_token() {
     return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
-dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
-                      const std::string& reporting_mta, const std::string& message, queue::sys_time now,
+dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
+                      const std::string& reporting_mta, const std::string& message, smtp::sys_time now,
                       std::uint64_t size_limit, const unique_token_source& unique) {
     dsn_message dsn;
     auto& env = dsn.envelope;
     env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
-    queue::recipient to;
+    smtp::recipient to;
     to.address = original.mail_from;
     env.recipients.push_back(to);
     env.received_at = now;

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 
 namespace postern::delivery {
 
@@ -28,7 +28,7 @@ enum class dsn_kind { failure, delay, relayed };
 ///   NOTIFY absent ("")          -> failure and delay, not relayed (success);
 ///   NOTIFY=NEVER                -> none;
 ///   otherwise                   -> failure iff FAILURE, delay iff DELAY, relayed iff SUCCESS.
-bool wants_notice(const queue::recipient& rcpt, dsn_kind kind);
+bool wants_notice(const smtp::recipient& rcpt, dsn_kind kind);
 
 struct dsn_recipient {
     std::string address;
@@ -40,7 +40,7 @@ struct dsn_recipient {
 };
 
 struct dsn_message {
-    queue::envelope envelope;            // null sender, one recipient: the original sender
+    smtp::envelope envelope;            // null sender, one recipient: the original sender
     std::string body;                    // CRLF lines
 };
 
@@ -65,9 +65,9 @@ struct dsn_message {
 /// the notice is the same octets every time, so tests can compare it whole.
 using unique_token_source = std::function<std::string()>;
 std::string random_token();   // 16 hex digits from the system's random device
-dsn_message build_dsn(const queue::envelope& original, const std::vector<dsn_recipient>& recipients,
+dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients,
                       dsn_kind kind, const std::string& reporting_mta, const std::string& message,
-                      queue::sys_time now, std::uint64_t size_limit,
+                      smtp::sys_time now, std::uint64_t size_limit,
                       const unique_token_source& unique = random_token);
 
 /// The header section of a message body (up to the first empty line), CRLF lines.

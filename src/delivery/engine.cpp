@@ -290,24 +290,24 @@ struct engine::impl {
     // Scan requests (mutex_): ids committed since the last scan, and whether the whole
     // queue must be read. last_full_scan_ is only touched on strand_.
     std::vector<std::string> committed_ids_;
-    std::vector<queue::envelope> committed_envelopes_;
+    std::vector<smtp::envelope> committed_envelopes_;
     bool full_scan_requested_ = true;
     std::chrono::steady_clock::time_point last_full_scan_{};
     std::chrono::steady_clock::time_point last_tick_{};
 
     // When each queued message next needs the engine (scheduler next_due), mutex_: every
     // tick reads only the messages that came due, not the whole queue.
-    std::multimap<queue::sys_time, std::string> due_;
-    std::unordered_map<std::string, std::multimap<queue::sys_time, std::string>::iterator> due_entry_;
+    std::multimap<smtp::sys_time, std::string> due_;
+    std::unordered_map<std::string, std::multimap<smtp::sys_time, std::string>::iterator> due_entry_;
 
-    void index_due(const std::string& id, std::optional<queue::sys_time> when) {   // mutex_ held
+    void index_due(const std::string& id, std::optional<smtp::sys_time> when) {   // mutex_ held
         if (auto it = due_entry_.find(id); it != due_entry_.end()) {
             due_.erase(it->second);
             due_entry_.erase(it);
         }
         if (when) due_entry_.emplace(id, due_.emplace(*when, id));
     }
-    std::vector<std::string> take_due(queue::sys_time now) {                       // mutex_ held
+    std::vector<std::string> take_due(smtp::sys_time now) {                       // mutex_ held
         std::vector<std::string> ids;
         while (!due_.empty() && due_.begin()->first <= now) {
             ids.push_back(due_.begin()->second);
@@ -336,7 +336,7 @@ struct engine::impl {
         for (;;) {
             bool full = false;
             std::vector<std::string> new_ids;
-            std::vector<queue::envelope> fresh;
+            std::vector<smtp::envelope> fresh;
             const auto now = std::chrono::steady_clock::now();
             {
                 std::lock_guard lock(mutex_);
@@ -382,7 +382,7 @@ struct engine::impl {
         finish_task();
     }
 
-    void scan(const std::vector<queue::envelope>& envelopes) {
+    void scan(const std::vector<smtp::envelope>& envelopes) {
         // DESIGN §5: while the store is failed nothing new starts; its results could not
         // be recorded, and every send would be one more to repeat later.
         if (store_.condition() == queue::store_condition::failed) return;
@@ -799,7 +799,7 @@ struct engine::impl {
         }
         std::vector<std::size_t> indices;
         for (auto i : j.recipients)
-            if (i < env->recipients.size() && env->recipients[i].state == queue::recipient_state::pending)
+            if (i < env->recipients.size() && env->recipients[i].state == smtp::recipient_state::pending)
                 indices.push_back(i);
         std::vector<recipient_result> results(indices.size());
         std::vector<std::size_t> todo(indices.size());
@@ -873,7 +873,7 @@ struct engine::impl {
     /// and its removal): removed without waiting.
     void remove_message(const std::string& id) {
         store_.change(
-            id, [](queue::envelope& env, auto&) { return finished(env) ? queue::change_action::remove : queue::change_action::keep; },
+            id, [](smtp::envelope& env, auto&) { return finished(env) ? queue::change_action::remove : queue::change_action::keep; },
             // No `this`: the answer may come after the engine is gone.
             [id](queue::change_result r) {
                 if (!r.ok && r.found) spdlog::warn("delivery: cannot remove {} from the queue: {}", id, r.reason);
@@ -888,11 +888,11 @@ struct engine::impl {
             bool dsn = false;
             bool relayed = false;             // a "relayed" notice (RFC 3461 §5.2.2)
             std::vector<std::string> lines;   // for smtp_client_debug
-            std::optional<queue::sys_time> next_due;   // of the message as written
+            std::optional<smtp::sys_time> next_due;   // of the message as written
         };
         std::string id;
         std::vector<std::size_t> indices;
-        queue::sys_time now;
+        smtp::sys_time now;
         std::shared_ptr<tally> counted = std::make_shared<tally>();
         queue::envelope_change apply;
     };
@@ -902,15 +902,15 @@ struct engine::impl {
     struct applied_results {
         std::vector<dsn_recipient> failed, relayed;
     };
-    static applied_results apply_results(queue::envelope& env, const std::vector<std::size_t>& indices,
+    static applied_results apply_results(smtp::envelope& env, const std::vector<std::size_t>& indices,
                                           const std::vector<recipient_result>& results, const config::configuration& cfg,
-                                          queue::sys_time now, recording::tally& counted, bool debugging) {
+                                          smtp::sys_time now, recording::tally& counted, bool debugging) {
         applied_results out;
         counted = recording::tally{};
         for (std::size_t k = 0; k < indices.size() && k < results.size(); ++k) {
             if (indices[k] >= env.recipients.size()) continue;
             auto& rcpt = env.recipients[indices[k]];
-            if (rcpt.state != queue::recipient_state::pending) continue;
+            if (rcpt.state != smtp::recipient_state::pending) continue;
             switch (apply_result(rcpt, results[k], env, cfg.queue, now)) {
             case decision::done:
                 ++counted.delivered;
@@ -922,7 +922,7 @@ struct engine::impl {
             case decision::retry: ++counted.deferred; break;
             case decision::bounce:
                 ++counted.bounced;
-                rcpt.state = queue::recipient_state::failed;
+                rcpt.state = smtp::recipient_state::failed;
                 if (wants_notice(rcpt, dsn_kind::failure))   // RFC 3461 §4.1: NOTIFY
                     out.failed.push_back({rcpt.address, rcpt.orcpt, dsn_status(results[k]).to_string(),
                                           rcpt.last_reply, results[k].host});
@@ -930,8 +930,8 @@ struct engine::impl {
             }
             if (debugging)
                 counted.lines.push_back(fmt::format("{}: <{}> {}: {}", env.id, rcpt.address,
-                                                    rcpt.state == queue::recipient_state::delivered ? "delivered"
-                                                    : rcpt.state == queue::recipient_state::failed  ? "bounced"
+                                                    rcpt.state == smtp::recipient_state::delivered ? "delivered"
+                                                    : rcpt.state == smtp::recipient_state::failed  ? "bounced"
                                                                                                      : "deferred",
                                                     rcpt.last_reply));
         }
@@ -943,8 +943,8 @@ struct engine::impl {
 
     /// The DSNs for `applied`, built from `env` (after the results) and the original's
     /// first bounce_size_limit + 1 octets (so build_dsn can tell when it is cut).
-    std::vector<queue::new_message> build_notices(const queue::envelope& env, const applied_results& applied,
-                                                  const config::configuration& cfg, queue::sys_time now) const {
+    std::vector<queue::new_message> build_notices(const smtp::envelope& env, const applied_results& applied,
+                                                  const config::configuration& cfg, smtp::sys_time now) const {
         std::vector<queue::new_message> notices;
         if (applied.failed.empty() && applied.relayed.empty()) return notices;
         const auto body = store_.load_body_prefix(env.id, cfg.queue.bounce_size_limit + 1).value_or(std::string());
@@ -978,7 +978,7 @@ struct engine::impl {
             pre->notices = build_notices(*env, pre->applied, *cfg, rec.now);
         }
         rec.apply = [this, indices = std::move(indices), results = std::move(results), cfg, now = rec.now,
-                     counted = rec.counted, debugging, pre](queue::envelope& env, std::vector<queue::new_message>& also) {
+                     counted = rec.counted, debugging, pre](smtp::envelope& env, std::vector<queue::new_message>& also) {
             const auto applied = apply_results(env, indices, results, *cfg, now, *counted, debugging);
             // Changed meanwhile (another result, a queue operation): built here after all.
             auto notices = applied.failed == pre->applied.failed && applied.relayed == pre->applied.relayed
@@ -1112,7 +1112,7 @@ struct engine::impl {
         try {
             const auto cfg = config();
             const auto now = std::chrono::system_clock::now();
-            queue::envelope_change apply = [this, id, cfg, now](queue::envelope& env,
+            queue::envelope_change apply = [this, id, cfg, now](smtp::envelope& env,
                                                                 std::vector<queue::new_message>& also) {
                 if (!delay_notice_due(env, cfg->queue, now)) return queue::change_action::keep;
                 auto list = delay_notice_recipients(env);   // only recipients whose NOTIFY asks for delays
@@ -1207,7 +1207,7 @@ void engine::committed(const std::string& id) {
     asio::post(d.strand_, [&d] { d.timer_.cancel(); });
 }
 
-void engine::committed(queue::envelope env, std::string body) {
+void engine::committed(smtp::envelope env, std::string body) {
     auto& d = *impl_;
     {
         std::lock_guard lock(d.mutex_);

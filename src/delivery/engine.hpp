@@ -120,7 +120,7 @@ public:
     /// Same, with what was committed (queue::commit_result hands it back): nothing is
     /// read from the store to plan the message, and its first delivery attempt sends this
     /// body rather than reading it again.
-    void committed(queue::envelope env, std::string body);
+    void committed(smtp::envelope env, std::string body);
     /// Thread-safe. No new transaction starts; transactions under way get `grace`, then
     /// their connections are cut (a recipient cut mid-DATA stays pending: at-least-once).
     /// Returns when every thread has ended.

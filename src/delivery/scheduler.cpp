@@ -38,14 +38,14 @@ std::uint32_t jitter_seed(const std::string& message_id) {
     return h;
 }
 
-plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
+plan plan_message(const config::configuration& cfg, const smtp::envelope& env, smtp::sys_time now,
                   const std::function<bool(std::size_t)>& busy) {
     plan p;
     if (env.held) return p;
     std::map<destination, std::size_t> index;   // destination -> position in p.jobs
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
         const auto& r = env.recipients[i];
-        if (r.state != queue::recipient_state::pending || r.next_attempt > now) continue;
+        if (r.state != smtp::recipient_state::pending || r.next_attempt > now) continue;
         if (busy && busy(i)) continue;
         const std::string domain = recipient_domain(r.address);
         const config::send_connector* connector = route::choose_send_connector(cfg, domain);
@@ -66,14 +66,14 @@ plan plan_message(const config::configuration& cfg, const queue::envelope& env, 
     return p;
 }
 
-std::optional<queue::sys_time> next_due(const queue::envelope& env, const config::queue_section& queue,
+std::optional<smtp::sys_time> next_due(const smtp::envelope& env, const config::queue_section& queue,
                                         const std::function<bool(std::size_t)>& busy) {
     if (env.held) return std::nullopt;
-    std::optional<queue::sys_time> earliest;
+    std::optional<smtp::sys_time> earliest;
     bool notice_wanted = false;
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
         const auto& r = env.recipients[i];
-        if (r.state != queue::recipient_state::pending) continue;
+        if (r.state != smtp::recipient_state::pending) continue;
         // As delay_notice_due(): only after an attempt (else a passed notice time would
         // bring the message back at every tick while nothing can be said yet).
         notice_wanted = notice_wanted || (r.attempts > 0 && wants_notice(r, dsn_kind::delay));
@@ -88,13 +88,13 @@ std::optional<queue::sys_time> next_due(const queue::envelope& env, const config
     return earliest;
 }
 
-decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
-                      const config::queue_section& queue, queue::sys_time now) {
+decision apply_result(smtp::recipient& rcpt, const recipient_result& result, const smtp::envelope& env,
+                      const config::queue_section& queue, smtp::sys_time now) {
     ++rcpt.attempts;
     rcpt.last_reply = result.describe();
     switch (result.what) {
     case verdict::delivered:
-        rcpt.state = queue::recipient_state::delivered;
+        rcpt.state = smtp::recipient_state::delivered;
         return decision::done;
     case verdict::permanent:
         return decision::bounce;
@@ -113,24 +113,24 @@ decision apply_result(queue::recipient& rcpt, const recipient_result& result, co
     return decision::retry;
 }
 
-bool delay_notice_due(const queue::envelope& env, const config::queue_section& queue, queue::sys_time now) {
+bool delay_notice_due(const smtp::envelope& env, const config::queue_section& queue, smtp::sys_time now) {
     if (env.delay_notice_sent || env.mail_from.empty()) return false;
     if (queue.delay_notice.count() <= 0 || queue.delay_notice >= queue.expire) return false;
     if (now < env.received_at || now - env.received_at < queue.delay_notice) return false;
-    return std::any_of(env.recipients.begin(), env.recipients.end(), [](const queue::recipient& r) {
-        return r.state == queue::recipient_state::pending && r.attempts > 0 && wants_notice(r, dsn_kind::delay);
+    return std::any_of(env.recipients.begin(), env.recipients.end(), [](const smtp::recipient& r) {
+        return r.state == smtp::recipient_state::pending && r.attempts > 0 && wants_notice(r, dsn_kind::delay);
     });
 }
 
-std::vector<dsn_recipient> delay_notice_recipients(const queue::envelope& env) {
+std::vector<dsn_recipient> delay_notice_recipients(const smtp::envelope& env) {
     std::vector<dsn_recipient> list;
     for (const auto& r : env.recipients)
-        if (r.state == queue::recipient_state::pending && wants_notice(r, dsn_kind::delay))
+        if (r.state == smtp::recipient_state::pending && wants_notice(r, dsn_kind::delay))
             list.push_back({r.address, r.orcpt, "4.4.7", r.last_reply.empty() ? "not yet delivered" : r.last_reply, {}});
     return list;
 }
 
-transaction transaction_for(const queue::envelope& env, const std::vector<std::size_t>& which, std::string body) {
+transaction transaction_for(const smtp::envelope& env, const std::vector<std::size_t>& which, std::string body) {
     transaction tx;
     tx.mail_from = env.mail_from;
     tx.body_8bit = env.body_8bit;
@@ -141,7 +141,7 @@ transaction transaction_for(const queue::envelope& env, const std::vector<std::s
     for (auto i : which) {
         if (i >= env.recipients.size()) continue;
         const auto& r = env.recipients[i];
-        recipient_dsn params{r.notify, r.orcpt};
+        smtp::recipient_dsn params{r.notify, r.orcpt};
         const bool ascii = std::all_of(r.address.begin(), r.address.end(),
                                        [](char c) { return static_cast<unsigned char>(c) < 0x80; });
         if (params.orcpt.empty() && ascii && !r.address.empty())
@@ -152,9 +152,9 @@ transaction transaction_for(const queue::envelope& env, const std::vector<std::s
     return tx;
 }
 
-bool finished(const queue::envelope& env) {
+bool finished(const smtp::envelope& env) {
     return std::all_of(env.recipients.begin(), env.recipients.end(),
-                       [](const queue::recipient& r) { return r.state != queue::recipient_state::pending; });
+                       [](const smtp::recipient& r) { return r.state != smtp::recipient_state::pending; });
 }
 
 }  // namespace postern::delivery

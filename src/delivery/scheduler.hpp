@@ -17,10 +17,9 @@
 #include <vector>
 
 #include "config/schema.hpp"
-#include "delivery/client_fsm.hpp"
+#include "delivery/protocol_terms.hpp"
 #include "delivery/dsn.hpp"
-#include "delivery/outcome.hpp"
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 
 namespace postern::delivery {
 
@@ -56,7 +55,7 @@ struct plan {
 /// Groups the pending recipients of `env` that are due at `now` and not `busy` by
 /// destination, in recipient order (RFC 5321 §4.5.4.1: one transaction per next hop).
 /// A held message (`postern queue hold`) gives an empty plan.
-plan plan_message(const config::configuration& cfg, const queue::envelope& env, queue::sys_time now,
+plan plan_message(const config::configuration& cfg, const smtp::envelope& env, smtp::sys_time now,
                   const std::function<bool(std::size_t)>& busy = {});
 
 /// When `env` next needs the engine: the earliest next_attempt of a pending recipient that
@@ -64,7 +63,7 @@ plan plan_message(const config::configuration& cfg, const queue::envelope& env, 
 /// nothing is left to do (every recipient done or busy) or the message is held (released
 /// messages come back through a full scan). The engine keeps an index of these times
 /// instead of reading the whole queue every second.
-std::optional<queue::sys_time> next_due(const queue::envelope& env, const config::queue_section& queue,
+std::optional<smtp::sys_time> next_due(const smtp::envelope& env, const config::queue_section& queue,
                                         const std::function<bool(std::size_t)>& busy = {});
 
 /// What one recipient's result does to the queue.
@@ -74,17 +73,17 @@ enum class decision { done, retry, bounce };
 /// attempt time with jitter (queue/retry.hpp). A transient result past [queue] expire is
 /// a bounce; the reason then says so. The state only changes to delivered here; a bounce
 /// turns into failed in the same store write that queues its DSN (engine.cpp).
-decision apply_result(queue::recipient& rcpt, const recipient_result& result, const queue::envelope& env,
-                      const config::queue_section& queue, queue::sys_time now);
+decision apply_result(smtp::recipient& rcpt, const recipient_result& result, const smtp::envelope& env,
+                      const config::queue_section& queue, smtp::sys_time now);
 
 /// True when a delay notice is due: not sent yet, queued for delay_notice or longer,
 /// some recipient still pending that was tried and whose NOTIFY asks for delay notices
 /// (wants_notice, RFC 3461 §4.1), and a sender to tell (not the null sender).
-bool delay_notice_due(const queue::envelope& env, const config::queue_section& queue, queue::sys_time now);
+bool delay_notice_due(const smtp::envelope& env, const config::queue_section& queue, smtp::sys_time now);
 
 /// What a delay notice reports: every pending recipient whose NOTIFY asks for delay
 /// notices, with status 4.4.7 and its last reply ("not yet delivered" before any).
-std::vector<dsn_recipient> delay_notice_recipients(const queue::envelope& env);
+std::vector<dsn_recipient> delay_notice_recipients(const smtp::envelope& env);
 
 /// The transaction that carries `env`'s recipients at `which` (indices into
 /// env.recipients, in that order) with `body`: sender, BODY/SMTPUTF8, and the RFC 3461
@@ -92,10 +91,10 @@ std::vector<dsn_recipient> delay_notice_recipients(const queue::envelope& env);
 /// came without ORCPT gets "rfc822;" and its address in xtext when the address is ASCII
 /// (RFC 3461 §4.2: a relay may add it, with the address it received). The client sends
 /// them only when the next hop advertises DSN.
-transaction transaction_for(const queue::envelope& env, const std::vector<std::size_t>& which, std::string body);
+transaction transaction_for(const smtp::envelope& env, const std::vector<std::size_t>& which, std::string body);
 
 /// True when nothing is left to do: every recipient delivered or failed.
-bool finished(const queue::envelope& env);
+bool finished(const smtp::envelope& env);
 
 /// Per-message jitter seed, so a queue full of messages does not retry in lockstep.
 std::uint32_t jitter_seed(const std::string& message_id);

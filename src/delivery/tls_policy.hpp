@@ -30,7 +30,7 @@
 #include <openssl/ssl.h>
 
 #include "config/schema.hpp"
-#include "delivery/client_fsm.hpp"
+#include "delivery/protocol_terms.hpp"
 
 namespace postern::delivery {
 

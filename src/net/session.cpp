@@ -344,9 +344,9 @@ void session::spool(std::string chunk) {
     spool_->append(chunk);
 }
 
-asio::awaitable<queue::commit_result> session::commit(queue::envelope env, std::string body) {
+asio::awaitable<queue::commit_result> session::commit(smtp::envelope env, std::string body) {
     auto executor = co_await asio::this_coro::executor;
-    auto initiate = [this, executor](auto handler, queue::envelope e, std::string b) {
+    auto initiate = [this, executor](auto handler, smtp::envelope e, std::string b) {
         // The store calls back from its own thread: hand the result to this session's
         // strand, and keep the io_context running until then.
         using handler_type = decltype(handler);

@@ -83,7 +83,7 @@ private:
     bool disarm();                                              // true: it was cancelled for its deadline
     boost::asio::awaitable<bool> write_all(const std::string& out, bool closing);
     boost::asio::awaitable<handshake_result> handshake();
-    boost::asio::awaitable<queue::commit_result> commit(queue::envelope env, std::string body);
+    boost::asio::awaitable<queue::commit_result> commit(smtp::envelope env, std::string body);
     void spool(std::string chunk);                // appends a body chunk to the transaction's spool
     boost::asio::awaitable<void> farewell();
     void write_log(const std::vector<smtp::log_entry>& entries);

@@ -11,9 +11,14 @@
 #include <string>
 #include <string_view>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 
 namespace postern::queue {
+
+using smtp::envelope;
+using smtp::recipient;
+using smtp::recipient_state;
+using smtp::sys_time;
 
 /// Formats. encode_envelope() writes the newest; decode_envelope() reads every one.
 /// Bump it when the field list changes, and keep decoding the older formats.

@@ -12,9 +12,14 @@
 #include <cstdint>
 #include <span>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 
 namespace postern::queue {
+
+using smtp::envelope;
+using smtp::recipient;
+using smtp::recipient_state;
+using smtp::sys_time;
 
 /// DESIGN §3 default, used when a schedule is empty.
 inline constexpr std::array<std::chrono::seconds, 5> default_retry_schedule = {

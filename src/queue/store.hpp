@@ -16,9 +16,14 @@
 #include <string_view>
 #include <vector>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 
 namespace postern::queue {
+
+using smtp::envelope;
+using smtp::recipient;
+using smtp::recipient_state;
+using smtp::sys_time;
 
 struct commit_result {
     bool ok = false;

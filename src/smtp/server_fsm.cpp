@@ -178,7 +178,7 @@ void server_fsm::reset_transaction() {
     mail_given_ = false;
     in_data_ = false;
     data_.reset();
-    envelope_ = queue::envelope{};
+    envelope_ = smtp::envelope{};
 }
 
 void server_fsm::after_transaction() {
@@ -539,7 +539,7 @@ void server_fsm::on_rcpt(const command& c) {
             return send(replies::routing_denied());
         }
     }
-    queue::recipient rec;
+    smtp::recipient rec;
     rec.address = std::move(address);
     rec.orcpt = rc.orcpt;
     rec.notify = rc.notify;
@@ -654,7 +654,7 @@ std::string server_fsm::received_header() const {
     } else {
         h += "\t;";
     }
-    h += " " + rfc5322_date(envelope_.received_at == queue::sys_time{} ? params_.clock() : envelope_.received_at);
+    h += " " + rfc5322_date(envelope_.received_at == smtp::sys_time{} ? params_.clock() : envelope_.received_at);
     h += "\r\n";
     return h;
 }

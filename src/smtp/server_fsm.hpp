@@ -30,7 +30,7 @@
 #include <string_view>
 #include <vector>
 
-#include "queue/message.hpp"
+#include "smtp/envelope.hpp"
 #include "smtp/command.hpp"
 #include "smtp/dot_reader.hpp"
 #include "smtp/reply.hpp"
@@ -151,7 +151,7 @@ struct action {
     kind what = kind::read;
     std::string out;                              // write this first, then do `what`
     std::vector<log_entry> log;                   // protocol-log lines for the driver
-    queue::envelope envelope;                     // commit
+    smtp::envelope envelope;                     // commit
     std::string body;                             // commit: Received: header + message (its
                                                   // last part when chunks were handed out)
     /// Body octets to append to the transaction's spool before anything else is done;
@@ -255,7 +255,7 @@ private:
     std::uint64_t transactions_ = 0;
 
     // the current transaction
-    queue::envelope envelope_;
+    smtp::envelope envelope_;
     std::optional<dot_reader> data_;
     std::string commit_body_;
     std::string body_chunk_;                  // handed out with the next action

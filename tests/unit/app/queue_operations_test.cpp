@@ -20,7 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using queue::recipient_state;
+using smtp::recipient_state;
 
 struct temp_dir {
     std::filesystem::path path;
@@ -38,8 +38,8 @@ const std::string body_text =
     "From: <alice@client.test>\r\nTo: <bob@example.test>\r\nSubject: quarterly figures\r\n\r\n"
     "SECRET BODY LINE\r\n";
 
-queue::envelope sample(std::chrono::system_clock::time_point now) {
-    queue::envelope env;
+smtp::envelope sample(std::chrono::system_clock::time_point now) {
+    smtp::envelope env;
     env.mail_from = "alice@client.test";
     env.received_at = now - 10min;
     env.client_address = "192.0.2.7:49152";
@@ -47,14 +47,14 @@ queue::envelope sample(std::chrono::system_clock::time_point now) {
     env.receive_connector = "inbound";
     env.session_id = "08DB5A1E00000001";
     env.envid = "QQ314159";
-    queue::recipient deferred;
+    smtp::recipient deferred;
     deferred.address = "bob@example.test";
     deferred.attempts = 2;
     deferred.next_attempt = now + 5min;
     deferred.last_reply = "451 4.4.1 connection refused by 127.0.0.1:2526";
     deferred.orcpt = "rfc822;bob@example.test";
     deferred.notify = "FAILURE,DELAY";
-    queue::recipient delivered;
+    smtp::recipient delivered;
     delivered.address = "carol@example.test";
     delivered.state = recipient_state::delivered;
     delivered.attempts = 1;
@@ -70,7 +70,7 @@ protected:
         id = commit(sample(now), body_text);
     }
 
-    std::string commit(queue::envelope env, std::string body) {
+    std::string commit(smtp::envelope env, std::string body) {
         std::promise<queue::commit_result> p;
         auto f = p.get_future();
         store->commit(std::move(env), std::move(body), [&p](queue::commit_result r) { p.set_value(std::move(r)); });

@@ -13,15 +13,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-queue::recipient with_notify(std::string notify, std::string address = "bob@partner.test") {
-    queue::recipient r;
+smtp::recipient with_notify(std::string notify, std::string address = "bob@partner.test") {
+    smtp::recipient r;
     r.address = std::move(address);
     r.notify = std::move(notify);
     return r;
 }
 
-queue::envelope message(std::string ret = {}) {
-    queue::envelope env;
+smtp::envelope message(std::string ret = {}) {
+    smtp::envelope env;
     env.id = "M1";
     env.mail_from = "alice@example.test";
     env.ret = std::move(ret);
@@ -244,7 +244,7 @@ TEST(dsn_size_limit, headers_within_the_limit_carry_no_note) {
 const std::string utf8_original = "Subject: caf\xc3\xa9 figures\r\nFrom: J\xc3\xbcrgen <alice@example.test>\r\n\r\n"
                                   "na\xc3\xafve body\r\n";
 
-queue::envelope received_with_smtputf8(std::string ret = {}) {
+smtp::envelope received_with_smtputf8(std::string ret = {}) {
     auto env = message(std::move(ret));
     env.smtputf8 = true;
     env.body_8bit = true;
@@ -419,8 +419,8 @@ TEST(scheduler_dsn, delay_notice_only_for_recipients_that_want_one) {
     EXPECT_EQ(list[1].address, "e@p.test");
     EXPECT_EQ(list[1].diagnostic, "451 4.3.0 try later");
 
-    env.recipients[3].state = queue::recipient_state::delivered;
-    env.recipients[4].state = queue::recipient_state::failed;
+    env.recipients[3].state = smtp::recipient_state::delivered;
+    env.recipients[4].state = smtp::recipient_state::failed;
     EXPECT_FALSE(delay_notice_due(env, q, now));
     EXPECT_TRUE(delay_notice_recipients(env).empty());
 }
@@ -521,7 +521,7 @@ namespace {
 // A golden notice: with the time and the unique token fixed, a failure DSN is the same
 // octets every time; any change to its wording or structure shows here in full.
 TEST(dsn_golden, a_failure_notice_is_exactly_this) {
-    queue::envelope env;
+    smtp::envelope env;
     env.id = "000661B0381E8325";
     env.mail_from = "alice@example.test";
     env.envid = "QQ+2B1";

@@ -34,7 +34,7 @@ using namespace std::chrono_literals;
 /// The queue in memory; every change wakes waiters.
 class memory_store : public queue::store {
 public:
-    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
+    void commit(smtp::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
         queue::commit_result r;
         {
             std::lock_guard lock(mutex_);
@@ -56,7 +56,7 @@ public:
     std::atomic<bool> fail_writes{false};
     std::atomic<bool> down{false};
     int failed_changes() const { return failed_changes_; }
-    std::optional<queue::envelope> load_envelope(const std::string& id) const override {
+    std::optional<smtp::envelope> load_envelope(const std::string& id) const override {
         std::lock_guard lock(mutex_);
         auto it = envelopes_.find(id);
         if (it == envelopes_.end()) return std::nullopt;
@@ -69,14 +69,14 @@ public:
         if (it == bodies_.end()) return std::nullopt;
         return it->second;
     }
-    std::vector<queue::envelope> list() const override {
+    std::vector<smtp::envelope> list() const override {
         std::lock_guard lock(mutex_);
         ++list_calls_;
-        std::vector<queue::envelope> out;
+        std::vector<smtp::envelope> out;
         for (const auto& [id, env] : envelopes_) out.push_back(env);
         return out;
     }
-    bool update(const queue::envelope& env, std::string* = nullptr) override {
+    bool update(const smtp::envelope& env, std::string* = nullptr) override {
         {
             std::lock_guard lock(mutex_);
             if (!envelopes_.contains(env.id)) return false;
@@ -130,7 +130,7 @@ public:
     queue::store_stats stats() const override { return {}; }
 
     /// Adds a message as the receive side would (without waking anyone).
-    std::string add(queue::envelope env, std::string body) {
+    std::string add(smtp::envelope env, std::string body) {
         std::string id;
         commit(std::move(env), std::move(body), [&](queue::commit_result r) { id = r.id; });
         return id;
@@ -154,7 +154,7 @@ public:
         std::lock_guard lock(mutex_);
         return list_calls_;
     }
-    std::vector<queue::envelope> committed() const {
+    std::vector<smtp::envelope> committed() const {
         std::lock_guard lock(mutex_);
         return committed_;
     }
@@ -172,12 +172,12 @@ private:
     std::mutex change_mutex_;
     std::condition_variable_any changed_;
     std::uint64_t next_id_ = 0;
-    std::map<std::string, queue::envelope> envelopes_;
+    std::map<std::string, smtp::envelope> envelopes_;
     std::map<std::string, std::string> bodies_;
     mutable int body_loads_ = 0;
     mutable int list_calls_ = 0;
     std::atomic<int> failed_changes_{0};
-    std::vector<queue::envelope> committed_;
+    std::vector<smtp::envelope> committed_;
     std::vector<std::string> committed_bodies_;   // kept after removal, for DSN checks
     std::vector<std::string> removed_;
 };
@@ -344,11 +344,11 @@ config::configuration config_with_smart_host(std::uint16_t port, const std::file
     return cfg;
 }
 
-queue::envelope message_to(std::vector<std::string> rcpts, std::string from = "alice@example.test") {
-    queue::envelope env;
+smtp::envelope message_to(std::vector<std::string> rcpts, std::string from = "alice@example.test") {
+    smtp::envelope env;
     env.mail_from = std::move(from);
     for (auto& r : rcpts) {
-        queue::recipient rr;
+        smtp::recipient rr;
         rr.address = r;
         env.recipients.push_back(rr);
     }
@@ -382,7 +382,7 @@ TEST(scheduler, groups_recipients_by_next_hop_and_skips_busy_ones) {
     EXPECT_EQ(p.jobs[2].where, (destination{"internet", "two.test"}));
 
     env.recipients[2].next_attempt = now + 1h;              // not due
-    env.recipients[0].state = queue::recipient_state::delivered;
+    env.recipients[0].state = smtp::recipient_state::delivered;
     auto later = plan_message(cfg, env, now, [](std::size_t i) { return i == 3; });
     ASSERT_EQ(later.jobs.size(), 2u);
     EXPECT_EQ(later.jobs[0].recipients, (std::vector<std::size_t>{1}));
@@ -405,13 +405,13 @@ TEST(scheduler, results_become_states_retries_and_bounces) {
     env.id = "M1";
     const auto now = env.received_at + 10min;
 
-    queue::recipient r = env.recipients[0];
+    smtp::recipient r = env.recipients[0];
     recipient_result transient;
     transient.what = verdict::transient;
     transient.remote = smtp::reply{451, {4, 3, 0}, "try later"};
     EXPECT_EQ(apply_result(r, transient, env, q, now), decision::retry);
     EXPECT_EQ(r.attempts, 1u);
-    EXPECT_EQ(r.state, queue::recipient_state::pending);
+    EXPECT_EQ(r.state, smtp::recipient_state::pending);
     EXPECT_GE(r.next_attempt, now + 60s);
     EXPECT_LE(r.next_attempt, now + 66s);                   // up to 10% jitter
     EXPECT_EQ(r.last_reply, "451 4.3.0 try later");
@@ -423,9 +423,9 @@ TEST(scheduler, results_become_states_retries_and_bounces) {
     permanent.what = verdict::permanent;
     permanent.remote = smtp::reply{550, {5, 1, 1}, "no such user"};
     EXPECT_EQ(apply_result(r, permanent, env, q, now), decision::bounce);
-    EXPECT_EQ(r.state, queue::recipient_state::pending);   // failed only once the DSN is durable
+    EXPECT_EQ(r.state, smtp::recipient_state::pending);   // failed only once the DSN is durable
 
-    queue::recipient old = env.recipients[0];
+    smtp::recipient old = env.recipients[0];
     EXPECT_EQ(apply_result(old, transient, env, q, env.received_at + 49h), decision::bounce);
     EXPECT_NE(old.last_reply.find("expired"), std::string::npos);
     EXPECT_NE(old.last_reply.find("451 4.3.0 try later"), std::string::npos);
@@ -433,14 +433,14 @@ TEST(scheduler, results_become_states_retries_and_bounces) {
     // An expiry shorter than an hour is said as configured, not as "0h".
     auto short_queue = q;
     short_queue.expire = 3s;
-    queue::recipient brief = env.recipients[0];
+    smtp::recipient brief = env.recipients[0];
     EXPECT_EQ(apply_result(brief, transient, env, short_queue, env.received_at + 4s), decision::bounce);
     EXPECT_NE(brief.last_reply.find("expired after 3s in the queue"), std::string::npos) << brief.last_reply;
 
     recipient_result ok;
     ok.what = verdict::delivered;
     EXPECT_EQ(apply_result(old, ok, env, q, now), decision::done);
-    EXPECT_EQ(old.state, queue::recipient_state::delivered);
+    EXPECT_EQ(old.state, smtp::recipient_state::delivered);
 }
 
 TEST(scheduler, delay_notice_once_and_never_to_the_null_sender) {
@@ -554,12 +554,12 @@ TEST_F(engine_test, partial_failure_bounces_only_the_refused_recipient_and_retri
     start(config_with_smart_host(peer.port(), dir_));
     ASSERT_TRUE(store_.wait([&](const memory_store& s) {
         auto env = s.load_envelope(id);
-        return env && env->recipients[1].state == queue::recipient_state::failed &&
+        return env && env->recipients[1].state == smtp::recipient_state::failed &&
                env->recipients[2].attempts == 1;
     }));
     auto env = *store_.load_envelope(id);
-    EXPECT_EQ(env.recipients[0].state, queue::recipient_state::delivered);
-    EXPECT_EQ(env.recipients[2].state, queue::recipient_state::pending);
+    EXPECT_EQ(env.recipients[0].state, smtp::recipient_state::delivered);
+    EXPECT_EQ(env.recipients[2].state, smtp::recipient_state::pending);
     EXPECT_EQ(env.recipients[2].last_reply, "127.0.0.1:" + std::to_string(peer.port()) + ": 451 4.3.0 try later");
     EXPECT_GT(env.recipients[2].next_attempt, std::chrono::system_clock::now() + 30s);
     // The DSN went to the sender, from the null sender, naming only the refused recipient.
@@ -619,7 +619,7 @@ TEST_F(engine_test, unreachable_smart_host_defers_with_the_reason) {
         return env && env->recipients[0].attempts == 1;
     }));
     auto env = *store_.load_envelope(id);
-    EXPECT_EQ(env.recipients[0].state, queue::recipient_state::pending);
+    EXPECT_EQ(env.recipients[0].state, smtp::recipient_state::pending);
     EXPECT_NE(env.recipients[0].last_reply.find("failed"), std::string::npos) << env.recipients[0].last_reply;
     engine_->stop(5s);
 }
@@ -672,7 +672,7 @@ TEST_F(engine_test, delay_notice_is_sent_once_while_the_message_stays_queued) {
         return e && e->delay_notice_sent;
     }));
     auto e = *store_.load_envelope(id);
-    EXPECT_EQ(e.recipients[0].state, queue::recipient_state::pending);
+    EXPECT_EQ(e.recipients[0].state, smtp::recipient_state::pending);
     std::size_t notices = 0;
     for (const auto& c : store_.committed())
         if (c.mail_from.empty()) ++notices;
@@ -763,7 +763,7 @@ TEST_F(engine_test, a_body_handed_over_at_commit_is_sent_without_reading_the_sto
 
 // --- RFC 3461 DSN parameters ----------------------------------------------------------------
 
-queue::envelope message_with_dsn_parameters(std::string rcpt, std::string notify) {
+smtp::envelope message_with_dsn_parameters(std::string rcpt, std::string notify) {
     auto env = message_to({std::move(rcpt)});
     env.ret = "HDRS";
     env.envid = "QQ314159";
@@ -825,7 +825,7 @@ TEST_F(engine_test, ret_full_returns_the_whole_message_in_the_bounce) {
 
 const std::string utf8_body = "Subject: caf\xc3\xa9\r\nFrom: alice@partner.test\r\n\r\nhi\r\n";
 
-queue::envelope smtputf8_message_to(std::string rcpt) {
+smtp::envelope smtputf8_message_to(std::string rcpt) {
     auto env = message_to({std::move(rcpt)}, "alice@partner.test");   // the bounce goes back through the peer
     env.smtputf8 = true;
     env.body_8bit = true;
@@ -912,11 +912,11 @@ TEST(scheduler, next_due_is_the_earliest_retry_or_the_delay_notice) {
     config::queue_section q;
     q.delay_notice = std::chrono::hours(4);
     q.expire = std::chrono::hours(48);
-    queue::envelope env;
+    smtp::envelope env;
     env.id = "M";
     env.mail_from = "a@b.test";
     env.received_at = std::chrono::system_clock::time_point(std::chrono::hours(1000));
-    queue::recipient r;
+    smtp::recipient r;
     r.address = "x@y.test";
     r.attempts = 1;
     r.next_attempt = env.received_at + std::chrono::hours(10);
@@ -926,7 +926,7 @@ TEST(scheduler, next_due_is_the_earliest_retry_or_the_delay_notice) {
     EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), env.received_at + std::chrono::hours(4));   // notice
     env.delay_notice_sent = true;
     EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), env.received_at + std::chrono::hours(10));
-    env.recipients[0].state = queue::recipient_state::delivered;
+    env.recipients[0].state = smtp::recipient_state::delivered;
     EXPECT_EQ(next_due(env, q, [](std::size_t i) { return i == 1; }), std::nullopt);
     env.held = true;
     EXPECT_EQ(next_due(env, q), std::nullopt);
@@ -954,7 +954,7 @@ TEST_F(engine_test, a_result_the_store_could_not_record_is_held_and_never_sent_a
     }
     auto env = store_.load_envelope(id);
     ASSERT_TRUE(env);
-    EXPECT_EQ(env->recipients[0].state, queue::recipient_state::pending);   // nothing written yet
+    EXPECT_EQ(env->recipients[0].state, smtp::recipient_state::pending);   // nothing written yet
     store_.fail_writes = false;                   // the disk works again: the held result goes in
     store_.down = false;
     ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));

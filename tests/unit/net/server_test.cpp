@@ -42,7 +42,7 @@ public:
         std::lock_guard lock(mutex_);
         for (auto& t : workers_) t.join();
     }
-    void commit(queue::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
+    void commit(smtp::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
         std::lock_guard lock(mutex_);
         workers_.emplace_back([this, env = std::move(env), body = std::move(body), done = std::move(done)]() mutable {
             queue::commit_result r;
@@ -61,10 +61,10 @@ public:
         });
     }
     bool low_on_space() const override { return false; }
-    std::optional<queue::envelope> load_envelope(const std::string&) const override { return std::nullopt; }
+    std::optional<smtp::envelope> load_envelope(const std::string&) const override { return std::nullopt; }
     std::optional<std::string> load_body(const std::string&) const override { return std::nullopt; }
-    std::vector<queue::envelope> list() const override { return {}; }
-    bool update(const queue::envelope&, std::string*) override { return true; }
+    std::vector<smtp::envelope> list() const override { return {}; }
+    bool update(const smtp::envelope&, std::string*) override { return true; }
     bool remove(const std::string&, std::string*) override { return true; }
     void change(std::string, queue::envelope_change, std::function<void(queue::change_result)> done) override {
         done({});   // the receive side never changes a queued message
@@ -75,7 +75,7 @@ public:
         std::lock_guard inner(data_mutex_);
         return messages.size();
     }
-    std::pair<queue::envelope, std::string> message(std::size_t i) {
+    std::pair<smtp::envelope, std::string> message(std::size_t i) {
         std::lock_guard inner(data_mutex_);
         return messages.at(i);
     }
@@ -85,7 +85,7 @@ public:
 private:
     std::mutex mutex_, data_mutex_;
     std::vector<std::thread> workers_;
-    std::vector<std::pair<queue::envelope, std::string>> messages;
+    std::vector<std::pair<smtp::envelope, std::string>> messages;
 };
 
 // --- a throwaway server certificate --------------------------------------------------------------

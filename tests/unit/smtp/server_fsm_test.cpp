@@ -6,7 +6,7 @@
 #include "smtp/server_fsm.hpp"
 
 using namespace postern::smtp;
-using postern::queue::envelope;
+using postern::smtp::envelope;
 
 namespace {
 

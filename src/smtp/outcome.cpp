@@ -1,9 +1,9 @@
-// delivery/outcome.cpp: printing an outcome for logs, queue show and DSNs.
-#include "delivery/outcome.hpp"
+// smtp/outcome.cpp: printing an outcome for logs, queue show and DSNs.
+#include "smtp/outcome.hpp"
 
 #include <fmt/format.h>
 
-namespace postern::delivery {
+namespace postern::smtp {
 
 std::string recipient_result::describe() const {
     std::string text;
@@ -35,4 +35,4 @@ smtp::enhanced_code dsn_status(const recipient_result& r) {
     return {5, 0, 0};
 }
 
-}  // namespace postern::delivery
+}  // namespace postern::smtp

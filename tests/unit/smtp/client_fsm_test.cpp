@@ -1,9 +1,10 @@
-// Unit tests for delivery/client_fsm: scripted server replies, no sockets.
-#include "delivery/client_fsm.hpp"
+// Unit tests for smtp/client_fsm: scripted server replies, no sockets.
+#include "smtp/client_fsm.hpp"
+#include "smtp/dot_writer.hpp"
 
 #include <gtest/gtest.h>
 
-namespace postern::delivery {
+namespace postern::smtp {
 namespace {
 
 using kind = client_action::kind;
@@ -491,9 +492,9 @@ TEST(client_fsm, transcript_records_commands_and_replies_but_not_the_body) {
 }
 
 }  // namespace
-}  // namespace postern::delivery
+}  // namespace postern::smtp
 
-namespace postern::delivery {
+namespace postern::smtp {
 namespace {
 
 TEST(dot_stuffing, a_body_stuffed_block_by_block_equals_the_body_stuffed_whole) {
@@ -512,4 +513,4 @@ TEST(dot_stuffing, a_body_stuffed_block_by_block_equals_the_body_stuffed_whole) 
 }
 
 }  // namespace
-}  // namespace postern::delivery
+}  // namespace postern::smtp

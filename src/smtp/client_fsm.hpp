@@ -1,4 +1,4 @@
-// delivery/client_fsm.hpp: the send side of SMTP as a state machine without I/O.
+// smtp/client_fsm.hpp: the send side of SMTP as a state machine without I/O.
 //
 // Standards: RFC 5321 (SMTP; §4.1.1.1 HELO fallback, §4.5.2 dot transparency, §4.5.3.1.10
 // 452 too many recipients), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 1870 (SIZE),
@@ -6,7 +6,7 @@
 // RFC 3461 (DSN: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT, sent only to a next hop
 // that advertises DSN; §4.1-4.2 say a relay to one that does not leaves them off).
 //
-// The driver (delivery/client_session) owns the socket and calls resume() with what
+// The driver (delivery/client_session, the send command, probe) owns the socket and calls resume() with what
 // happened; the machine answers with one action: write `out` (always first, may be empty),
 // then read / start TLS / report a finished transaction / wait for the next one / close.
 //
@@ -29,54 +29,12 @@
 #include <string_view>
 #include <vector>
 
-#include "delivery/outcome.hpp"
+#include "smtp/capabilities.hpp"
+#include "smtp/outcome.hpp"
 #include "smtp/reply.hpp"
+#include "smtp/reply_parser.hpp"
 
-namespace postern::delivery {
-
-/// Reads SMTP replies (RFC 5321 §4.2.1): "250-first", "250 last"; the enhanced status
-/// code (RFC 2034) is taken off every line that carries one.
-class reply_parser {
-public:
-    enum class status { need_more, complete, malformed };
-
-    /// Appends bytes. Call next() until it says need_more.
-    void feed(std::string_view bytes) { buffer_.append(bytes); }
-    /// The next complete reply, if the buffer holds one.
-    status next(smtp::reply& out, std::string* error = nullptr);
-    /// Bytes received but not yet part of a reply (discarded on STARTTLS).
-    std::size_t buffered() const { return buffer_.size(); }
-    void clear() { buffer_.clear(); lines_.clear(); }
-    /// True when the buffer already holds a whole reply (its last line included).
-    bool complete_reply_buffered() const;
-
-    /// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; real servers send more).
-    static constexpr std::size_t max_line = 4096;
-    /// Most lines in one reply (an EHLO answer has a few dozen at most).
-    static constexpr std::size_t max_lines = 200;
-
-private:
-    std::string buffer_;
-    std::vector<std::string> lines_;    // lines of the reply being read
-};
-
-/// Builds one reply from its raw lines ("250-x", "250 y"), without CRLF.
-/// Exposed for tests; empty optional when a line is malformed or codes disagree.
-std::optional<smtp::reply> parse_reply_lines(const std::vector<std::string>& lines, std::string* error = nullptr);
-
-/// What the next hop offered in its EHLO reply (RFC 5321 §4.1.1.1).
-struct capabilities {
-    bool esmtp = false;                 // EHLO answered 250 (false after a HELO fallback)
-    bool starttls = false;
-    bool pipelining = false;
-    bool eightbitmime = false;
-    bool smtputf8 = false;
-    bool enhanced_status_codes = false;
-    bool size = false;
-    std::uint64_t size_limit = 0;       // 0: SIZE without a limit
-    bool dsn = false;
-};
-capabilities parse_ehlo(const smtp::reply& reply);
+namespace postern::smtp {
 
 /// RFC 3461 parameters of one recipient, as queued; "" = absent (not sent).
 struct recipient_dsn {
@@ -96,25 +54,11 @@ struct transaction {
     bool body_8bit = false;             // BODY=8BITMIME was given when we received it
     bool smtputf8 = false;
     std::string body;                   // as queued: CRLF lines, not dot-stuffed
-    /// Or, for a large body kept in a file (queue::envelope::body_in_file): its path and
+    /// Or, for a large body kept in a file (smtp::envelope::body_in_file): its path and
     /// size; the driver streams it, a block at a time, dot-stuffing as it goes.
     std::string body_file;
     std::uint64_t body_file_size = 0;
 };
-
-/// Dot-stuffs one block of a body streamed in blocks; `at_line_start` says whether the
-/// previous block ended a line (true for the first). Appends to `out`.
-void append_dot_stuffed(std::string& out, std::string_view block, bool at_line_start);
-
-/// The body as it goes on the wire after 354: dot-stuffed (RFC 5321 §4.5.2), ending in
-/// CRLF, followed by ".\r\n".
-std::string dot_stuff(std::string_view body);
-
-/// The same wire form as pieces: views into `body` and into static strings, so a body
-/// without dot lines goes out without being copied. At most `max_pieces`; std::nullopt when
-/// the body needs more (then dot_stuff() is the better choice: many tiny writes would each
-/// become a TLS record).
-std::optional<std::vector<std::string_view>> dot_stuffed_pieces(std::string_view body, std::size_t max_pieces);
 
 /// Lines for the protocol log, in the order they crossed the wire.
 struct transcript_line {
@@ -242,4 +186,4 @@ private:
     std::size_t pipelined_seen_ = 0;          // replies read in the pipelined group
 };
 
-}  // namespace postern::delivery
+}  // namespace postern::smtp

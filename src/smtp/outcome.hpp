@@ -1,4 +1,4 @@
-// delivery/outcome.hpp: what one delivery attempt means for one recipient (STYLE E7).
+// smtp/outcome.hpp: what one delivery attempt means for one recipient (STYLE E7).
 //
 // Three ways only, so the scheduler's decision is one switch: delivered (done), transient
 // (retry until [queue] expire, then bounce), permanent (bounce now). The next hop's own
@@ -11,7 +11,7 @@
 
 #include "smtp/reply.hpp"
 
-namespace postern::delivery {
+namespace postern::smtp {
 
 enum class verdict { delivered, transient, permanent };
 
@@ -37,4 +37,4 @@ struct recipient_result {
 /// basic code, else 4.4.1 / 5.0.0 from the verdict.
 smtp::enhanced_code dsn_status(const recipient_result& r);
 
-}  // namespace postern::delivery
+}  // namespace postern::smtp

@@ -1,48 +1,15 @@
-// delivery/client_fsm.cpp: the send-side SMTP dialogue (see client_fsm.hpp).
-#include "delivery/client_fsm.hpp"
+// smtp/client_fsm.cpp: the send-side SMTP dialogue (see client_fsm.hpp).
+#include "smtp/client_fsm.hpp"
 
 #include <algorithm>
-#include <bit>
-#include <cctype>
-#include <charconv>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include <fmt/format.h>
 
-namespace postern::delivery {
+#include "smtp/dot_writer.hpp"
+
+namespace postern::smtp {
 
 namespace {
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-std::string upper(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return out;
-}
-
-/// "2.1.5 " at the start of a reply line (RFC 2034 §4): returns the code and its length.
-std::optional<std::pair<smtp::enhanced_code, std::size_t>> leading_status(std::string_view text, char klass) {
-    if (text.size() < 6 || text[0] != klass || text[1] != '.') return std::nullopt;
-    std::size_t i = 2;
-    unsigned subject = 0, detail = 0;
-    auto number = [&](unsigned& value) {
-        const std::size_t start = i;
-        while (i < text.size() && is_digit(text[i]) && i - start < 3) value = value * 10 + (text[i++] - '0');
-        return i > start;
-    };
-    if (!number(subject) || i >= text.size() || text[i] != '.') return std::nullopt;
-    ++i;
-    if (!number(detail)) return std::nullopt;
-    if (i < text.size() && text[i] != ' ') return std::nullopt;
-    const std::size_t length = i < text.size() ? i + 1 : i;
-    return std::pair{smtp::enhanced_code{static_cast<std::uint8_t>(klass - '0'), static_cast<std::uint16_t>(subject),
-                                         static_cast<std::uint16_t>(detail)},
-                     length};
-}
 
 verdict verdict_of(const smtp::reply& r) {
     if (r.code / 100 == 2) return verdict::delivered;
@@ -51,190 +18,6 @@ verdict verdict_of(const smtp::reply& r) {
 }
 
 }  // namespace
-
-// --- replies ------------------------------------------------------------------------------
-
-std::optional<smtp::reply> parse_reply_lines(const std::vector<std::string>& lines, std::string* error) {
-    auto bad = [&](std::string why) -> std::optional<smtp::reply> {
-        if (error) *error = std::move(why);
-        return std::nullopt;
-    };
-    if (lines.empty()) return bad("empty reply");
-    smtp::reply r;
-    std::string text;
-    for (std::size_t i = 0; i < lines.size(); ++i) {
-        const std::string& line = lines[i];
-        if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]))
-            return bad("reply line without a 3-digit code: \"" + line.substr(0, 40) + "\"");
-        const auto code = static_cast<std::uint16_t>((line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0'));
-        if (line[0] < '2' || line[0] > '5') return bad(fmt::format("reply code {} out of range", code));
-        const bool last = i + 1 == lines.size();
-        if (line.size() > 3 && line[3] != (last ? ' ' : '-'))
-            return bad("reply line with a bad separator: \"" + line.substr(0, 40) + "\"");
-        if (i == 0) r.code = code;
-        else if (code != r.code) return bad(fmt::format("multi-line reply mixes codes {} and {}", r.code, code));
-        std::string_view body = line.size() > 4 ? std::string_view(line).substr(4) : std::string_view{};
-        if (auto st = leading_status(body, line[0])) {
-            if (i == 0) r.status = st->first;
-            if (st->first == r.status) body.remove_prefix(st->second);
-        }
-        if (i) text += '\n';
-        text += body;
-    }
-    r.text = std::move(text);
-    return r;
-}
-
-reply_parser::status reply_parser::next(smtp::reply& out, std::string* error) {
-    for (;;) {
-        const auto nl = buffer_.find('\n');
-        if (nl == std::string::npos) {
-            if (buffer_.size() > max_line) {
-                if (error) *error = "reply line longer than " + std::to_string(max_line) + " octets";
-                return status::malformed;
-            }
-            return status::need_more;
-        }
-        if (nl > max_line) {
-            if (error) *error = "reply line longer than " + std::to_string(max_line) + " octets";
-            return status::malformed;
-        }
-        // A bare LF ends a line too: being lenient here cannot smuggle anything, since
-        // replies are never relayed.
-        std::string line = buffer_.substr(0, nl > 0 && buffer_[nl - 1] == '\r' ? nl - 1 : nl);
-        buffer_.erase(0, nl + 1);
-        const bool last = line.size() <= 3 || line[3] != '-';
-        lines_.push_back(std::move(line));
-        if (!last) {
-            if (lines_.size() > max_lines) {
-                if (error) *error = "reply with more than " + std::to_string(max_lines) + " lines";
-                return status::malformed;
-            }
-            continue;
-        }
-        auto parsed = parse_reply_lines(lines_, error);
-        lines_.clear();
-        if (!parsed) return status::malformed;
-        out = std::move(*parsed);
-        return status::complete;
-    }
-}
-
-bool reply_parser::complete_reply_buffered() const {
-    std::size_t pos = 0;
-    while (pos < buffer_.size()) {
-        const auto nl = buffer_.find('\n', pos);
-        if (nl == std::string::npos) return false;
-        const std::string_view line(buffer_.data() + pos, nl - pos);
-        if (line.size() <= 3 || line[3] != '-') return true;
-        pos = nl + 1;
-    }
-    return false;
-}
-
-capabilities parse_ehlo(const smtp::reply& reply) {
-    capabilities caps;
-    caps.esmtp = reply.code == 250;
-    std::string_view rest = reply.text;
-    bool first = true;
-    while (!rest.empty() || first) {
-        const auto nl = rest.find('\n');
-        const std::string_view line = rest.substr(0, nl);
-        rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
-        if (first) {          // the first line names the server (RFC 5321 §4.1.1.1)
-            first = false;
-            continue;
-        }
-        const auto space = line.find(' ');
-        const std::string keyword = upper(line.substr(0, space));
-        const std::string_view param = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
-        if (keyword == "STARTTLS") caps.starttls = true;
-        else if (keyword == "PIPELINING") caps.pipelining = true;
-        else if (keyword == "8BITMIME") caps.eightbitmime = true;
-        else if (keyword == "SMTPUTF8") caps.smtputf8 = true;
-        else if (keyword == "ENHANCEDSTATUSCODES") caps.enhanced_status_codes = true;
-        else if (keyword == "DSN") caps.dsn = true;
-        else if (keyword == "SIZE") {
-            caps.size = true;
-            std::uint64_t limit = 0;
-            auto [p, ec] = std::from_chars(param.data(), param.data() + param.size(), limit);
-            caps.size_limit = ec == std::errc() ? limit : 0;   // RFC 1870 §4: 0 or absent = no limit
-        }
-    }
-    return caps;
-}
-
-namespace {
-
-/// Where in `body`, at or after `from`, an LF is followed by a dot (a line that needs
-/// stuffing); npos when nowhere. Sixteen positions per compare: a memchr per line, which
-/// find("\n.") amounts to, was a visible share of the CPU spent relaying large messages.
-std::size_t find_line_starting_with_dot(std::string_view body, std::size_t from) {
-    const char* const begin = body.data();
-    const char* const end = begin + body.size();
-    const char* p = begin + std::min(from, body.size());
-#if defined(__SSE2__)
-    const __m128i lf = _mm_set1_epi8('\n'), dot = _mm_set1_epi8('.');
-    for (; end - p > 16; p += 16) {   // p + 1 .. p + 16 is readable
-        const __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
-        const int hits = _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(here, lf), _mm_cmpeq_epi8(next, dot)));
-        if (hits != 0) return static_cast<std::size_t>(p - begin) + static_cast<std::size_t>(std::countr_zero(
-                                                                         static_cast<unsigned>(hits)));
-    }
-#endif
-    for (; end - p > 1; ++p)
-        if (p[0] == '\n' && p[1] == '.') return static_cast<std::size_t>(p - begin);
-    return std::string_view::npos;
-}
-
-}  // namespace
-
-void append_dot_stuffed(std::string& out, std::string_view block, bool at_line_start) {
-    if (at_line_start && !block.empty() && block.front() == '.') out += '.';
-    std::size_t from = 0;
-    for (;;) {
-        const auto stuffed = find_line_starting_with_dot(block, from);
-        if (stuffed == std::string_view::npos) break;
-        out.append(block.substr(from, stuffed + 1 - from));
-        out += '.';
-        from = stuffed + 1;
-    }
-    out.append(block.substr(from));
-}
-
-std::string dot_stuff(std::string_view body) {
-    std::string out;
-    out.reserve(body.size() + 8);
-    // RFC 5321 §4.5.2: a line that starts with '.' gets one more. Whole stretches between
-    // such lines are copied at once: most bodies have none, and a byte-by-byte loop was a
-    // large share of the CPU spent relaying big messages.
-    append_dot_stuffed(out, body, /*at_line_start=*/true);
-    if (!body.empty() && body.back() != '\n') out += "\r\n";   // the final CRLF before the dot
-    out += ".\r\n";
-    return out;
-}
-
-std::optional<std::vector<std::string_view>> dot_stuffed_pieces(std::string_view body, std::size_t max_pieces) {
-    static constexpr std::string_view dot = ".", crlf = "\r\n", end = ".\r\n";
-    std::vector<std::string_view> pieces;
-    auto add = [&](std::string_view p) {
-        if (!p.empty()) pieces.push_back(p);
-        return pieces.size() <= max_pieces;
-    };
-    std::size_t from = 0;
-    if (!body.empty() && body.front() == '.' && !add(dot)) return std::nullopt;
-    for (;;) {
-        const auto stuffed = find_line_starting_with_dot(body, from);
-        if (stuffed == std::string_view::npos) break;
-        if (!add(body.substr(from, stuffed + 1 - from)) || !add(dot)) return std::nullopt;
-        from = stuffed + 1;
-    }
-    if (!add(body.substr(from))) return std::nullopt;
-    if (!body.empty() && body.back() != '\n' && !add(crlf)) return std::nullopt;
-    if (!add(end)) return std::nullopt;
-    return pieces;
-}
 
 // --- the machine --------------------------------------------------------------------------
 
@@ -705,4 +488,4 @@ client_action client_fsm::close_quietly() {
     return a;
 }
 
-}  // namespace postern::delivery
+}  // namespace postern::smtp

@@ -1,4 +1,6 @@
-// queue/message.hpp: what the queue keeps about one accepted message.
+// smtp/envelope.hpp: the envelope vocabulary — what a transaction hands over besides the
+// body (RFC 5321 §2.3.1, with the RFC 3461 DSN parameters), and the per-recipient state the
+// queue stores with it (queue/envelope_codec.hpp is its on-disk form).
 #pragma once
 
 #include <chrono>
@@ -6,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace postern::queue {
+namespace postern::smtp {
 
 using sys_time = std::chrono::system_clock::time_point;
 
@@ -48,4 +50,4 @@ struct envelope {
     bool body_in_file = false;
 };
 
-}  // namespace postern::queue
+}  // namespace postern::smtp
