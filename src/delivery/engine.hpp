@@ -5,7 +5,7 @@
 // Contract: DESIGN.md §3 ([[send_connector]], [queue], [dns] mx_port, [debug]), §6 (the
 // send protocol log, with one '*' TLS verdict line per attempt).
 //
-// How a main program uses it (src/app/ does this; delivery/ knows nothing of app/):
+// How a main program uses it (src/daemon/ does this; delivery/ knows nothing of it):
 //
 //     auto cfg      = config::load_file(path).config.value();
 //     auto store    = queue::open_rocksdb_store({cfg.server.data_dir / "queue", cfg.queue.min_free});

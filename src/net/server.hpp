@@ -4,7 +4,7 @@
 // Contract: DESIGN.md §3 ([[receive_connector]], [server] limits), §5 (421 replies), §6
 // (protocol log).
 //
-// How a main program uses it (src/app/ does this; net/ knows nothing of app/):
+// How a main program uses it (src/daemon/ does this; net/ knows nothing of it):
 //
 //     auto cfg   = config::load_file(path).config.value();
 //     auto tls   = tls::server_context::build(cfg);                 // may be null: no TLS

@@ -1,0 +1,72 @@
+// admin/control_command.cpp: `postern reload -c FILE` and `postern stop -c FILE` (DESIGN.md §4).
+//
+// Both read the configuration only to find [server] control_socket, then ask the running
+// server over it (daemon/control_socket.hpp). `reload` exits 0 once the server took the new
+// configuration and key ring; 1 with the server's reason when it kept the old ones.
+// `stop` exits 0 once the server has stopped (its sessions had shutdown_timeout to finish).
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "admin/commands.hpp"
+#include "daemon/control_socket.hpp"
+#include "config/schema.hpp"
+
+namespace postern::admin {
+
+using namespace postern::daemon;   // these commands are the daemon's clients
+
+namespace {
+
+struct control_options {
+    std::string config_file;
+};
+
+int run_control(const std::string& command, const control_options& opt) {
+    auto loaded = config::load_file(opt.config_file);
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "postern %s: %s\n", command.c_str(), loaded.errors.front().to_string().c_str());
+        return 1;
+    }
+    const auto& cfg = *loaded.config;
+    // reload reads the configuration and the key ring (PBKDF2); stop waits for the sessions.
+    std::chrono::milliseconds timeout = command == "stop"
+        ? std::chrono::duration_cast<std::chrono::milliseconds>(cfg.server.shutdown_timeout) + std::chrono::seconds(60)
+        : std::chrono::milliseconds(std::chrono::minutes(2));
+    control_reply reply = control_request(cfg.server.control_socket, command, timeout, command == "stop");
+    if (!reply.ok) {
+        std::fprintf(stderr, "postern %s: %s\n", command.c_str(), reply.error.c_str());
+        return 1;
+    }
+    if (!reply.message.empty())
+        std::printf("%s\n", reply.message.c_str());
+    else if (command == "stop")
+        std::printf("stopped\n");
+    return 0;
+}
+
+void add_one(CLI::App& app, int& exit_code, const std::string& command, const std::string& description) {
+    auto opt = std::make_shared<control_options>();
+    auto* cmd = app.add_subcommand(command, description);
+    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML) of the running server")->required();
+    cmd->callback([opt, command, &exit_code] {
+        try {
+            exit_code = run_control(command, *opt);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern %s: %s\n", command.c_str(), e.what());
+            exit_code = 1;
+        }
+    });
+}
+
+}  // namespace
+
+void add_control_commands(CLI::App& app, int& exit_code) {
+    add_one(app, exit_code, "reload",
+            "Make the running server read its configuration and key ring again (via the control socket)");
+    add_one(app, exit_code, "stop",
+            "Stop the running server gracefully and wait until it has stopped (via the control socket)");
+}
+
+}  // namespace postern::admin

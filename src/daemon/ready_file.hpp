@@ -1,0 +1,27 @@
+// daemon/ready_file.hpp: the --ready-file of `postern serve` (DESIGN.md §4), written
+// atomically once every listener accepts, so tests and supervisors wait on it instead
+// of guessing with sleeps.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace postern::daemon {
+
+struct ready_listener {
+    std::string connector;
+    std::string address;
+    std::uint16_t port = 0;
+};
+
+/// {"pid": N, "listeners": [{"connector": C, "address": A, "port": P}], "control_socket": S}
+std::string ready_file_json(int pid, const std::vector<ready_listener>& listeners,
+                            const std::filesystem::path& control_socket);
+
+/// temp file (0600) in the same directory -> fsync -> rename -> fsync of the directory.
+/// Throws std::runtime_error naming the path on failure.
+void write_file_atomically(const std::filesystem::path& path, const std::string& content);
+
+}  // namespace postern::daemon

@@ -1,0 +1,444 @@
+// lab/probe_command.cpp: `postern probe HOST[:PORT] [--tls-domain D] [--ca FILE]
+// [--level L] [--json]` (DESIGN.md §1, §4).
+//
+// Connects, reads the greeting and the EHLO reply, and tries STARTTLS exactly as a send
+// connector would (delivery/tls_policy: TLS 1.2+, AEAD ciphers, the same verify callback
+// and verdict). Reports protocol, cipher, the certificate chain, whether the chain
+// verifies against --ca (or the system store), whether the name matches (RFC 6125, no
+// partial wildcards, no CN fallback when a DNS SAN exists), and the level achieved.
+// Exit 0 only when that level is at least --level (default domain_validation).
+//
+// When the TLS 1.2+ handshake fails, a second connection tries again with TLS 1.0 allowed
+// at OpenSSL security level 0, only to diagnose: a peer that answers there (Domino 8.5,
+// unpatched Exchange 2010) is told plainly that Postern cannot use TLS with it.
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "lab/commands.hpp"
+#include "lab/send_client.hpp"
+#include "config/schema.hpp"
+#include "smtp/client_fsm.hpp"
+#include "delivery/client_tls.hpp"
+#include "delivery/tls_policy.hpp"
+#include "tls/certificate_info.hpp"
+#include "tls/keyring/atomic_file.hpp"
+#include "tls/openssl_ptr.hpp"
+
+namespace postern::lab {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* old_tls_message = "this server only offers TLS 1.0 / TLS 1.1; Postern requires TLS 1.2 or later";
+
+struct probe_args {
+    std::string target, tls_domain, ca, level = "domain_validation";
+    bool json = false;
+    unsigned timeout = 15;
+};
+
+struct probe_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// One blocking TCP connection with send/receive time limits, speaking SMTP lines.
+class smtp_line_conn {
+public:
+    smtp_line_conn(const std::string& host, std::uint16_t port, unsigned timeout) {
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* found = nullptr;
+        const std::string service = std::to_string(port);
+        if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
+            throw probe_error(host + ": cannot resolve: " + ::gai_strerror(rc));
+        std::string last = "no address";
+        for (addrinfo* a = found; a; a = a->ai_next) {
+            int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+            if (fd < 0) continue;
+            timeval tv{static_cast<time_t>(timeout), 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);   // bounds connect() too
+            if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+                char text[NI_MAXHOST] = {};
+                ::getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST);
+                remote_ = std::string(text) + ":" + service;
+                fd_ = fd;
+                break;
+            }
+            last = std::string(std::strerror(errno));
+            ::close(fd);
+        }
+        ::freeaddrinfo(found);
+        if (fd_ < 0) throw probe_error("connect to " + host + ":" + service + " failed: " + last);
+    }
+    ~smtp_line_conn() {
+        ssl_.reset();
+        if (fd_ >= 0) ::close(fd_);
+    }
+    smtp_line_conn(const smtp_line_conn&) = delete;
+    smtp_line_conn& operator=(const smtp_line_conn&) = delete;
+
+    int fd() const { return fd_; }
+    const std::string& remote() const { return remote_; }
+    SSL* ssl() const { return ssl_.get(); }
+    void adopt(tls::ssl_ptr ssl) { ssl_ = std::move(ssl); }
+
+    void send(const std::string& line) {
+        transcript.push_back("C: " + line);
+        const std::string out = line + "\r\n";
+        if (ssl_) {
+            if (SSL_write(ssl_.get(), out.data(), static_cast<int>(out.size())) <= 0)
+                throw probe_error("write failed: " + tls::openssl_errors());
+        } else if (::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+            throw probe_error(std::string("write failed: ") + std::strerror(errno));
+        }
+    }
+
+    smtp::reply reply() {
+        for (;;) {
+            smtp::reply r;
+            std::string error;
+            auto st = parser_.next(r, &error);
+            if (st == smtp::reply_parser::status::complete) {
+                for (const auto& l : r.lines()) transcript.push_back("S: " + l);
+                return r;
+            }
+            if (st == smtp::reply_parser::status::malformed) throw probe_error("malformed reply: " + error);
+            char buf[8192];
+            long n = ssl_ ? SSL_read(ssl_.get(), buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
+            if (n == 0 || (n < 0 && !ssl_ && (errno == EAGAIN || errno == EWOULDBLOCK)))
+                throw probe_error(n == 0 ? "the server closed the connection" : "no reply in time");
+            if (n < 0) throw probe_error("read failed: " + (ssl_ ? tls::openssl_errors() : std::strerror(errno)));
+            parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+        }
+    }
+
+    /// Bytes sent after the 220 to STARTTLS are thrown away (RFC 3207 §4.2).
+    void start_tls_boundary() { parser_.clear(); }
+
+    std::vector<std::string> transcript;
+
+private:
+    int fd_ = -1;
+    std::string remote_;
+    tls::ssl_ptr ssl_;
+    smtp::reply_parser parser_;
+};
+
+std::string local_host_name() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+    return name;
+}
+
+std::string first_line(const smtp::reply& r) {
+    auto lines = r.lines();
+    return lines.empty() ? std::to_string(r.code) : lines.front();
+}
+
+/// Greeting, EHLO, STARTTLS: returns the EHLO capabilities and whether STARTTLS got 220.
+struct smtp_preamble {
+    std::string greeting;
+    smtp::capabilities caps;
+    std::vector<std::string> ehlo_lines;
+    std::optional<std::string> starttls_refused;   // the reply when it was not 220
+};
+
+smtp_preamble greet_and_starttls(smtp_line_conn& c, const std::string& helo) {
+    smtp_preamble p;
+    auto greeting = c.reply();
+    p.greeting = first_line(greeting);
+    if (greeting.code != 220) throw probe_error("greeting refused: " + p.greeting);
+    c.send("EHLO " + helo);
+    auto ehlo = c.reply();
+    if (ehlo.code != 250) throw probe_error("EHLO refused: " + first_line(ehlo));
+    p.caps = smtp::parse_ehlo(ehlo);
+    p.ehlo_lines = ehlo.lines();
+    if (!p.caps.starttls) return p;
+    c.send("STARTTLS");
+    auto r = c.reply();
+    if (r.code != 220) p.starttls_refused = first_line(r);
+    c.start_tls_boundary();
+    return p;
+}
+
+std::string ssl_failure(SSL* ssl, int rc) {
+    std::string text = tls::openssl_errors();
+    if (text.empty()) {
+        const int err = SSL_get_error(ssl, rc);
+        text = err == SSL_ERROR_SYSCALL ? std::string("connection closed during the handshake")
+                                        : "SSL error " + std::to_string(err);
+    }
+    return text;
+}
+
+json certificate_json(const X509* cert) {
+    return {{"subject", tls::subject_text(cert)},
+            {"issuer", tls::issuer_text(cert)},
+            {"not_before", tls::time_text(X509_get0_notBefore(cert))},
+            {"not_after", tls::time_text(X509_get0_notAfter(cert))},
+            {"subject_alt_names", tls::subject_alt_names(cert)},
+            {"sha256", tls::sha256_fingerprint(cert)}};
+}
+
+/// The diagnostic handshake: TLS 1.0+ at security level 0, nothing verified.
+struct old_tls_result {
+    bool handshake = false;
+    std::string protocol, cipher, error;
+};
+
+old_tls_result diagnose_old_tls(const std::string& host, std::uint16_t port, unsigned timeout, const std::string& helo,
+                                const std::string& sni) {
+    old_tls_result out;
+    try {
+        smtp_line_conn c(host, port, timeout);
+        auto p = greet_and_starttls(c, helo);
+        if (!p.caps.starttls || p.starttls_refused) {
+            out.error = "STARTTLS not available on the second connection";
+            return out;
+        }
+        tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_client_method()));
+        if (!ctx) throw probe_error("cannot create a TLS context");
+        SSL_CTX_set_security_level(ctx.get(), 0);
+        SSL_CTX_set_min_proto_version(ctx.get(), TLS1_VERSION);
+        SSL_CTX_set_max_proto_version(ctx.get(), 0);
+        SSL_CTX_set_cipher_list(ctx.get(), "ALL:@SECLEVEL=0");
+        SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+        tls::ssl_ptr ssl(SSL_new(ctx.get()));
+        if (!sni.empty()) SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+        SSL_set_fd(ssl.get(), c.fd());
+        ERR_clear_error();
+        const int rc = SSL_connect(ssl.get());
+        if (rc != 1) {
+            out.error = ssl_failure(ssl.get(), rc);
+            return out;
+        }
+        out.handshake = true;
+        out.protocol = SSL_get_version(ssl.get());
+        out.cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl.get()));
+        SSL_shutdown(ssl.get());
+    } catch (const std::exception& e) {
+        out.error = e.what();
+    }
+    return out;
+}
+
+int probe_main(const probe_args& a) {
+    std::string host;
+    std::uint16_t port = 25;
+    delivery::auth_level required;
+    try {
+        std::tie(host, port) = split_host_port(a.target, 25);
+        required = parse_auth_level(a.level);
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "postern probe: " << e.what() << "\n";
+        return 2;
+    }
+    std::string name = a.tls_domain.empty() ? host : a.tls_domain;
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const bool ip_name = is_ip_literal(name);
+    const std::string helo = local_host_name();
+
+    // The send side's own TLS client: TLS 1.2+, AEAD, the same verify callback.
+    config::configuration cfg;
+    config::send_connector connector;
+    connector.name = "postern-probe";
+    connector.require_tls = true;
+    connector.trust_system_store = a.ca.empty();
+    auto material = std::make_shared<delivery::client_tls_material>();
+    std::vector<std::string> anchors;
+    if (!a.ca.empty()) {
+        for (auto& cert : tls::certificates_from_pem(tls::read_file(a.ca), a.ca)) {
+            anchors.push_back(tls::subject_text(cert.get()));
+            material->roots.push_back(std::move(cert));
+        }
+    } else {
+        anchors.push_back("the system CA store");
+    }
+    auto ctx = delivery::make_client_context(cfg, connector, material.get());
+
+    delivery::peer_expectation want;
+    want.require_tls = true;
+    want.required = required;
+    if (!ip_name) {
+        want.names.push_back(name);
+        want.sni = name;
+    }
+
+    json doc{{"target", host + ":" + std::to_string(port)},
+             {"name", name},
+             {"required", delivery::to_string(required)},
+             {"trust_anchors", anchors}};
+    std::vector<std::string> notes;   // what a person reads, in order
+    delivery::auth_level achieved = delivery::auth_level::none;
+    std::string why;
+
+    smtp_line_conn c(host, port, a.timeout);
+    doc["remote"] = c.remote();
+    auto pre = greet_and_starttls(c, helo);
+    doc["greeting"] = pre.greeting;
+    doc["ehlo"] = pre.ehlo_lines;
+    doc["starttls_offered"] = pre.caps.starttls;
+
+    if (!pre.caps.starttls) {
+        why = "the server does not offer STARTTLS";
+    } else if (pre.starttls_refused) {
+        why = "STARTTLS refused: " + *pre.starttls_refused;
+    } else {
+        tls::ssl_ptr ssl(SSL_new(ctx.get()));
+        delivery::verify_record record;
+        std::string error;
+        if (!ssl || !delivery::prepare_connection(ssl.get(), want, &record, &error))
+            throw probe_error("cannot prepare the TLS session: " + error);
+        SSL_set_fd(ssl.get(), c.fd());
+        ERR_clear_error();
+        const int rc = SSL_connect(ssl.get());
+        if (rc != 1) {
+            const std::string reason = ssl_failure(ssl.get(), rc);
+            doc["tls"] = {{"handshake", false}, {"error", reason}};
+            why = "TLS 1.2+ handshake failed: " + reason;
+            auto old = diagnose_old_tls(host, port, a.timeout, helo, want.sni);
+            doc["diagnostic_handshake"] = {{"handshake", old.handshake}, {"protocol", old.protocol},
+                                           {"cipher", old.cipher}, {"error", old.error}};
+            if (old.handshake && (old.protocol == "TLSv1" || old.protocol == "TLSv1.1")) {
+                why = old_tls_message;
+                doc["old_tls_only"] = true;
+                notes.push_back("a diagnostic handshake with TLS 1.0 allowed (security level 0) got " +
+                                old.protocol + " " + old.cipher);
+            } else if (old.handshake) {
+                why = "the server negotiates " + old.protocol + " only with " + old.cipher +
+                      ", a cipher Postern refuses (AEAD only); TLS 1.2+ handshake failed: " + reason;
+            }
+        } else {
+            c.adopt(std::move(ssl));
+            const auto verdict = delivery::evaluate(c.ssl(), want, record);
+            achieved = verdict.achieved;
+            const long chain_error = record.first_chain_error != X509_V_OK ? record.first_chain_error
+                                                                            : SSL_get_verify_result(c.ssl());
+            const bool chain_ok = chain_error == X509_V_OK || chain_error == X509_V_ERR_HOSTNAME_MISMATCH;
+            X509* leaf = SSL_get0_peer_certificate(c.ssl());
+            bool name_ok = false;
+            if (leaf && ip_name) name_ok = X509_check_ip_asc(leaf, name.c_str(), 0) == 1;
+            else if (leaf) name_ok = !record.name_mismatch;
+            if (ip_name && achieved == delivery::auth_level::certificate_validation && name_ok)
+                achieved = delivery::auth_level::domain_validation;   // the IP SAN matches
+            json chain = json::array();
+            if (STACK_OF(X509)* sk = SSL_get_peer_cert_chain(c.ssl()))
+                for (int i = 0; i < sk_X509_num(sk); ++i) chain.push_back(certificate_json(sk_X509_value(sk, i)));
+            std::string root;
+            if (chain_ok && leaf)
+                if (STACK_OF(X509)* vc = SSL_get0_verified_chain(c.ssl()); vc && sk_X509_num(vc) > 0)
+                    root = tls::subject_text(sk_X509_value(vc, sk_X509_num(vc) - 1));
+            doc["tls"] = {{"handshake", true},
+                          {"protocol", verdict.protocol},
+                          {"cipher", verdict.cipher},
+                          {"chain", chain},
+                          {"chain_verified", chain_ok && leaf != nullptr},
+                          {"verified_root", root},
+                          {"verify_error", chain_ok ? std::string() : X509_verify_cert_error_string(chain_error)},
+                          {"name_matches", name_ok},
+                          {"verdict", verdict.log_line()}};
+            if (achieved < required) {
+                if (!leaf) why = "no certificate presented";
+                else if (!chain_ok)
+                    why = std::string("certificate not verified: ") + X509_verify_cert_error_string(chain_error);
+                else if (!name_ok) why = "certificate does not match the name " + name;
+            }
+            try {
+                c.send("QUIT");
+                c.reply();
+            } catch (const std::exception&) {
+            }
+            SSL_shutdown(c.ssl());
+        }
+    }
+    const bool pass = achieved >= required;
+    doc["achieved"] = delivery::to_string(achieved);
+    doc["pass"] = pass;
+    doc["reason"] = pass ? std::string() : why;
+    doc["transcript"] = c.transcript;
+
+    if (a.json) {
+        std::cout << doc.dump(2) << "\n";
+    } else {
+        const std::string target = doc["target"].get<std::string>();
+        std::cout << "Server:       " << target << (target == c.remote() ? "" : " (" + c.remote() + ")") << "\n"
+                  << "Greeting:     " << pre.greeting << "\n"
+                  << "STARTTLS:     " << (pre.caps.starttls ? "offered" : "not offered") << "\n";
+        if (doc.contains("tls") && doc["tls"]["handshake"].get<bool>()) {
+            const auto& t = doc["tls"];
+            std::cout << "Protocol:     " << t["protocol"].get<std::string>() << "\n"
+                      << "Cipher:       " << t["cipher"].get<std::string>() << "\n";
+            int depth = 0;
+            for (const auto& cert : t["chain"]) {
+                std::string sans;
+                for (const auto& s : cert["subject_alt_names"]) sans += (sans.empty() ? "" : ", ") + s.get<std::string>();
+                std::cout << "Certificate " << depth++ << ": " << cert["subject"].get<std::string>() << "\n"
+                          << "  issuer:     " << cert["issuer"].get<std::string>() << "\n"
+                          << "  valid:      " << cert["not_before"].get<std::string>() << " to "
+                          << cert["not_after"].get<std::string>() << "\n"
+                          << "  names:      " << (sans.empty() ? "-" : sans) << "\n";
+            }
+            std::string anchor_text;
+            for (const auto& s : anchors) anchor_text += (anchor_text.empty() ? "" : "; ") + s;
+            std::cout << "Chain:        "
+                      << (t["chain_verified"].get<bool>()
+                              ? "verified, root " + t["verified_root"].get<std::string>()
+                              : "NOT verified (" + t["verify_error"].get<std::string>() + ")")
+                      << " [trust: " << anchor_text << "]\n"
+                      << "Name:         " << name << (t["name_matches"].get<bool>() ? " matches" : " does NOT match")
+                      << "\n";
+        } else if (doc.contains("tls")) {
+            std::cout << "TLS:          handshake failed: " << doc["tls"]["error"].get<std::string>() << "\n";
+        }
+        for (const auto& n : notes) std::cout << "Note:         " << n << "\n";
+        std::cout << "Level:        " << delivery::to_string(achieved) << " (required "
+                  << delivery::to_string(required) << "): " << (pass ? "PASS" : "FAIL") << "\n";
+        if (!pass) std::cout << "Reason:       " << why << "\n";
+    }
+    if (!pass) std::cerr << "postern probe: " << why << "\n";
+    return pass ? 0 : 1;
+}
+
+}  // namespace
+
+void add_probe_command(CLI::App& app, int& exit_code) {
+    auto a = std::make_shared<probe_args>();
+    auto* cmd = app.add_subcommand("probe", "Check what TLS an SMTP server offers and what it proves");
+    cmd->add_option("target", a->target, "HOST[:PORT] (port default 25)")->required();
+    cmd->add_option("--tls-domain", a->tls_domain, "name the certificate must carry (default: HOST)");
+    cmd->add_option("--ca", a->ca, "trusted root certificates (PEM); default: the system CA store");
+    cmd->add_option("--level", a->level,
+                    "level that must be reached: none | encryption_only | certificate_validation | domain_validation")
+        ->default_str("domain_validation");
+    cmd->add_option("--timeout", a->timeout, "seconds allowed for each step")->default_str("15");
+    cmd->add_flag("--json", a->json, "JSON output");
+    cmd->callback([a, &exit_code] {
+        try {
+            exit_code = probe_main(*a);
+        } catch (const std::exception& e) {
+            std::cerr << "postern probe: " << e.what() << "\n";
+            exit_code = 1;
+        }
+    });
+}
+
+}  // namespace postern::lab

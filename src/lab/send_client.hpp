@@ -1,0 +1,71 @@
+// lab/send_client.hpp: the SMTP client behind `postern send` (DESIGN.md §4), also used by
+// `postern demo` for its first hop.
+//
+// It is the delivery side's own client (delivery::client_session and its TLS policy), run
+// once for one test message: connect, EHLO, STARTTLS (or implicit TLS), the verdict of
+// delivery/tls_policy against the name asked for, then MAIL/RCPT/DATA only when the
+// verdict passes. Nothing is queued: the outcome is reported and forgotten.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "smtp/client_fsm.hpp"
+#include "delivery/tls_policy.hpp"
+
+namespace postern::lab {
+
+struct send_request {
+    enum class tls_use { none, starttls, implicit };
+
+    std::string host = "localhost";
+    std::uint16_t port = 25;
+    tls_use tls = tls_use::none;
+    std::string ca_file;        // trusted roots (PEM); "" = the system CA store
+    std::string tls_domain;     // name the certificate must carry; "" = host
+    delivery::auth_level level = delivery::auth_level::domain_validation;
+    std::string helo;           // "" = the system's host name
+    std::string from;
+    std::string to;
+    std::string subject = "Postern test message";
+    std::string body;           // "" = a line saying what this is
+    unsigned timeout_seconds = 30;
+};
+
+struct send_report {
+    bool connected = false;
+    bool tls = false;                    // a handshake completed and its verdict passed
+    bool delivered = false;              // 250 after the final dot
+    std::string remote;                  // "IP:port"
+    std::string name_checked;            // "mx.example.test" or "IP:127.0.0.1"
+    std::vector<std::string> trust_anchors;   // subjects of --ca, or "system CA store"
+    delivery::tls_verdict verdict;       // as the delivery side logs it
+    delivery::auth_level achieved = delivery::auth_level::none;   // the IP check folded in
+    std::string message_id;
+    std::string final_reply;             // the reply to the final dot, or to the refused command
+    std::string failure;                 // why not delivered ("" when delivered)
+    std::vector<smtp::transcript_line> transcript;
+};
+
+/// The test message: From, To, Date, Message-ID, Subject, a short body. CRLF lines.
+std::string build_test_message(const send_request& req, const std::string& message_id);
+
+/// Runs one send. `on_line` sees every transcript line as it happens (may be empty).
+/// Throws std::runtime_error only for bad input (an unreadable --ca file, an unresolvable
+/// host); everything the server does is in the report.
+send_report run_send(const send_request& req,
+                     const std::function<void(const smtp::transcript_line&)>& on_line = {});
+
+/// "HOST[:PORT]" or "[v6]:PORT"; the port defaults to `default_port`. Throws
+/// std::invalid_argument on a bad port.
+std::pair<std::string, std::uint16_t> split_host_port(const std::string& text, std::uint16_t default_port);
+
+/// "none", "encryption_only", ... -> level; throws std::invalid_argument otherwise.
+delivery::auth_level parse_auth_level(const std::string& text);
+
+/// True when `host` is an IPv4 or IPv6 literal.
+bool is_ip_literal(const std::string& host);
+
+}  // namespace postern::lab
