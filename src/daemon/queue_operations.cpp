@@ -159,7 +159,10 @@ void append_recipients(std::string& out, const json& message, smtp::sys_time now
         // RFC 3461 parameters as received, only when the client gave them.
         std::string dsn;
         if (auto notify = text(r, "notify"); !notify.empty()) dsn = "NOTIFY=" + notify;
-        if (auto orcpt = text(r, "orcpt"); !orcpt.empty()) dsn += (dsn.empty() ? "" : " ") + ("ORCPT=" + orcpt);
+        if (auto orcpt = text(r, "orcpt"); !orcpt.empty()) {
+            if (!dsn.empty()) dsn += ' ';
+            dsn += "ORCPT=" + orcpt;
+        }
         if (!dsn.empty()) out += fmt::format("{}{:<10} dsn: {}\n", indent, "", dsn);
         if (auto reply = text(r, "last_reply"); !reply.empty())
             out += fmt::format("{}{:<10} last reply: {}\n", indent, "", reply);

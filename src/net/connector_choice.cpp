@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 namespace postern::net {
 
 namespace ip = boost::asio::ip;
@@ -24,7 +26,7 @@ std::string source_group(const boost::asio::ip::address& a) {
 
 std::string endpoint_text(const ip::tcp::endpoint& e) {
     const auto a = unmapped(e.address());
-    if (a.is_v6()) return "[" + a.to_string() + "]:" + std::to_string(e.port());
+    if (a.is_v6()) return fmt::format("[{}]:{}", a.to_string(), e.port());
     return a.to_string() + ":" + std::to_string(e.port());
 }
 

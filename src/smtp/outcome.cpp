@@ -10,7 +10,7 @@ std::string recipient_result::describe() const {
     if (remote) {
         // One line: DSNs and the queue listing want the reply, not its layout.
         text = fmt::format("{}", remote->code);
-        if (!remote->status.empty()) text += " " + remote->status.to_string();
+        if (!remote->status.empty()) text += fmt::format(" {}", remote->status.to_string());
         std::string body = remote->text;
         for (auto& c : body)
             if (c == '\n') c = ' ';

@@ -654,7 +654,7 @@ std::string server_fsm::received_header() const {
     } else {
         h += "\t;";
     }
-    h += " " + rfc5322_date(envelope_.received_at == smtp::sys_time{} ? params_.clock() : envelope_.received_at);
+    h += fmt::format(" {}", rfc5322_date(envelope_.received_at == smtp::sys_time{} ? params_.clock() : envelope_.received_at));
     h += "\r\n";
     return h;
 }

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include "tls/error.hpp"
 #include "tls/openssl_ptr.hpp"
 
@@ -69,7 +71,7 @@ void test_hook_pause_before_rename() {
 void write_file_atomically(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
     auto dir = file.parent_path();
     if (dir.empty()) dir = ".";
-    const std::string prefix = "." + file.filename().string() + ".tmp-";
+    const std::string prefix = fmt::format(".{}.tmp-", file.filename().string());
     remove_abandoned_temporaries(dir, prefix);
     std::string temp;
     int fd = -1;

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "queue/queue_id.hpp"
 #include "queue/store.hpp"
 #include "unit/queue/test_support.hpp"
@@ -108,7 +110,7 @@ TEST(rocksdb_store, sixteen_threads_committing_share_syncs) {
     for (int t = 0; t < threads; ++t)
         workers.emplace_back([&, t] {
             for (int i = 0; i < per_thread; ++i) {
-                auto r = commit_and_wait(*s, sample_envelope("t" + std::to_string(t) + "-" + std::to_string(i) + "@x.test"),
+                auto r = commit_and_wait(*s, sample_envelope(fmt::format("t{}-{}@x.test", t, i)),
                                          body_of_size(1000 + 97 * i));
                 if (!r.ok) ++failures;
                 ids[t].push_back(r.id);
@@ -124,7 +126,7 @@ TEST(rocksdb_store, sixteen_threads_committing_share_syncs) {
             unique.insert(id);
             auto env = s->load_envelope(id);
             ASSERT_TRUE(env) << id;
-            EXPECT_EQ(env->mail_from, "t" + std::to_string(t) + "-" + std::to_string(i) + "@x.test");
+            EXPECT_EQ(env->mail_from, fmt::format("t{}-{}@x.test", t, i));
             EXPECT_EQ(s->load_body(id), body_of_size(1000 + 97 * i));
         }
     EXPECT_EQ(unique.size(), std::size_t{threads * per_thread});

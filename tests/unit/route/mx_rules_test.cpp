@@ -292,7 +292,10 @@ TEST(mx_rules_limits, only_the_best_hosts_are_looked_up) {
     std::mt19937 engine{7};
     std::vector<mx_record> records;
     for (std::uint16_t i = 0; i < 25; ++i) records.push_back({static_cast<std::uint16_t>(100 - i), fmt::format("mx{}.big.test", i)});
-    auto plan = plan_from_mx("big.test", {{answer_kind::data, dnssec::insecure, {}}, records}, {}, engine);
+    mx_answer answer;
+    answer.outcome.kind = answer_kind::data;
+    answer.records = records;
+    auto plan = plan_from_mx("big.test", answer, {}, engine);
     ASSERT_EQ(plan.hosts.size(), max_mx_hosts);
     EXPECT_EQ(plan.hosts.front().preference, 76);
     EXPECT_EQ(plan.hosts.back().preference, 85);

@@ -3,6 +3,8 @@
 #include <random>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "smtp/dot_reader.hpp"
 
 using namespace postern::smtp;
@@ -92,7 +94,7 @@ TEST(dot_reader, line_of_1000_octets_is_fine_1001_is_not) {
     auto bad = run(std::string(999, 'x') + "\r\n.\r\n");
     EXPECT_EQ(bad.verdict, data_verdict::line_too_long);
     EXPECT_TRUE(bad.done);
-    auto stuffed = run("." + std::string(998, 'x') + "\r\n.\r\n");   // transmitted 1001 octets
+    auto stuffed = run(fmt::format(".{}\r\n.\r\n", std::string(998, 'x')));   // transmitted 1001 octets
     EXPECT_EQ(stuffed.verdict, data_verdict::line_too_long);
 }
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "smtp/server_fsm.hpp"
 
 using namespace postern::smtp;
@@ -70,7 +72,7 @@ struct harness {
             log.insert(log.end(), last.log.begin(), last.log.end());
             if (last.what != action::kind::commit) return out;
             committed.emplace_back(last.envelope, last.body);
-            last = fsm.resume(event::commit_result(commit_succeeds, "Q" + std::to_string(committed.size()),
+            last = fsm.resume(event::commit_result(commit_succeeds, fmt::format("Q{}", committed.size()),
                                                    "rocksdb: IO error: No space left on device"));
         }
     }
