@@ -13,9 +13,14 @@ namespace {
 
 verdict verdict_of(const smtp::reply& r) {
     if (r.code / 100 == 2) return verdict::delivered;
-    if (r.code / 100 == 4) return verdict::transient;
-    return verdict::permanent;
+    if (r.code / 100 == 5) return verdict::permanent;
+    return verdict::transient;     // 4xx, and a 3xx where none belongs: try again later
 }
+
+/// RFC 5321 §4.3.2: DATA goes on only with 354, and 4xx/5xx refuse it. Any other answer
+/// (a 2xx above all) puts the dialogue out of step: taken as a refusal it would be read
+/// as the message delivered though not one octet of it was sent.
+bool out_of_step_data_reply(const smtp::reply& r) { return r.code != 354 && r.code / 100 < 4; }
 
 }  // namespace
 
@@ -216,6 +221,8 @@ client_action client_fsm::on_reply(const smtp::reply& r) {
     case state::data:
         if (r.code == 354) return send_body();
         if (r.code == 421) return fail_transaction_and_close(r, {});
+        if (out_of_step_data_reply(r))
+            return fail_transaction_and_close({}, fmt::format("the next hop answered DATA with {} instead of 354", r.code));
         data_reply_ = r;
         return finish_from_replies();
     case state::data_end:
@@ -373,6 +380,8 @@ client_action client_fsm::on_pipelined_reply(const smtp::reply& r) {
     if (r.code == 421) return fail_transaction_and_close(r, {});
     if (index <= n) return read(index < n ? wait_stage::rcpt : wait_stage::data_start);
     // The DATA reply: the group is complete.
+    if (out_of_step_data_reply(r))
+        return fail_transaction_and_close({}, fmt::format("the next hop answered DATA with {} instead of 354", r.code));
     const bool envelope_ok = mail_reply_->code / 100 == 2 && accepted_ > 0;
     if (r.code == 354) {
         if (envelope_ok) return send_body();

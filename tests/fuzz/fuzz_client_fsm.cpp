@@ -8,7 +8,8 @@
 // When the records run out the server closes.
 //
 // Invariants: the machine always ends, in a bounded number of steps; every line it writes
-// is one of its own commands ending in CRLF (server bytes never reach the wire); with
+// is one of its own commands ending in CRLF (server bytes never reach the wire); a body
+// ends in CRLF.CRLF with no lone dot line before (dot-stuffing holds); with
 // STARTTLS required no MAIL is sent before TLS is up; after TLS starts the next command is
 // EHLO; a finished transaction reports each of its recipients once, in order, and none as
 // delivered unless the body went out; once closed it stays closed.
@@ -39,6 +40,18 @@ void check_commands(std::string_view out) {
             __builtin_trap();
         out.remove_prefix(end + 2);
     }
+}
+
+/// A body write ends in CRLF.CRLF (or is the lone ".CRLF" that closes a data phase after
+/// every recipient failed) and holds no earlier line that is a lone dot.
+void check_body(const client_action& act) {
+    std::string all;
+    if (act.data.empty()) all = act.out;
+    for (auto piece : act.data) all += piece;
+    if (all == ".\r\n") return;
+    if (all.size() < 5 || all.compare(all.size() - 5, 5, "\r\n.\r\n") != 0) __builtin_trap();
+    const auto early = all.find("\r\n.\r\n");
+    if (early != all.size() - 5 || all.rfind(".\r\n", 0) == 0) __builtin_trap();
 }
 
 transaction make_transaction(std::uint8_t shape, int n) {
@@ -77,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t step_limit = 4 * size + 64;
     for (std::size_t step = 0;; ++step) {
         if (step > step_limit) __builtin_trap();   // every step consumes input or ends
-        check_commands(act.out);
+        if (act.what == client_action::kind::write_data) check_body(act);
+        else check_commands(act.out);
         if (expect_ehlo && !act.out.empty()) {
             if (!starts_with(act.out, "EHLO ")) __builtin_trap();
             expect_ehlo = false;
