@@ -59,10 +59,17 @@ struct probe_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-/// One blocking TCP connection with send/receive time limits, speaking SMTP lines.
-class smtp_line_conn {
+std::string local_host_name() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+    return name;
+}
+
+/// One blocking TCP connection with send/receive time limits. The dialogue is the send
+/// side's own (smtp::client_fsm, STARTTLS if offered): this class only moves its bytes.
+class probe_connection {
 public:
-    smtp_line_conn(const std::string& host, std::uint16_t port, unsigned timeout) {
+    probe_connection(const std::string& host, std::uint16_t port, unsigned timeout) : fsm_(settings()) {
         addrinfo hints{};
         hints.ai_socktype = SOCK_STREAM;
         addrinfo* found = nullptr;
@@ -89,21 +96,74 @@ public:
         ::freeaddrinfo(found);
         if (fd_ < 0) throw probe_error("connect to " + host + ":" + service + " failed: " + last);
     }
-    ~smtp_line_conn() {
+    ~probe_connection() {
         ssl_.reset();
         if (fd_ >= 0) ::close(fd_);
     }
-    smtp_line_conn(const smtp_line_conn&) = delete;
-    smtp_line_conn& operator=(const smtp_line_conn&) = delete;
+    probe_connection(const probe_connection&) = delete;
+    probe_connection& operator=(const probe_connection&) = delete;
 
     int fd() const { return fd_; }
     const std::string& remote() const { return remote_; }
     SSL* ssl() const { return ssl_.get(); }
     void adopt(tls::ssl_ptr ssl) { ssl_ = std::move(ssl); }
+    const smtp::client_fsm& dialogue() const { return fsm_; }
 
-    void send(const std::string& line) {
-        transcript.push_back("C: " + line);
-        const std::string out = line + "\r\n";
+    /// Resumes the dialogue with `ev` and carries it on until it wants a TLS handshake, is
+    /// idle, or has ended (its last words, QUIT, written when it has any).
+    smtp::client_action run(smtp::client_event ev) {
+        auto act = fsm_.resume(std::move(ev));
+        for (;;) {
+            record(act.log);
+            if (act.what == smtp::client_action::kind::close) {
+                try {
+                    write(act.out);
+                } catch (const probe_error&) {
+                }
+                return act;
+            }
+            if (act.what != smtp::client_action::kind::read) return act;
+            write(act.out);
+            act = fsm_.resume(fsm_.input_pending() ? smtp::client_event::bytes({}) : read_event());
+        }
+    }
+
+    /// "C: EHLO x" and "S: 250 ..." lines, in the order they crossed the wire.
+    std::vector<std::string> transcript;
+
+    /// The server's lines answering the first command that starts with `verb`, or the
+    /// greeting when `verb` is empty.
+    std::vector<std::string> answer_to(std::string_view verb) const {
+        std::vector<std::string> lines;
+        bool in_answer = verb.empty();
+        for (const auto& l : transcript) {
+            if (l.rfind("C: ", 0) == 0) {
+                if (in_answer) break;
+                in_answer = std::string_view(l).substr(3).rfind(verb, 0) == 0;
+            } else if (in_answer) {
+                lines.push_back(l.substr(3));
+            }
+        }
+        return lines;
+    }
+
+private:
+    static smtp::client_settings settings() {
+        smtp::client_settings s;
+        s.helo_name = local_host_name();
+        s.starttls = smtp::client_settings::starttls_use::if_offered;
+        return s;
+    }
+
+    void record(const std::vector<smtp::transcript_line>& log) {
+        for (const auto& l : log) {
+            if (l.what == smtp::transcript_line::kind::sent) transcript.push_back("C: " + l.text);
+            else if (l.what == smtp::transcript_line::kind::received) transcript.push_back("S: " + l.text);
+        }
+    }
+
+    void write(const std::string& out) {
+        if (out.empty()) return;
         if (ssl_) {
             if (SSL_write(ssl_.get(), out.data(), static_cast<int>(out.size())) <= 0)
                 throw probe_error("write failed: " + tls::openssl_errors());
@@ -112,49 +172,23 @@ public:
         }
     }
 
-    smtp::reply reply() {
-        for (;;) {
-            smtp::reply r;
-            std::string error;
-            auto st = parser_.next(r, &error);
-            if (st == smtp::reply_parser::status::complete) {
-                for (const auto& l : r.lines()) transcript.push_back("S: " + l);
-                return r;
-            }
-            if (st == smtp::reply_parser::status::malformed) throw probe_error("malformed reply: " + error);
-            char buf[8192];
-            long n = ssl_ ? SSL_read(ssl_.get(), buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
-            if (n == 0 || (n < 0 && !ssl_ && (errno == EAGAIN || errno == EWOULDBLOCK)))
-                throw probe_error(n == 0 ? "the server closed the connection" : "no reply in time");
-            if (n < 0) throw probe_error("read failed: " + (ssl_ ? tls::openssl_errors() : std::strerror(errno)));
-            parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-        }
+    smtp::client_event read_event() {
+        char buf[8192];
+        const long n = ssl_ ? SSL_read(ssl_.get(), buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
+        if (n > 0) return smtp::client_event::bytes(std::string_view(buf, static_cast<std::size_t>(n)));
+        if (n == 0) return smtp::client_event::closed("the server closed the connection");
+        if (!ssl_ && (errno == EAGAIN || errno == EWOULDBLOCK)) return smtp::client_event::timed_out();
+        return smtp::client_event::closed("read failed: " +
+                                          (ssl_ ? tls::openssl_errors() : std::string(std::strerror(errno))));
     }
 
-    /// Bytes sent after the 220 to STARTTLS are thrown away (RFC 3207 §4.2).
-    void start_tls_boundary() { parser_.clear(); }
-
-    std::vector<std::string> transcript;
-
-private:
     int fd_ = -1;
     std::string remote_;
     tls::ssl_ptr ssl_;
-    smtp::reply_parser parser_;
+    smtp::client_fsm fsm_;
 };
 
-std::string local_host_name() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
-    return name;
-}
-
-std::string first_line(const smtp::reply& r) {
-    auto lines = r.lines();
-    return lines.empty() ? std::to_string(r.code) : lines.front();
-}
-
-/// Greeting, EHLO, STARTTLS: returns the EHLO capabilities and whether STARTTLS got 220.
+/// Greeting, EHLO, STARTTLS: what the server offered, and whether STARTTLS got its 220.
 struct smtp_preamble {
     std::string greeting;
     smtp::capabilities caps;
@@ -162,22 +196,24 @@ struct smtp_preamble {
     std::optional<std::string> starttls_refused;   // the reply when it was not 220
 };
 
-smtp_preamble greet_and_starttls(smtp_line_conn& c, const std::string& helo) {
+smtp_preamble greet_and_starttls(probe_connection& c) {
     smtp_preamble p;
-    auto greeting = c.reply();
-    p.greeting = first_line(greeting);
-    if (greeting.code != 220) throw probe_error("greeting refused: " + p.greeting);
-    c.send("EHLO " + helo);
-    auto ehlo = c.reply();
-    if (ehlo.code != 250) throw probe_error("EHLO refused: " + first_line(ehlo));
-    p.caps = smtp::parse_ehlo(ehlo);
-    p.ehlo_lines = ehlo.lines();
-    if (!p.caps.starttls) return p;
-    c.send("STARTTLS");
-    auto r = c.reply();
-    if (r.code != 220) p.starttls_refused = first_line(r);
-    c.start_tls_boundary();
-    return p;
+    const auto act = c.run(smtp::client_event::connected());
+    const auto greeting = c.answer_to("");
+    p.greeting = greeting.empty() ? std::string() : greeting.front();
+    p.ehlo_lines = c.answer_to("EHLO ");
+    p.caps = c.dialogue().offered();
+    if (act.what != smtp::client_action::kind::close) return p;   // STARTTLS accepted, or not offered
+    const auto& f = *act.failure;
+    const std::string said = f.remote && !f.remote->lines().empty() ? f.remote->lines().front() : f.reason;
+    if (f.stage == "STARTTLS" && f.remote) {
+        p.caps.starttls = true;
+        p.starttls_refused = said;
+        return p;
+    }
+    if (f.stage == "greeting") throw probe_error("greeting refused: " + said);
+    if (f.stage == "EHLO" || f.stage == "HELO") throw probe_error(f.stage + " refused: " + said);
+    throw probe_error(f.reason);
 }
 
 std::string ssl_failure(SSL* ssl, int rc) {
@@ -205,12 +241,11 @@ struct old_tls_result {
     std::string protocol, cipher, error;
 };
 
-old_tls_result diagnose_old_tls(const std::string& host, std::uint16_t port, unsigned timeout, const std::string& helo,
-                                const std::string& sni) {
+old_tls_result diagnose_old_tls(const std::string& host, std::uint16_t port, unsigned timeout, const std::string& sni) {
     old_tls_result out;
     try {
-        smtp_line_conn c(host, port, timeout);
-        auto p = greet_and_starttls(c, helo);
+        probe_connection c(host, port, timeout);
+        auto p = greet_and_starttls(c);
         if (!p.caps.starttls || p.starttls_refused) {
             out.error = "STARTTLS not available on the second connection";
             return out;
@@ -255,7 +290,6 @@ int probe_main(const probe_args& a) {
     std::string name = a.tls_domain.empty() ? host : a.tls_domain;
     for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     const bool ip_name = is_ip_literal(name);
-    const std::string helo = local_host_name();
 
     // The send side's own TLS client: TLS 1.2+, AEAD, the same verify callback.
     config::configuration cfg;
@@ -291,9 +325,9 @@ int probe_main(const probe_args& a) {
     delivery::auth_level achieved = delivery::auth_level::none;
     std::string why;
 
-    smtp_line_conn c(host, port, a.timeout);
+    probe_connection c(host, port, a.timeout);
     doc["remote"] = c.remote();
-    auto pre = greet_and_starttls(c, helo);
+    auto pre = greet_and_starttls(c);
     doc["greeting"] = pre.greeting;
     doc["ehlo"] = pre.ehlo_lines;
     doc["starttls_offered"] = pre.caps.starttls;
@@ -315,7 +349,7 @@ int probe_main(const probe_args& a) {
             const std::string reason = ssl_failure(ssl.get(), rc);
             doc["tls"] = {{"handshake", false}, {"error", reason}};
             why = "TLS 1.2+ handshake failed: " + reason;
-            auto old = diagnose_old_tls(host, port, a.timeout, helo, want.sni);
+            auto old = diagnose_old_tls(host, port, a.timeout, want.sni);
             doc["diagnostic_handshake"] = {{"handshake", old.handshake}, {"protocol", old.protocol},
                                            {"cipher", old.cipher}, {"error", old.error}};
             if (old.handshake && (old.protocol == "TLSv1" || old.protocol == "TLSv1.1")) {
@@ -362,9 +396,9 @@ int probe_main(const probe_args& a) {
                     why = std::string("certificate not verified: ") + X509_verify_cert_error_string(chain_error);
                 else if (!name_ok) why = "certificate does not match the name " + name;
             }
-            try {
-                c.send("QUIT");
-                c.reply();
+            try {   // EHLO again inside TLS (RFC 3207 §4.2), then QUIT
+                if (c.run(smtp::client_event::tls_established()).what == smtp::client_action::kind::idle)
+                    c.run(smtp::client_event::quit());
             } catch (const std::exception&) {
             }
             SSL_shutdown(c.ssl());
