@@ -16,6 +16,7 @@
 #include <toml++/toml.h>
 
 #include "config/detail.hpp"
+#include "files/replace.hpp"
 #include "config/edit.hpp"
 #include "config/show.hpp"
 
@@ -217,49 +218,13 @@ edit_result set_values(std::string_view original, const std::filesystem::path& f
 }
 
 void write_file_atomically(const std::filesystem::path& file, std::string_view text) {
-    namespace fs = std::filesystem;
-    auto fail = [](const std::string& what) { throw std::system_error(errno, std::generic_category(), what); };
-    fs::path target = fs::exists(file) ? fs::canonical(file) : fs::absolute(file);
-    fs::path dir = target.parent_path();
-    std::string temp = (dir / fmt::format(".{}.XXXXXX", target.filename().string())).string();
-    int fd = ::mkstemp(temp.data());   // mode 0600
-    if (fd < 0) fail(fmt::format("cannot create a temporary file in {}", dir.string()));
-    auto abandon = [&](const std::string& what) {
-        int saved = errno;
-        ::close(fd);
-        ::unlink(temp.c_str());
-        errno = saved;
-        fail(what);
-    };
-    for (std::size_t done = 0; done < text.size();) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) abandon(fmt::format("cannot write {}", temp));
-        done += static_cast<std::size_t>(n);
-    }
+    files::replace_options options;
     // The file keeps its owner and mode: a configuration readable by the service user
     // must stay readable by it after root edits it (reload runs after the privilege drop).
-    struct stat original {};
-    if (::stat(target.c_str(), &original) == 0) {
-        if (::fchown(fd, original.st_uid, original.st_gid) != 0 && errno != EPERM) abandon("cannot set the owner");
-        if (::fchmod(fd, original.st_mode & 07777) != 0) abandon("cannot set the mode");
-    }
-    if (::fsync(fd) != 0) abandon(fmt::format("cannot sync {}", temp));
-    if (::close(fd) != 0) {
-        ::unlink(temp.c_str());
-        fail(fmt::format("cannot close {}", temp));
-    }
-    if (::rename(temp.c_str(), target.c_str()) != 0) {
-        int saved = errno;
-        ::unlink(temp.c_str());
-        errno = saved;
-        fail(fmt::format("cannot replace {}", target.string()));
-    }
-    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) fail(fmt::format("cannot open {}", dir.string()));
-    int synced = ::fsync(dir_fd);
-    ::close(dir_fd);
-    if (synced != 0) fail(fmt::format("cannot sync {}", dir.string()));
+    options.keep_mode = true;
+    options.keep_owner = true;
+    options.through_symlink = true;
+    files::replace_file(file, text, options);
 }
 
 }  // namespace postern::config

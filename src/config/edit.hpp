@@ -35,10 +35,9 @@ edit_result set_values(std::string_view original, const std::filesystem::path& f
                        std::string_view section, std::string_view name,
                        const std::vector<assignment>& assignments);
 
-/// Replaces `file` with `text`: a temporary file (0600) in the same directory, fsync,
-/// the original's owner and mode, rename over the original, fsync of the directory.
+/// Replaces `file` with `text` (files/replace.hpp), keeping the original's owner and mode.
 /// A symbolic link is followed, so the link stays and its target is replaced.
-/// Throws std::system_error.
+/// Throws files::file_error.
 void write_file_atomically(const std::filesystem::path& file, std::string_view text);
 
 }  // namespace postern::config

@@ -20,8 +20,4 @@ struct ready_listener {
 std::string ready_file_json(int pid, const std::vector<ready_listener>& listeners,
                             const std::filesystem::path& control_socket);
 
-/// temp file (0600) in the same directory -> fsync -> rename -> fsync of the directory.
-/// Throws std::runtime_error naming the path on failure.
-void write_file_atomically(const std::filesystem::path& path, const std::string& content);
-
 }  // namespace postern::daemon

@@ -29,6 +29,7 @@
 #include "daemon/mail_pipeline.hpp"
 #include "daemon/privileges.hpp"
 #include "daemon/ready_file.hpp"
+#include "files/replace.hpp"
 #include "config/schema.hpp"
 #include "log/protocol_log.hpp"
 #include "net/server.hpp"
@@ -214,7 +215,7 @@ int serve(const serve_options& opt) {
     // Written as root (its directory may be root's), as the last step before the drop;
     // nothing is served until run() below, after the drop.
     if (!opt.ready_file.empty())
-        write_file_atomically(opt.ready_file, ready_file_json(::getpid(), listeners, cfg->server.control_socket));
+        files::replace_file(opt.ready_file, ready_file_json(::getpid(), listeners, cfg->server.control_socket));
     if (account) {
         drop_privileges(*account);
         spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);

@@ -1,5 +1,6 @@
 // tests/fault/fault_shim.cpp: an LD_PRELOAD library that makes a process's disk calls fail
-// on cue, for the storage-fault tests (tests/integration/test_storage_faults.py).
+// on cue, for the storage-fault tests (tests/integration/test_storage_faults.py) and the
+// key ring crash test (test_keyring_crash.py).
 //
 //   LD_PRELOAD=libpostern_fault_shim.so POSTERN_FAULT_DIR=<dir> POSTERN_FAULT_CONTROL=<file> postern serve ...
 //
@@ -12,6 +13,9 @@
 //   "eio-open"  as "eio", and opening a file there fails with EIO too, except the store's
 //               disk check ("postern-disk-check"): a disk that works, a database that
 //               cannot be opened
+//   "pause-rename"  the first rename() onto a file there creates <control>.paused and
+//               waits until the process is killed: a crash at the worst moment of a file
+//               replacement (files/replace.hpp), after the new content is synced
 // Each fault injected appends one line to <control>.log ("fdatasync EIO <path>").
 // Only the test build has this library; nothing of it is in the product.
 #include <cerrno>
@@ -28,7 +32,7 @@
 
 namespace {
 
-enum class fault { none, eio, enospc, eio_open };
+enum class fault { none, eio, enospc, eio_open, pause_rename };
 
 fault current_fault() {
     const char* control = std::getenv("POSTERN_FAULT_CONTROL");
@@ -41,6 +45,7 @@ fault current_fault() {
     ::syscall(SYS_close, fd);
     if (n <= 0) return fault::none;
     if (std::strncmp(word, "eio-open", 8) == 0) return fault::eio_open;
+    if (std::strncmp(word, "pause-rename", 12) == 0) return fault::pause_rename;
     if (std::strncmp(word, "eio", 3) == 0) return fault::eio;
     if (std::strncmp(word, "enospc", 6) == 0) return fault::enospc;
     return fault::none;
@@ -90,7 +95,7 @@ bool spared(fault f, const char* path) {
 
 int failing_sync(int fd, const char* call) {
     const auto f = current_fault();
-    if (f == fault::none) return 0;
+    if (f == fault::none || f == fault::pause_rename) return 0;
     char path[4096];
     if (!fd_under_fault_dir(fd, path, sizeof path) || spared(f, path)) return 0;
     const bool full = f == fault::enospc;
@@ -144,6 +149,19 @@ ssize_t write(int fd, const void* buf, size_t count) {
         mode = static_cast<mode_t>(va_arg(args, int));                    \
         va_end(args);                                                     \
     }
+
+int rename(const char* from, const char* to) {
+    if (current_fault() == fault::pause_rename && under_fault_dir(to)) {
+        note("rename", "PAUSED", to);
+        char marker[4096];
+        std::snprintf(marker, sizeof marker, "%s.paused", std::getenv("POSTERN_FAULT_CONTROL"));
+        const int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        if (fd >= 0) ::syscall(SYS_close, fd);
+        for (;;) ::pause();
+    }
+    static auto real = next<int (*)(const char*, const char*)>("rename");
+    return real(from, to);
+}
 
 int open(const char* path, int flags, ...) {
     POSTERN_MODE_ARGUMENT(flags)

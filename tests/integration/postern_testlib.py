@@ -84,6 +84,15 @@ def postern_bin():
     return None
 
 
+def fault_shim():
+    """The preloaded fault library (tests/fault/fault_shim.cpp), built with the tests."""
+    for candidate in (os.environ.get("POSTERN_FAULT_SHIM", ""),
+                      os.path.join(REPO, "build", "tests", "libpostern_fault_shim.so")):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise MissingDependency("the fault shim is not built (POSTERN_FAULT_SHIM, build/tests/libpostern_fault_shim.so)")
+
+
 class MissingDependency(AssertionError):
     """A dependency that scripts/setup.sh installs (or builds) is missing: the test fails,
     it does not skip (a skipped test would pass CI without having run)."""

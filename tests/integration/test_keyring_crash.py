@@ -1,9 +1,9 @@
 """A crash in the middle of `postern keyring install` leaves the old key ring (DESIGN.md §3
 "Files": temp (0600) -> fsync -> rename -> fsync of the directory).
 
-The writer has a test hook: with POSTERN_TEST_PAUSE_BEFORE_RENAME=PATH it creates PATH once
-the new key ring is written and fsynced to its temporary file, just before the rename, and
-waits there. The test kills it with SIGKILL at that moment and checks what an administrator
+The fault shim (tests/fault/fault_shim.cpp, preloaded) stops the install at its rename: the
+new key ring is written and fsynced to its temporary file, and the shim creates a marker
+file and waits. The test kills it with SIGKILL at that moment and checks what an administrator
 would: `postern keyring list` and `openssl pkcs12` still open the old key ring with the
 stash password, the leftover temporary file was readable by nobody else, and the install can
 simply be run again (which also clears the leftover).
@@ -17,7 +17,7 @@ import stat
 import subprocess
 import unittest
 
-from postern_testlib import run, wait_until
+from postern_testlib import fault_shim, run, wait_until
 from test_keyring import KeyringTestCase, binary, mode_of, read_bytes
 
 
@@ -40,8 +40,12 @@ class CrashDuringInstall(KeyringTestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def install_killed_before_rename(self):
-        marker = self.path("paused-before-rename")
-        env = dict(os.environ, POSTERN_TEST_PAUSE_BEFORE_RENAME=marker)
+        control = self.path("fault")
+        with open(control, "w") as f:
+            f.write("pause-rename\n")
+        marker = control + ".paused"
+        env = dict(os.environ, LD_PRELOAD=fault_shim(), POSTERN_FAULT_CONTROL=control,
+                   POSTERN_FAULT_DIR=os.path.dirname(os.path.realpath(self.keyring)))
         proc = subprocess.Popen([binary(), "keyring", "--keyring", self.keyring, "install", self.cert],
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)

@@ -17,18 +17,10 @@ import unittest
 
 from delivery_fakes import NextHop, message_id, submit
 from postern_testlib import (ACCEPTED_DOMAIN, REPO, PosternTestCase, SmtpConn, config_text, connector,
-                             message, start_postern, wait_until)
+                             message, start_postern, wait_until, fault_shim)
 from test_delivery import relay_connector
 
 RECOVERY_BOUND = 30          # seconds: recovery is tried every 5 s
-
-
-def shim_path():
-    for candidate in (os.environ.get("POSTERN_FAULT_SHIM", ""),
-                      os.path.join(REPO, "build", "tests", "libpostern_fault_shim.so")):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 class _FaultOnDot:
@@ -61,9 +53,7 @@ class StorageFaultCase(PosternTestCase):
 
     def setUp(self):
         super().setUp()
-        self.shim = shim_path()
-        if self.shim is None:
-            self.fail("the fault shim is not built (POSTERN_FAULT_SHIM, build/tests/libpostern_fault_shim.so)")
+        self.shim = fault_shim()
         work = tempfile.mkdtemp(prefix="postern-faults-")
         self.control = os.path.join(work, "fault")
         self.data_dir = os.path.join(work, "data")

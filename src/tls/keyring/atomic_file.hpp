@@ -8,9 +8,8 @@
 
 namespace postern::tls {
 
-/// Writes `bytes` to a temporary file (created 0600, then given `mode`) in the same
-/// directory, fsyncs it, renames it over `file` and fsyncs the directory, so a crash leaves
-/// either the old or the new content, never half of one. Throws tls_error.
+/// Replaces `file` with `bytes` (files/replace.hpp: a crash leaves the old content or the
+/// new), with `mode`; an existing file keeps its owner. Throws tls_error.
 void write_file_atomically(const std::filesystem::path& file, std::string_view bytes,
                            mode_t mode = 0600);
 
