@@ -27,6 +27,7 @@
 
 #include "net/connector_choice.hpp"
 #include "net/server.hpp"
+#include "support/memory_store.hpp"
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -35,58 +36,7 @@ using namespace postern;
 
 namespace {
 
-// --- an in-memory store whose callbacks come from another thread, like the real one ---------
-class memory_store final : public queue::store {
-public:
-    ~memory_store() override {
-        std::lock_guard lock(mutex_);
-        for (auto& t : workers_) t.join();
-    }
-    void commit(smtp::envelope env, std::string body, std::function<void(queue::commit_result)> done) override {
-        std::lock_guard lock(mutex_);
-        workers_.emplace_back([this, env = std::move(env), body = std::move(body), done = std::move(done)]() mutable {
-            queue::commit_result r;
-            {
-                std::lock_guard inner(data_mutex_);
-                if (fail) {
-                    r.reason = "rocksdb: IO error: No space left on device";
-                } else {
-                    env.id = "Q" + std::to_string(messages.size() + 1);
-                    r.ok = true;
-                    r.id = env.id;
-                    messages.emplace_back(std::move(env), std::move(body));
-                }
-            }
-            done(std::move(r));
-        });
-    }
-    bool low_on_space() const override { return false; }
-    std::optional<smtp::envelope> load_envelope(const std::string&) const override { return std::nullopt; }
-    std::optional<std::string> load_body(const std::string&) const override { return std::nullopt; }
-    std::vector<smtp::envelope> list() const override { return {}; }
-    bool update(const smtp::envelope&, std::string*) override { return true; }
-    bool remove(const std::string&, std::string*) override { return true; }
-    void change(std::string, queue::envelope_change, std::function<void(queue::change_result)> done) override {
-        done({});   // the receive side never changes a queued message
-    }
-    queue::store_stats stats() const override { return {}; }
-
-    std::size_t count() {
-        std::lock_guard inner(data_mutex_);
-        return messages.size();
-    }
-    std::pair<smtp::envelope, std::string> message(std::size_t i) {
-        std::lock_guard inner(data_mutex_);
-        return messages.at(i);
-    }
-
-    std::atomic<bool> fail{false};
-
-private:
-    std::mutex mutex_, data_mutex_;
-    std::vector<std::thread> workers_;
-    std::vector<std::pair<smtp::envelope, std::string>> messages;
-};
+using postern::test_support::memory_store;
 
 // --- a throwaway server certificate --------------------------------------------------------------
 struct key_and_certificate {
@@ -260,7 +210,7 @@ public:
         return all;
     }
 
-    memory_store store;
+    memory_store store{memory_store::completion::worker_thread};
     std::vector<net::bound_listener> listeners;
     net::server& server() { return server_; }
 
@@ -508,7 +458,7 @@ TEST(server, client_outside_every_range_gets_554) {
 
 TEST(server, store_failure_is_452_and_nothing_acknowledged) {
     running_server s(test_config());
-    s.store.fail = true;
+    s.store.fail_commits = true;
     client c(s.endpoint());
     c.reply();
     c.command("EHLO client.test");
