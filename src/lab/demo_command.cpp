@@ -790,12 +790,10 @@ std::string received_header_lines(const std::string& message, const std::string&
     return {};
 }
 
-void exchange_with_postfix(demo_run& d) {
-    organisation& a = d.a;
+/// 1b. B's certificate and key for Postfix, as `postern keyring export mx --format pem
+/// --with-key`; returns the file.
+fs::path export_certificate_for_postfix(demo_run& d) {
     organisation& b = d.b;
-    servers_guard guard{{&a}};
-
-    // 1b. B's certificate and key for Postfix, as `postern keyring export mx --format pem --with-key`.
     const fs::path postfix_base = b.dir / "postfix";
     fs::create_directories(postfix_base / "etc");
     ::chmod(postfix_base.c_str(), 0755);
@@ -813,43 +811,31 @@ void exchange_with_postfix(demo_run& d) {
                                       {"as", "postern keyring export mx --format pem --with-key"}};
     d.say("   org B's certificate, chain and key exported for Postfix (as `postern keyring export mx --format pem "
           "--with-key`): " + exported.string() + " (mode 0600)");
+    return exported;
+}
 
-    // 2. servers: Postfix first (A relays to it), then A, which also takes B's mail on a
-    // partner connector of its own.
-    hold_mailbox_port(d);
-    int held_postfix = -1, held_partner = -1;
-    const std::uint16_t postfix_port = free_loopback_port(held_postfix);
-    const std::uint16_t partner_port = free_loopback_port(held_partner);
-    ::close(held_postfix);
-    ::close(held_partner);
-
+postfix_settings postfix_settings_for(const demo_run& d, const fs::path& certificate, std::uint16_t smtpd_port,
+                                      std::uint16_t partner_port) {
     postfix_settings ps;
-    ps.base = postfix_base;
-    ps.hostname = b.host;
-    ps.domain = b.domain;
+    ps.base = d.b.dir / "postfix";
+    ps.hostname = d.b.host;
+    ps.domain = d.b.domain;
     ps.mailboxes = {"bob"};
-    ps.smtpd_port = postfix_port;
-    ps.certificate = exported;
+    ps.smtpd_port = smtpd_port;
+    ps.certificate = certificate;
     ps.ca_file = d.ca_pem;
-    ps.relay_domain = a.domain;
+    ps.relay_domain = d.a.domain;
     ps.relay_address = "127.0.0.1";
     ps.relay_port = partner_port;
-    ps.relay_name = a.host;
-    postfix_instance pf(ps);
-    struct postfix_guard {
-        postfix_instance& pf;
-        organisation& b;
-        ~postfix_guard() {
-            if (pf.running()) b.stop_text = pf.stop(stop_limit);
-        }
-    } stop_postfix{pf, b};
-    pf.create();
-    pf.start(ready_limit);
-    b.port = postfix_port;
+    ps.relay_name = d.a.host;
+    return ps;
+}
 
-    write_config(a, config_for_a_with_postfix(a, b, partner_port, d.mailbox_port));
-    start_server(a);
-    const std::string postfix_name = "Postfix" + (pf.version().empty() ? std::string() : " " + pf.version());
+/// 2. What runs where: the story's "servers" and the lines a person reads.
+void describe_servers_with_postfix(demo_run& d, const postfix_instance& pf, std::uint16_t partner_port,
+                                   const std::string& postfix_name) {
+    organisation& a = d.a;
+    organisation& b = d.b;
     d.story["servers"] = {
         {"org_a",
          {{"host", a.host}, {"software", "Postern"}, {"listen", "127.0.0.1:" + std::to_string(a.port)},
@@ -879,117 +865,148 @@ void exchange_with_postfix(demo_run& d) {
           "and verified against the lab root; Maildir for bob@" + b.domain);
     d.say("   B sends " + a.domain + " to [127.0.0.1]:" + std::to_string(partner_port) +
           " with smtp_tls_security_level = secure, matching " + a.host + ", presenting B's certificate");
+}
 
-    // 3. plaintext refused, by A and by Postfix
-    plaintext_on_a(d);
-    const auto pb = plaintext_attempt(d, b.port);
+/// 3, the Postfix half: a plaintext MAIL FROM on B is refused.
+void plaintext_on_postfix(demo_run& d) {
+    const auto pb = plaintext_attempt(d, d.b.port);
     d.check(pb.refused, "a plaintext MAIL FROM on B (Postfix) was not refused with 530 (got: " + pb.shown + ")");
     d.story["plaintext_b"] = {{"server", "org B (Postfix)"}, {"refused", pb.refused}, {"reply", pb.reply}};
     d.say("   Plaintext: MAIL FROM before STARTTLS on B (Postfix) -> " + pb.shown +
           (pb.refused ? "  (refused, as required)" : "  (NOT refused!)"));
+}
 
-    // 4. hop 1
-    auto [sent, hop1] = hop_client_to_a(d);
-
-    // 5. hop 2, A -> Postfix: A's send log, Postfix's maillog, bob's Maildir (bounded wait)
-    const std::string bob = "bob@" + b.domain;
+/// What hop 2 left behind: A's send log, Postfix's maillog, bob's Maildir.
+struct hop2_traces {
     std::optional<json> from_a;
     std::optional<postfix_delivery> at_b;
     std::optional<std::pair<fs::path, std::string>> in_mailbox;
-    auto deadline = clock_type::now() + delivery_limit;
+};
+
+hop2_traces wait_for_hop2(demo_run& d, postfix_instance& pf, const send_report& sent) {
+    hop2_traces h;
+    const std::string bob = "bob@" + d.b.domain;
+    const auto deadline = clock_type::now() + delivery_limit;
     while (sent.delivered) {
-        from_a = hop_from_send_log(a.data / "log" / "smtp-send", "to-org-b");
-        at_b = find_delivery(pf.maillog(), bob);
-        in_mailbox = find_in_maildir(pf.maildir("bob"), sent.message_id);
-        if (from_a && in_mailbox && at_b && at_b->status == "sent") break;
+        h.from_a = hop_from_send_log(d.a.data / "log" / "smtp-send", "to-org-b");
+        h.at_b = find_delivery(pf.maillog(), bob);
+        h.in_mailbox = find_in_maildir(pf.maildir("bob"), sent.message_id);
+        if (h.from_a && h.in_mailbox && h.at_b && h.at_b->status == "sent") break;
         if (clock_type::now() >= deadline) break;
         std::this_thread::sleep_for(poll_interval);   // polling a condition, bounded
     }
-    json hop2{{"from", "org A " + a.host},
-              {"to", "org B " + b.host + " (" + postfix_name + ", 127.0.0.1:" + std::to_string(b.port) + ")"}};
-    hop2["delivered"] = from_a.has_value() && in_mailbox.has_value();
-    hop2["verified_against"] = json::array({d.root_subject});
-    hop2["name"] = b.host;
-    if (sent.delivered && !hop2["delivered"].get<bool>()) {
-        std::string detail = !from_a ? "no acknowledged session in A's send protocol log (" +
-                                           (a.data / "log" / "smtp-send").string() + ")"
-                                     : "the message is not in " + pf.maildir("bob").string() + "/new";
-        if (at_b && at_b->status != "sent") detail += "; Postfix: " + maillog_entry(at_b->text);
-        d.check(false, "hop 2 (A -> B) not seen within " + std::to_string(delivery_limit.count()) + "s: " + detail);
+    return h;
+}
+
+/// Postfix's side of hop 2: it verified A's client certificate (Trusted), TLS 1.2+ AEAD.
+json postfix_side_of_hop2(demo_run& d, const postfix_delivery& at_b) {
+    json side;
+    side["queue_id"] = at_b.queue_id;
+    side["status"] = at_b.status;
+    side["delivery_line"] = at_b.text;
+    if (at_b.tls_in) {
+        side["tls_line"] = at_b.tls_in->text;
+        side["trust"] = at_b.tls_in->trust;
+        side["protocol"] = at_b.tls_in->protocol;
+        side["cipher"] = at_b.tls_in->cipher;
     }
-    hop2_from_a(d, from_a, hop2);
-    json postfix_side;
-    if (at_b) {
-        postfix_side["queue_id"] = at_b->queue_id;
-        postfix_side["status"] = at_b->status;
-        postfix_side["delivery_line"] = at_b->text;
-        if (at_b->tls_in) {
-            postfix_side["tls_line"] = at_b->tls_in->text;
-            postfix_side["trust"] = at_b->tls_in->trust;
-            postfix_side["protocol"] = at_b->tls_in->protocol;
-            postfix_side["cipher"] = at_b->tls_in->cipher;
-        }
-        // "Trusted": Postfix verified A's client certificate against smtpd_tls_CAfile.
-        postfix_side["client_certificate_verified"] = at_b->tls_in && at_b->tls_in->trust == "Trusted";
-        d.check(at_b->tls_in.has_value() && at_b->tls_in->trust == "Trusted",
-                "Postfix did not log a Trusted TLS connection from A (client certificate verified): " +
-                    (at_b->tls_in ? at_b->tls_in->text : std::string("no TLS line for ") + at_b->queue_id));
-        if (at_b->tls_in)
-            d.check(tls12_or_later(at_b->tls_in->protocol) && aead(at_b->tls_in->cipher),
-                    "hop 2 TLS as Postfix logs it is not 1.2+ with an AEAD cipher: " + at_b->tls_in->text);
+    // "Trusted": Postfix verified A's client certificate against smtpd_tls_CAfile.
+    side["client_certificate_verified"] = at_b.tls_in && at_b.tls_in->trust == "Trusted";
+    d.check(at_b.tls_in.has_value() && at_b.tls_in->trust == "Trusted",
+            "Postfix did not log a Trusted TLS connection from A (client certificate verified): " +
+                (at_b.tls_in ? at_b.tls_in->text : std::string("no TLS line for ") + at_b.queue_id));
+    if (at_b.tls_in)
+        d.check(tls12_or_later(at_b.tls_in->protocol) && aead(at_b.tls_in->cipher),
+                "hop 2 TLS as Postfix logs it is not 1.2+ with an AEAD cipher: " + at_b.tls_in->text);
+    return side;
+}
+
+/// bob's Maildir: the Received header Postfix wrote names A's verified certificate.
+json mailbox_side_of_hop2(demo_run& d, const std::pair<fs::path, std::string>& in_mailbox) {
+    json mailbox{{"file", in_mailbox.first.string()}};
+    auto received = parse_received_tls(in_mailbox.second);
+    if (received) {
+        mailbox["received"] = received->header;
+        mailbox["protocol"] = received->protocol;
+        mailbox["cipher"] = received->cipher;
+        mailbox["client_cn"] = received->client_cn;
+        mailbox["client_issuer"] = received->client_issuer;
+        mailbox["client_verified"] = received->client_verified;
     }
-    hop2["postfix"] = postfix_side;
-    if (in_mailbox) {
-        json mailbox{{"file", in_mailbox->first.string()}};
-        auto received = parse_received_tls(in_mailbox->second);
-        if (received) {
-            mailbox["received"] = received->header;
-            mailbox["protocol"] = received->protocol;
-            mailbox["cipher"] = received->cipher;
-            mailbox["client_cn"] = received->client_cn;
-            mailbox["client_issuer"] = received->client_issuer;
-            mailbox["client_verified"] = received->client_verified;
-        }
-        d.check(received && received->client_cn == a.host && received->client_verified,
-                "the Received header Postfix wrote does not say A's certificate (" + a.host + ") was verified: " +
-                    (received ? received->header : std::string("no Received header with TLS facts")));
-        hop2["mailbox"] = mailbox;
-    }
-    d.say("\n5. Hop 2, A -> B (" + b.host + ", " + postfix_name + "), A's send connector \"to-org-b\":");
+    d.check(received && received->client_cn == d.a.host && received->client_verified,
+            "the Received header Postfix wrote does not say A's certificate (" + d.a.host + ") was verified: " +
+                (received ? received->header : std::string("no Received header with TLS facts")));
+    return mailbox;
+}
+
+void say_hop2_at_postfix(demo_run& d, const hop2_traces& h, const json& hop2, const std::string& postfix_name) {
+    d.say("\n5. Hop 2, A -> B (" + d.b.host + ", " + postfix_name + "), A's send connector \"to-org-b\":");
     say_hop2_from_a(d, hop2);
-    if (at_b) {
-        if (at_b->tls_in) {
-            d.say("   B's maillog: " + maillog_entry(at_b->tls_in->text));
-            if (at_b->tls_in->trust == "Trusted")
+    if (h.at_b) {
+        if (h.at_b->tls_in) {
+            d.say("   B's maillog: " + maillog_entry(h.at_b->tls_in->text));
+            if (h.at_b->tls_in->trust == "Trusted")
                 d.say("   (Trusted: A's client certificate, required by smtpd_tls_req_ccert = yes, chains to the lab "
                       "root in smtpd_tls_CAfile)");
         }
-        d.say("   B's maillog: " + maillog_entry(at_b->text));
+        d.say("   B's maillog: " + maillog_entry(h.at_b->text));
     }
-    if (in_mailbox) {
-        d.say("   bob's Maildir: " + in_mailbox->first.string() + ", with the Received header Postfix wrote:");
-        d.say(received_header_lines(in_mailbox->second, "     "));
+    if (h.in_mailbox) {
+        d.say("   bob's Maildir: " + h.in_mailbox->first.string() + ", with the Received header Postfix wrote:");
+        d.say(received_header_lines(h.in_mailbox->second, "     "));
     }
     if (!hop2["delivered"].get<bool>()) d.say("   NOT delivered to B: " + d.failures.back().get<std::string>());
+}
 
-    // 6. hop 3, B -> A: bob answers with Postfix's sendmail; Postfix's smtp client takes it
-    // to A's partner connector.
-    json hop3{{"from", "org B " + b.host + " (" + postfix_name + ")"},
-              {"to", "org A " + a.host + " (connector from-org-b, 127.0.0.1:" + std::to_string(partner_port) + ")"},
-              {"verified_against", json::array({d.root_subject})},
-              {"name", a.host}};
+/// 5. Hop 2, A -> Postfix, seen from both ends and in bob's Maildir.
+json hop_a_to_postfix(demo_run& d, postfix_instance& pf, const send_report& sent, const std::string& postfix_name) {
+    organisation& a = d.a;
+    organisation& b = d.b;
+    const auto h = wait_for_hop2(d, pf, sent);
+    json hop2{{"from", "org A " + a.host},
+              {"to", "org B " + b.host + " (" + postfix_name + ", 127.0.0.1:" + std::to_string(b.port) + ")"}};
+    hop2["delivered"] = h.from_a.has_value() && h.in_mailbox.has_value();
+    hop2["verified_against"] = json::array({d.root_subject});
+    hop2["name"] = b.host;
+    if (sent.delivered && !hop2["delivered"].get<bool>()) {
+        std::string detail = !h.from_a ? "no acknowledged session in A's send protocol log (" +
+                                             (a.data / "log" / "smtp-send").string() + ")"
+                                       : "the message is not in " + pf.maildir("bob").string() + "/new";
+        if (h.at_b && h.at_b->status != "sent") detail += "; Postfix: " + maillog_entry(h.at_b->text);
+        d.check(false, "hop 2 (A -> B) not seen within " + std::to_string(delivery_limit.count()) + "s: " + detail);
+    }
+    hop2_from_a(d, h.from_a, hop2);
+    hop2["postfix"] = h.at_b ? postfix_side_of_hop2(d, *h.at_b) : json::object();
+    if (h.in_mailbox) hop2["mailbox"] = mailbox_side_of_hop2(d, *h.in_mailbox);
+    say_hop2_at_postfix(d, h, hop2, postfix_name);
+    return hop2;
+}
+
+/// What hop 3 left behind: A's receive log and Postfix's maillog.
+struct hop3_traces {
+    std::optional<json> at_a;
+    std::optional<postfix_delivery> from_b;
+};
+
+/// bob answers with Postfix's sendmail; waits (bounded) for Postfix's smtp client to hand
+/// it to A's partner connector.
+hop3_traces post_reply_through_postfix(demo_run& d, postfix_instance& pf, const send_report& sent, json& hop3) {
+    organisation& a = d.a;
+    organisation& b = d.b;
+    const std::string bob = "bob@" + b.domain;
+    hop3_traces h;
+    auto& at_a = h.at_a;
+    auto& from_b = h.from_b;
     const std::string alice = "alice@" + a.domain;
     const std::string reply_id = "reply." + sent.message_id;
     std::ostringstream reply;
     reply << "From: <" << bob << ">\nTo: <" << alice << ">\nSubject: Re: Postern demo, from org B (Postfix) to org A\n"
           << "Message-ID: <" << reply_id << ">\n\nCarried from " << b.domain << " to " << a.domain
           << " by Postfix over TLS it verified (secure).\n";
-    std::optional<json> at_a;
-    std::optional<postfix_delivery> from_b;
     try {
         pf.sendmail(bob, alice, reply.str());
         hop3["posted"] = "sendmail -C " + pf.config_dir().string() + " -f " + bob + " -- " + alice;
-        deadline = clock_type::now() + delivery_limit;
+        const auto deadline = clock_type::now() + delivery_limit;
         for (;;) {
             at_a = hop_from_receive_log(a.data / "log" / "smtp-receive", "from-org-b");
             from_b = find_delivery(pf.maillog(), alice);
@@ -1002,6 +1019,14 @@ void exchange_with_postfix(demo_run& d) {
     } catch (const std::exception& e) {
         d.check(false, std::string("hop 3 (B -> A): ") + e.what());
     }
+    return h;
+}
+
+/// Both ends' account of hop 3: Postfix verified A (secure), A saw a partner.
+void record_hop3(demo_run& d, const postfix_instance& pf, const hop3_traces& h, json& hop3) {
+    const auto& at_a = h.at_a;
+    const auto& from_b = h.from_b;
+    const std::string alice = "alice@" + d.a.domain;
     hop3["delivered"] = at_a.has_value() && from_b.has_value() && from_b->status == "sent";
     if (hop3.contains("posted") && !hop3["delivered"].get<bool>()) {
         if (from_b && from_b->status != "sent")
@@ -1035,11 +1060,18 @@ void exchange_with_postfix(demo_run& d) {
         hop3["partner"] = at_a->value("partner", false);
         d.check(at_a->value("partner", false), "A did not recognise B as a partner: " + at_a->value("verdict", ""));
     }
-    auto [queue_rc, queue_out] = run_self({"queue", "-c", a.config.string(), "list", "--json"});
+    auto [queue_rc, queue_out] = run_self({"queue", "-c", d.a.config.string(), "list", "--json"});
     if (queue_rc == 0) {
         json q = json::parse(queue_out, nullptr, false);
         if (!q.is_discarded()) hop3["a_queue"] = q;
     }
+}
+
+void say_hop3(demo_run& d, const hop3_traces& h, const json& hop3) {
+    organisation& a = d.a;
+    const auto& at_a = h.at_a;
+    const auto& from_b = h.from_b;
+    const std::string bob = "bob@" + d.b.domain;
     d.say("\n6. Hop 3, B -> A (" + a.host + "), bob answers with Postfix's sendmail; Postfix's smtp client:");
     if (from_b) {
         if (from_b->tls_out) {
@@ -1066,7 +1098,59 @@ void exchange_with_postfix(demo_run& d) {
     }
     if (!hop3["delivered"].get<bool>() && !d.failures.empty())
         d.say("   NOT delivered to A: " + d.failures.back().get<std::string>());
+}
 
+/// 6. Hop 3, Postfix -> A's partner connector.
+json hop_postfix_to_a(demo_run& d, postfix_instance& pf, const send_report& sent, const std::string& postfix_name,
+                      std::uint16_t partner_port) {
+    organisation& a = d.a;
+    organisation& b = d.b;
+    json hop3{{"from", "org B " + b.host + " (" + postfix_name + ")"},
+              {"to", "org A " + a.host + " (connector from-org-b, 127.0.0.1:" + std::to_string(partner_port) + ")"},
+              {"verified_against", json::array({d.root_subject})},
+              {"name", a.host}};
+    const auto h = post_reply_through_postfix(d, pf, sent, hop3);
+    record_hop3(d, pf, h, hop3);
+    say_hop3(d, h, hop3);
+    return hop3;
+}
+
+void exchange_with_postfix(demo_run& d) {
+    organisation& a = d.a;
+    organisation& b = d.b;
+    servers_guard guard{{&a}};
+    const fs::path exported = export_certificate_for_postfix(d);
+
+    // 2. servers: Postfix first (A relays to it), then A, which also takes B's mail on a
+    // partner connector of its own.
+    hold_mailbox_port(d);
+    int held_postfix = -1, held_partner = -1;
+    const std::uint16_t postfix_port = free_loopback_port(held_postfix);
+    const std::uint16_t partner_port = free_loopback_port(held_partner);
+    ::close(held_postfix);
+    ::close(held_partner);
+    postfix_instance pf(postfix_settings_for(d, exported, postfix_port, partner_port));
+    struct postfix_guard {
+        postfix_instance& pf;
+        organisation& b;
+        ~postfix_guard() {
+            if (pf.running()) b.stop_text = pf.stop(stop_limit);
+        }
+    } stop_postfix{pf, b};
+    pf.create();
+    pf.start(ready_limit);
+    b.port = postfix_port;
+    write_config(a, config_for_a_with_postfix(a, b, partner_port, d.mailbox_port));
+    start_server(a);
+    const std::string postfix_name = "Postfix" + (pf.version().empty() ? std::string() : " " + pf.version());
+    describe_servers_with_postfix(d, pf, partner_port, postfix_name);
+
+    // 3. plaintext refused, by A and by Postfix; 4-6. the three hops
+    plaintext_on_a(d);
+    plaintext_on_postfix(d);
+    auto [sent, hop1] = hop_client_to_a(d);
+    json hop2 = hop_a_to_postfix(d, pf, sent, postfix_name);
+    json hop3 = hop_postfix_to_a(d, pf, sent, postfix_name, partner_port);
     d.story["hops"] = json::array({hop1, hop2, hop3});
 
     // 7. stop both
