@@ -362,6 +362,15 @@ private:
     bool submit_and_wait(pending_write write, std::string* reason);
     void run_committer();
     void write_group(std::vector<pending_write>& group);
+    // The parts of write_group: one batch for the group, made durable once, then every
+    // writer told its outcome.
+    struct write_outcome;
+    struct group_write;
+    void refuse_when_down(group_write& g);
+    void batch_write(pending_write& w, write_outcome& out, group_write& g);
+    void batch_change(pending_write& w, write_outcome& out, group_write& g);
+    rocksdb::Status make_durable(group_write& g);
+    void report_group(std::vector<pending_write>& group, group_write& g, const rocksdb::Status& status);
     rocksdb::Status write_synced(rocksdb::WriteBatch& batch);
     // statvfs of the queue dir; refreshes the cache. std::nullopt when statvfs fails.
     std::optional<std::uint64_t> measure_free_space() const;
@@ -758,137 +767,163 @@ private:
     std::unordered_map<std::string, std::optional<envelope>> overlay_;
 };
 
-void rocksdb_store::write_group(std::vector<pending_write>& group) {
-    struct outcome {
-        std::optional<std::string> refusal;
-        bool store_fault = false;  // the refusal is a disk fault (a body file could not be synced)
-        change_result change;      // change writes only
-    };
-    std::vector<std::string> placed_bodies;    // body files renamed into place for this write
-    std::vector<std::string> removed_bodies;   // body files of messages this write removes
-    std::vector<outcome> outcomes(group.size());
-    std::optional<std::string> space_problem;
-    bool space_checked = false;
-    auto space = [&]() -> const std::optional<std::string>& {
+struct rocksdb_store::write_outcome {
+    std::optional<std::string> refusal;
+    bool store_fault = false;  // the refusal is a disk fault (a body file could not be synced)
+    change_result change;      // change writes only
+};
+
+struct rocksdb_store::group_write {
+    group_write(rocksdb_store& store, std::size_t size) : store(store), view(store), outcomes(size) {}
+
+    /// Why new messages cannot be taken (disk space), asked once per group.
+    const std::optional<std::string>& space() {
         if (!space_checked) {
-            space_problem = space_refusal();
+            space_problem = store.space_refusal();
             space_checked = true;
         }
         return space_problem;
-    };
+    }
+
+    rocksdb_store& store;
+    group_view view;
+    std::vector<write_outcome> outcomes;
+    rocksdb::WriteBatch batch;
+    std::size_t batched = 0;
+    std::vector<std::string> placed_bodies;    // body files renamed into place for this write
+    std::vector<std::string> removed_bodies;   // body files of messages this write removes
+    bool refused_as_down = false;              // the store was down: every write refused
+    bool refused_as_failed = false;            // ... and down for a fault, not for space
+    std::optional<std::string> space_problem;
+    bool space_checked = false;
+};
+
+void rocksdb_store::write_group(std::vector<pending_write>& group) {
+    group_write g(*this, group.size());
+    refuse_when_down(g);
+    for (std::size_t i = 0; i < group.size() && !g.refused_as_down; ++i) batch_write(group[i], g.outcomes[i], g);
+    const rocksdb::Status status = make_durable(g);
+    report_group(group, g, status);
+}
+
+/// A store that is down refuses the whole group; it tries to recover first when due.
+void rocksdb_store::refuse_when_down(group_write& g) {
     if (const int background = background_error_.load(); background != 0 && down_.load() == 0)
         go_down(static_cast<down_kind>(background), "a background write (flush or compaction) failed");
     if (down_.load() != 0 && db_ && recovery_due()) recover();
     const auto down = static_cast<down_kind>(down_.load());
-    if (down != down_kind::up || !db_) {
-        const auto reason = fmt::format("queue store {} ({}); recovering", down == down_kind::full ? "full" : "failed",
-                                        down_reason_);
-        for (std::size_t i = 0; i < group.size(); ++i) outcomes[i].refusal = reason;
-    }
-    const bool refused_as_failed = down == down_kind::failed || !db_;
-    const bool refused_as_down = down != down_kind::up || !db_;
-    group_view view(*this);
+    g.refused_as_failed = down == down_kind::failed || !db_;
+    g.refused_as_down = down != down_kind::up || !db_;
+    if (!g.refused_as_down) return;
+    const auto reason =
+        fmt::format("queue store {} ({}); recovering", down == down_kind::full ? "full" : "failed", down_reason_);
+    for (auto& out : g.outcomes) out.refusal = reason;
+}
 
-    rocksdb::WriteBatch batch;
-    std::size_t batched = 0;
-    for (std::size_t i = 0; i < group.size() && !refused_as_down; ++i) {
-        auto& w = group[i];
-        auto& out = outcomes[i];
-        switch (w.kind) {
-        case write_kind::commit:
-            // Only new messages are refused for space: updates and removals are tiny, and
-            // removals are how space comes back.
-            if (space()) {
-                out.refusal = *space();
-                continue;
-            }
-            if (w.spool) {
-                bool disk_fault = false;
-                if (auto problem = place_body(w, disk_fault)) {
-                    out.refusal = std::move(problem);
-                    out.store_fault = disk_fault;
-                    continue;
-                }
-                placed_bodies.push_back(w.id);
-            } else {
-                batch.Put(bodies_, w.id, w.body);
-            }
-            batch.Put(envelopes_, w.id, w.encoded_envelope);
-            view.put_encoded(w.id, w.encoded_envelope);
-            break;
-        case write_kind::update:
-            // Never resurrect a removed message as an envelope without a body.
-            if (!parse_queue_id(w.id) || !view.exists(w.id)) {
-                out.refusal = "no such message " + w.id;
-                continue;
-            }
-            batch.Put(envelopes_, w.id, w.encoded_envelope);
-            view.put_encoded(w.id, w.encoded_envelope);
-            break;
-        case write_kind::remove: {
-            auto current = parse_queue_id(w.id) ? view.load(w.id) : std::nullopt;
-            if (!current) {
-                out.refusal = "no such message " + w.id;
-                continue;
-            }
-            if (current->body_in_file) removed_bodies.push_back(w.id);
-            batch.Delete(envelopes_, w.id);
-            batch.Delete(bodies_, w.id);
-            view.removed(w.id);
-            break;
+/// Adds one write to the group's batch, or refuses it alone.
+void rocksdb_store::batch_write(pending_write& w, write_outcome& out, group_write& g) {
+    switch (w.kind) {
+    case write_kind::commit:
+        // Only new messages are refused for space: updates and removals are tiny, and
+        // removals are how space comes back.
+        if (g.space()) {
+            out.refusal = *g.space();
+            return;
         }
-        case write_kind::change: {
-            auto current = parse_queue_id(w.id) ? view.load(w.id) : std::nullopt;
-            if (!current) {
-                out.refusal = "no such message " + w.id;
-                continue;
+        if (w.spool) {
+            bool disk_fault = false;
+            if (auto problem = place_body(w, disk_fault)) {
+                out.refusal = std::move(problem);
+                out.store_fault = disk_fault;
+                return;
             }
-            out.change.found = true;
-            std::vector<new_message> also_commit;
-            try {
-                out.change.action = w.apply(*current, also_commit);
-            } catch (const std::exception& e) {
-                out.refusal = std::string("change of ") + w.id + " failed: " + e.what();
-                continue;
-            } catch (...) {
-                out.refusal = "change of " + w.id + " failed";
-                continue;
-            }
-            if (!also_commit.empty() && space()) {
-                out.refusal = *space();
-                continue;
-            }
-            current->id = w.id;   // `apply` cannot move the change to another message
-            switch (out.change.action) {
-            case change_action::keep: break;
-            case change_action::update:
-                batch.Put(envelopes_, w.id, encode_envelope(*current));
-                view.put(*current);
-                break;
-            case change_action::remove:
-                if (current->body_in_file) removed_bodies.push_back(w.id);
-                batch.Delete(envelopes_, w.id);
-                batch.Delete(bodies_, w.id);
-                view.removed(w.id);
-                break;
-            }
-            for (auto& m : also_commit) {
-                m.env.id = ids_->next();
-                m.env.body_size = m.body.size();
-                batch.Put(bodies_, m.env.id, m.body);
-                batch.Put(envelopes_, m.env.id, encode_envelope(m.env));
-                view.put(m.env);
-                out.change.new_ids.push_back(m.env.id);
-            }
-            if (out.change.action == change_action::keep && also_commit.empty()) continue;   // nothing to write
-            break;
+            g.placed_bodies.push_back(w.id);
+        } else {
+            g.batch.Put(bodies_, w.id, w.body);
         }
+        g.batch.Put(envelopes_, w.id, w.encoded_envelope);
+        g.view.put_encoded(w.id, w.encoded_envelope);
+        break;
+    case write_kind::update:
+        // Never resurrect a removed message as an envelope without a body.
+        if (!parse_queue_id(w.id) || !g.view.exists(w.id)) {
+            out.refusal = "no such message " + w.id;
+            return;
         }
-        ++batched;
+        g.batch.Put(envelopes_, w.id, w.encoded_envelope);
+        g.view.put_encoded(w.id, w.encoded_envelope);
+        break;
+    case write_kind::remove: {
+        auto current = parse_queue_id(w.id) ? g.view.load(w.id) : std::nullopt;
+        if (!current) {
+            out.refusal = "no such message " + w.id;
+            return;
+        }
+        if (current->body_in_file) g.removed_bodies.push_back(w.id);
+        g.batch.Delete(envelopes_, w.id);
+        g.batch.Delete(bodies_, w.id);
+        g.view.removed(w.id);
+        break;
     }
+    case write_kind::change:
+        return batch_change(w, out, g);
+    }
+    ++g.batched;
+}
 
+/// A read-modify-write against the envelope as the group leaves it so far; the messages
+/// it adds (DSNs) go in the same batch.
+void rocksdb_store::batch_change(pending_write& w, write_outcome& out, group_write& g) {
+    auto current = parse_queue_id(w.id) ? g.view.load(w.id) : std::nullopt;
+    if (!current) {
+        out.refusal = "no such message " + w.id;
+        return;
+    }
+    out.change.found = true;
+    std::vector<new_message> also_commit;
+    try {
+        out.change.action = w.apply(*current, also_commit);
+    } catch (const std::exception& e) {
+        out.refusal = std::string("change of ") + w.id + " failed: " + e.what();
+        return;
+    } catch (...) {
+        out.refusal = "change of " + w.id + " failed";
+        return;
+    }
+    if (!also_commit.empty() && g.space()) {
+        out.refusal = *g.space();
+        return;
+    }
+    current->id = w.id;   // `apply` cannot move the change to another message
+    switch (out.change.action) {
+    case change_action::keep: break;
+    case change_action::update:
+        g.batch.Put(envelopes_, w.id, encode_envelope(*current));
+        g.view.put(*current);
+        break;
+    case change_action::remove:
+        if (current->body_in_file) g.removed_bodies.push_back(w.id);
+        g.batch.Delete(envelopes_, w.id);
+        g.batch.Delete(bodies_, w.id);
+        g.view.removed(w.id);
+        break;
+    }
+    for (auto& m : also_commit) {
+        m.env.id = ids_->next();
+        m.env.body_size = m.body.size();
+        g.batch.Put(bodies_, m.env.id, m.body);
+        g.batch.Put(envelopes_, m.env.id, encode_envelope(m.env));
+        g.view.put(m.env);
+        out.change.new_ids.push_back(m.env.id);
+    }
+    if (out.change.action == change_action::keep && also_commit.empty()) return;   // nothing to write
+    ++g.batched;
+}
+
+/// One synced write for the group, after the renames of its body files are durable.
+rocksdb::Status rocksdb_store::make_durable(group_write& g) {
     rocksdb::Status status;
-    if (!placed_bodies.empty()) {
+    if (!g.placed_bodies.empty()) {
         // The renames must be durable before the envelopes that name them.
         const int dir = ::open(bodies_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir < 0 || ::fsync(dir) != 0) {
@@ -898,21 +933,25 @@ void rocksdb_store::write_group(std::vector<pending_write>& group) {
         }
         if (dir >= 0) ::close(dir);
     }
-    if (batched > 0 && status.ok()) status = write_synced(batch);
+    if (g.batched > 0 && status.ok()) status = write_synced(g.batch);
     if (!status.ok()) {
-        for (const auto& id : placed_bodies) ::unlink((bodies_dir_ / id).c_str());   // never named
+        for (const auto& id : g.placed_bodies) ::unlink((bodies_dir_ / id).c_str());   // never named
     } else {
-        for (const auto& id : removed_bodies) ::unlink((bodies_dir_ / id).c_str());
+        for (const auto& id : g.removed_bodies) ::unlink((bodies_dir_ / id).c_str());
     }
-    const bool store_failed = refused_as_failed || static_cast<down_kind>(down_.load()) == down_kind::failed;
+    return status;
+}
 
+/// Tells every writer of the group what became of its write.
+void rocksdb_store::report_group(std::vector<pending_write>& group, group_write& g, const rocksdb::Status& status) {
+    const bool store_failed = g.refused_as_failed || static_cast<down_kind>(down_.load()) == down_kind::failed;
     for (std::size_t i = 0; i < group.size(); ++i) {
         auto& w = group[i];
-        auto& out = outcomes[i];
+        auto& out = g.outcomes[i];
         std::string reason;
         bool ok = false;
         // A refusal of this write alone (space, no such message) is not the store failing.
-        const bool refused_alone = out.refusal.has_value() && !refused_as_down;
+        const bool refused_alone = out.refusal.has_value() && !g.refused_as_down;
         if (out.refusal) reason = std::move(*out.refusal);
         else if (!status.ok()) reason = rocksdb_reason(status);
         else ok = true;
