@@ -148,50 +148,121 @@ control_reply reload(const std::string& file, net::server& server, mail_pipeline
     return {true, message, ""};
 }
 
-int serve(const serve_options& opt) {
-    spdlog::set_default_logger(spdlog::stderr_color_mt("postern"));
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-
-    // Signals are taken by one thread with sigwait(); every thread started from here on
-    // inherits the blocked mask, so no signal interrupts a worker.
+/// Signals are taken by one thread with sigwait(); every thread started after this
+/// inherits the blocked mask, so no signal interrupts a worker.
+sigset_t block_signals() {
     sigset_t signals;
     sigemptyset(&signals);
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&signals, s);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
+    return signals;
+}
+
+/// The [server] user to drop to after binding; none when it is not set (or already us).
+std::optional<service_account> service_account_for(const config::configuration& cfg) {
+    if (cfg.server.user.empty()) {
+        if (::geteuid() == 0) spdlog::warn("running as root: set [server] user so Postern drops privileges after binding");
+        return std::nullopt;
+    }
+    if (::geteuid() == 0) return find_service_account(cfg.server.user);
+    if (find_service_account(cfg.server.user).uid != ::geteuid())
+        throw std::runtime_error("[server] user \"" + cfg.server.user +
+                                 "\": switching users needs root; start as root or as that user");
+    return std::nullopt;
+}
+
+/// The control socket. Before the queue store: a second server on the same files is
+/// refused here, clearly. Owned by the service user, so it can remove the file when it stops.
+control_socket_options control_socket_options_for(const config::configuration& cfg,
+                                                  const std::optional<service_account>& account) {
+    std::vector<uid_t> control_users{0};
+    if (account)
+        control_users.push_back(account->uid);
+    else if (::geteuid() != 0)
+        control_users.push_back(::geteuid());
+    return {cfg.server.control_socket, control_users,
+            account ? std::optional(std::pair{account->uid, account->gid}) : std::nullopt};
+}
+
+std::vector<ready_listener> start_listening(net::server& server) {
+    std::vector<ready_listener> listeners;
+    for (const auto& l : server.start()) {
+        spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),
+                     l.endpoint.address().to_string() + ":" + std::to_string(l.endpoint.port()));
+        listeners.push_back({l.connector, l.endpoint.address().to_string(), l.endpoint.port()});
+    }
+    return listeners;
+}
+
+/// What the running server answers to reload, stop and queue requests (from a signal or
+/// the control socket): one reload or stop at a time; the first stop starts the grace.
+class running_server {
+public:
+    running_server(const serve_options& opt, const config::configuration& cfg, net::server& server,
+                   mail_pipeline& pipeline)
+        : opt_(opt), grace_(cfg.server.shutdown_timeout), server_(server), pipeline_(pipeline) {}
+
+    control_reply reload_now() {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return {false, "", "the server is stopping"};
+        return reload(opt_.config_file, server_, pipeline_);
+    }
+    control_reply stop_now() {
+        std::lock_guard lock(mutex_);
+        // A second stop cuts the grace period short.
+        spdlog::info("stopping: sessions have {}s to finish", stopping_ ? 0 : grace_.count());
+        const auto this_grace = stopping_ ? std::chrono::seconds(0) : grace_;
+        server_.stop(this_grace);
+        stop_deadline_ = std::chrono::steady_clock::now() + this_grace;
+        stopping_ = true;
+        return {true, "", ""};
+    }
+    // Queue requests need no server-wide lock: the pipeline serialises envelope changes.
+    control_reply queue_now(const nlohmann::json& request) {
+        auto r = pipeline_.queue_request(request);
+        control_reply reply{r.ok, std::move(r.message), std::move(r.error)};
+        reply.data = std::move(r.data);
+        reply.bad_request = r.bad_request;
+        return reply;
+    }
+    control_handlers handlers() {
+        return {[this] { return reload_now(); }, [this] { return stop_now(); },
+                [this](const nlohmann::json& request) { return queue_now(request); }};
+    }
+    /// Deliveries under way get what is left of the same grace period.
+    void stop_delivery() {
+        std::lock_guard lock(mutex_);
+        const auto left =
+            std::chrono::duration_cast<std::chrono::seconds>(stop_deadline_ - std::chrono::steady_clock::now());
+        pipeline_.stop_delivery(std::max(left, std::chrono::seconds(0)));
+    }
+
+private:
+    const serve_options& opt_;
+    const std::chrono::seconds grace_;
+    net::server& server_;
+    mail_pipeline& pipeline_;
+    std::mutex mutex_;
+    bool stopping_ = false;
+    std::chrono::steady_clock::time_point stop_deadline_ = std::chrono::steady_clock::now();
+};
+
+int serve(const serve_options& opt) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("postern"));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    sigset_t signals = block_signals();
 
     auto cfg = load_or_report(opt.config_file);
     if (!cfg) {
         std::fprintf(stderr, "postern: %s: configuration refused\n", opt.config_file.c_str());
         return 1;
     }
-
-    std::optional<service_account> account;
-    if (!cfg->server.user.empty()) {
-        if (::geteuid() == 0) {
-            account = find_service_account(cfg->server.user);
-        } else if (find_service_account(cfg->server.user).uid != ::geteuid()) {
-            throw std::runtime_error("[server] user \"" + cfg->server.user +
-                                     "\": switching users needs root; start as root or as that user");
-        }
-    } else if (::geteuid() == 0) {
-        spdlog::warn("running as root: set [server] user so Postern drops privileges after binding");
-    }
-
+    const auto account = service_account_for(*cfg);
     raise_descriptor_limit(*cfg);
     prepare_private_directory(cfg->server.data_dir, account);
     if (account) give_tree_to(cfg->server.data_dir, *account);   // queue, logs, key ring: the service's own
-
-    // Before the queue store: a second server on the same files is refused here, clearly.
-    // Owned by the service user, so it can remove the file when it stops.
-    std::vector<uid_t> control_users{0};
-    if (account)
-        control_users.push_back(account->uid);
-    else if (::geteuid() != 0)
-        control_users.push_back(::geteuid());
-    control_socket control({cfg->server.control_socket, control_users,
-                            account ? std::optional(std::pair{account->uid, account->gid}) : std::nullopt});
-
+    control_socket control(control_socket_options_for(*cfg, account));
     auto tls = open_tls(*cfg);
 
     // Queue store, protocol logs, resolver and delivery engine, created as the service
@@ -201,16 +272,10 @@ int serve(const serve_options& opt) {
         pipeline = std::make_unique<mail_pipeline>(*cfg);
         return 0;
     });
-
     net::server_options server_options;
     server_options.delivery_behind = [p = pipeline.get()] { return p->delivery_behind(); };
     net::server server(*cfg, tls, pipeline->receive_store(), pipeline->receive_log(), server_options);
-    std::vector<ready_listener> listeners;
-    for (const auto& l : server.start()) {
-        spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),
-                     l.endpoint.address().to_string() + ":" + std::to_string(l.endpoint.port()));
-        listeners.push_back({l.connector, l.endpoint.address().to_string(), l.endpoint.port()});
-    }
+    const auto listeners = start_listening(server);
 
     // Written as root (its directory may be root's), as the last step before the drop;
     // nothing is served until run() below, after the drop.
@@ -221,34 +286,8 @@ int serve(const serve_options& opt) {
         spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);
     }
 
-    std::mutex control_mutex;   // one reload or stop at a time, from a signal or the socket
-    bool stopping = false;
-    const auto grace = cfg->server.shutdown_timeout;
-    auto stop_deadline = std::chrono::steady_clock::now();   // set by the first stop
-    auto reload_now = [&]() -> control_reply {
-        std::lock_guard lock(control_mutex);
-        if (stopping) return {false, "", "the server is stopping"};
-        return reload(opt.config_file, server, *pipeline);
-    };
-    auto stop_now = [&]() -> control_reply {
-        std::lock_guard lock(control_mutex);
-        // A second stop cuts the grace period short.
-        spdlog::info("stopping: sessions have {}s to finish", stopping ? 0 : grace.count());
-        const auto this_grace = stopping ? std::chrono::seconds(0) : grace;
-        server.stop(this_grace);
-        stop_deadline = std::chrono::steady_clock::now() + this_grace;
-        stopping = true;
-        return {true, "", ""};
-    };
-    // Queue requests need no server-wide lock: the pipeline serialises envelope changes.
-    auto queue_now = [&](const nlohmann::json& request) -> control_reply {
-        auto r = pipeline->queue_request(request);
-        control_reply reply{r.ok, std::move(r.message), std::move(r.error)};
-        reply.data = std::move(r.data);
-        reply.bad_request = r.bad_request;
-        return reply;
-    };
-    control.start({reload_now, stop_now, queue_now});
+    running_server running(opt, *cfg, server, *pipeline);
+    control.start(running.handlers());
     struct control_guard {   // no request reaches the handlers once the server is gone
         control_socket& c;
         ~control_guard() { c.stop_serving(); }
@@ -259,24 +298,15 @@ int serve(const serve_options& opt) {
         while (!finished) {
             int sig = 0;
             if (sigwait(&signals, &sig) != 0) continue;
-            if (sig == SIGHUP) {
-                reload_now();
-            } else if (sig == SIGTERM || sig == SIGINT) {
-                stop_now();
-            }
+            if (sig == SIGHUP) running.reload_now();
+            else if (sig == SIGTERM || sig == SIGINT) running.stop_now();
         }
     });
 
     pipeline->start_delivery();   // mail left in the queue by an earlier run goes out now
     server.run();
     control.stop_serving();
-    {
-        // Deliveries under way get what is left of the same grace period.
-        std::lock_guard lock(control_mutex);
-        const auto left = std::chrono::duration_cast<std::chrono::seconds>(stop_deadline -
-                                                                           std::chrono::steady_clock::now());
-        pipeline->stop_delivery(std::max(left, std::chrono::seconds(0)));
-    }
+    running.stop_delivery();
     finished = true;
     pthread_kill(signal_thread.native_handle(), SIGUSR2);
     signal_thread.join();
