@@ -297,6 +297,128 @@ void export_entry(const keyring_options& o, const export_args& a) {
     std::cout << "exported \"" << a.label << "\" to " << a.out << (a.with_key ? " (with its private key)" : "") << "\n";
 }
 
+/// A subcommand of `keyring`; -c/--keyring may also follow it.
+CLI::App* keyring_leaf(CLI::App* keyring, const char* name, const char* description) {
+    auto* sub = keyring->add_subcommand(name, description);
+    sub->fallthrough();
+    return sub;
+}
+
+/// create, request: a new key ring, a new key and its CSR.
+void add_keyring_creation(CLI::App* cmd, const std::shared_ptr<keyring_options>& o, int& exit_code) {
+    keyring_leaf(cmd, "create", "create an empty key ring and its stash")->callback([o, &exit_code] {
+        guarded(exit_code, "keyring create", [&] { create(*o); });
+    });
+
+    auto r = std::make_shared<request_args>();
+    auto* request_cmd = keyring_leaf(cmd, "request", "new key and certificate signing request (CSR)");
+    request_cmd->add_option("--subject", r->subject, "distinguished name, e.g. CN=mx1.example.test,O=Example")->required();
+    request_cmd->add_option("--san", r->san, "subjectAltName, e.g. DNS:mx1.example.test,IP:192.0.2.1 (default: DNS:<CN>)");
+    request_cmd->add_option("--key", r->key, "rsa-2048 | rsa-3072 | rsa-4096 | ecdsa-p256 | ecdsa-p384")
+        ->default_str(std::string(tls::default_key_type));
+    request_cmd->add_option("--label", r->label, "label of the new entry (default: the CN)");
+    request_cmd->add_option("--out", r->out, "file to write the CSR to (PEM)")->required();
+    request_cmd->callback([o, r, &exit_code] { guarded(exit_code, "keyring request", [&] { request(*o, *r); }); });
+}
+
+/// requests, list, show: what the key ring holds.
+void add_keyring_reading(CLI::App* cmd, const std::shared_ptr<keyring_options>& o, int& exit_code) {
+    auto requests_json = std::make_shared<bool>(false);
+    auto* requests_cmd = keyring_leaf(cmd, "requests", "list the certificate requests and their state");
+    requests_cmd->add_flag("--json", *requests_json, "JSON output");
+    requests_cmd->callback([o, requests_json, &exit_code] {
+        guarded(exit_code, "keyring requests", [&] { requests(*o, *requests_json); });
+    });
+
+    auto list_json = std::make_shared<bool>(false);
+    auto* list_cmd = keyring_leaf(cmd, "list", "list the key ring's entries");
+    list_cmd->add_flag("--json", *list_json, "JSON output");
+    list_cmd->callback([o, list_json, &exit_code] { guarded(exit_code, "keyring list", [&] { list(*o, *list_json); }); });
+
+    struct show_args {
+        std::string label;
+        bool json = false;
+    };
+    auto s = std::make_shared<show_args>();
+    auto* show_cmd = keyring_leaf(cmd, "show", "show one entry");
+    show_cmd->add_option("LABEL", s->label)->required();
+    show_cmd->add_flag("--json", s->json, "JSON output");
+    show_cmd->callback([o, s, &exit_code] { guarded(exit_code, "keyring show", [&] { show(*o, s->label, s->json); }); });
+}
+
+/// trust, install, label, default, remove: changes to entries.
+void add_keyring_entry_changes(CLI::App* cmd, const std::shared_ptr<keyring_options>& o, int& exit_code) {
+    struct trust_args {
+        std::string pem, label;
+        bool pinned_peer = false;
+    };
+    auto t = std::make_shared<trust_args>();
+    auto* trust_cmd = keyring_leaf(cmd, "trust", "add CA certificates (roots, intermediates) from a PEM file");
+    trust_cmd->add_option("PEM", t->pem, "PEM file with one or more certificates")->required();
+    trust_cmd->add_flag("--pinned-peer", t->pinned_peer, "trust a non-CA certificate as itself");
+    trust_cmd->add_option("--label", t->label, "label (default: the certificate's CN)");
+    trust_cmd->callback([o, t, &exit_code] {
+        guarded(exit_code, "keyring trust", [&] { trust(*o, t->pem, t->pinned_peer, t->label); });
+    });
+
+    auto install_pem = std::make_shared<std::string>();
+    auto* install_cmd = keyring_leaf(cmd, "install", "install a signed certificate onto its pending request");
+    install_cmd->add_option("PEM", *install_pem, "PEM file: the certificate, optionally with intermediates")->required();
+    install_cmd->callback([o, install_pem, &exit_code] {
+        guarded(exit_code, "keyring install", [&] { install(*o, *install_pem); });
+    });
+
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto* label_cmd = keyring_leaf(cmd, "label", "rename an entry");
+    label_cmd->add_option("labels", *names, "OLD NEW: the current label and the new one")->required()->expected(2)->type_name("OLD NEW");
+    label_cmd->callback([o, names, &exit_code] {
+        guarded(exit_code, "keyring label", [&] {
+            open_keyring k = open_keyring::open(*o);
+            tls::rename_entry(k.ring, k.log, (*names)[0], (*names)[1]);
+            k.save();
+            std::cout << "renamed \"" << (*names)[0] << "\" to \"" << (*names)[1] << "\"\n";
+        });
+    });
+
+    auto default_label = std::make_shared<std::string>();
+    auto* default_cmd = keyring_leaf(cmd, "default", "make a server certificate the default");
+    default_cmd->add_option("LABEL", *default_label)->required();
+    default_cmd->callback([o, default_label, &exit_code] {
+        guarded(exit_code, "keyring default", [&] {
+            open_keyring k = open_keyring::open(*o);
+            tls::set_default(k.ring, k.log, *default_label);
+            k.save();
+            std::cout << "\"" << *default_label << "\" is the default server certificate\n";
+        });
+    });
+
+    auto remove_label = std::make_shared<std::string>();
+    auto* remove_cmd = keyring_leaf(cmd, "remove", "remove an entry (a pending request is cancelled)");
+    remove_cmd->add_option("LABEL", *remove_label)->required();
+    remove_cmd->callback([o, remove_label, &exit_code] {
+        guarded(exit_code, "keyring remove", [&] {
+            open_keyring k = open_keyring::open(*o);
+            tls::remove_entry(k.ring, k.log, *remove_label);
+            k.save();
+            std::cout << "removed \"" << *remove_label << "\"\n";
+        });
+    });
+}
+
+/// export: a certificate, its chain and (with --with-key) its key.
+void add_keyring_export(CLI::App* cmd, const std::shared_ptr<keyring_options>& o, int& exit_code) {
+    auto e = std::make_shared<export_args>();
+    auto* export_cmd = keyring_leaf(cmd, "export", "export a certificate and its chain (and with --with-key its key)");
+    export_cmd->add_option("LABEL", e->label)->required();
+    export_cmd->add_option("--format", e->format, "pem | pkcs12")->required();
+    export_cmd->add_option("--out", e->out, "output file")->required();
+    export_cmd->add_flag("--with-key", e->with_key, "include the private key (file mode 0600)");
+    export_cmd->add_flag("--legacy", e->legacy, "PKCS#12 with PBE-SHA1-3DES, for old Windows");
+    export_cmd->add_option("--export-password-file", e->export_password_file,
+                           "protect the PKCS#12 export with this password (default: the key ring's)");
+    export_cmd->callback([o, e, &exit_code] { guarded(exit_code, "keyring export", [&] { export_entry(*o, *e); }); });
+}
+
 }  // namespace
 
 void add_keyring_command(CLI::App& app, int& exit_code) {
@@ -309,115 +431,10 @@ void add_keyring_command(CLI::App& app, int& exit_code) {
     cmd->add_option("--password-file", o->password_file, "read the key ring password from this file (mode 0600)");
     config_opt->excludes(keyring_opt)->excludes(stash_opt);
     stash_opt->needs(keyring_opt);
-
-    auto leaf = [&](const char* name, const char* description) {
-        auto* sub = cmd->add_subcommand(name, description);
-        sub->fallthrough();   // -c/--keyring may also follow the subcommand
-        return sub;
-    };
-
-    leaf("create", "create an empty key ring and its stash")->callback([o, &exit_code] {
-        guarded(exit_code, "keyring create", [&] { create(*o); });
-    });
-
-    auto r = std::make_shared<request_args>();
-    auto* request_cmd = leaf("request", "new key and certificate signing request (CSR)");
-    request_cmd->add_option("--subject", r->subject, "distinguished name, e.g. CN=mx1.example.test,O=Example")->required();
-    request_cmd->add_option("--san", r->san, "subjectAltName, e.g. DNS:mx1.example.test,IP:192.0.2.1 (default: DNS:<CN>)");
-    request_cmd->add_option("--key", r->key, "rsa-2048 | rsa-3072 | rsa-4096 | ecdsa-p256 | ecdsa-p384")
-        ->default_str(std::string(tls::default_key_type));
-    request_cmd->add_option("--label", r->label, "label of the new entry (default: the CN)");
-    request_cmd->add_option("--out", r->out, "file to write the CSR to (PEM)")->required();
-    request_cmd->callback([o, r, &exit_code] { guarded(exit_code, "keyring request", [&] { request(*o, *r); }); });
-
-    auto requests_json = std::make_shared<bool>(false);
-    auto* requests_cmd = leaf("requests", "list the certificate requests and their state");
-    requests_cmd->add_flag("--json", *requests_json, "JSON output");
-    requests_cmd->callback([o, requests_json, &exit_code] {
-        guarded(exit_code, "keyring requests", [&] { requests(*o, *requests_json); });
-    });
-
-    struct trust_args {
-        std::string pem, label;
-        bool pinned_peer = false;
-    };
-    auto t = std::make_shared<trust_args>();
-    auto* trust_cmd = leaf("trust", "add CA certificates (roots, intermediates) from a PEM file");
-    trust_cmd->add_option("PEM", t->pem, "PEM file with one or more certificates")->required();
-    trust_cmd->add_flag("--pinned-peer", t->pinned_peer, "trust a non-CA certificate as itself");
-    trust_cmd->add_option("--label", t->label, "label (default: the certificate's CN)");
-    trust_cmd->callback([o, t, &exit_code] {
-        guarded(exit_code, "keyring trust", [&] { trust(*o, t->pem, t->pinned_peer, t->label); });
-    });
-
-    auto install_pem = std::make_shared<std::string>();
-    auto* install_cmd = leaf("install", "install a signed certificate onto its pending request");
-    install_cmd->add_option("PEM", *install_pem, "PEM file: the certificate, optionally with intermediates")->required();
-    install_cmd->callback([o, install_pem, &exit_code] {
-        guarded(exit_code, "keyring install", [&] { install(*o, *install_pem); });
-    });
-
-    auto list_json = std::make_shared<bool>(false);
-    auto* list_cmd = leaf("list", "list the key ring's entries");
-    list_cmd->add_flag("--json", *list_json, "JSON output");
-    list_cmd->callback([o, list_json, &exit_code] { guarded(exit_code, "keyring list", [&] { list(*o, *list_json); }); });
-
-    struct show_args {
-        std::string label;
-        bool json = false;
-    };
-    auto s = std::make_shared<show_args>();
-    auto* show_cmd = leaf("show", "show one entry");
-    show_cmd->add_option("LABEL", s->label)->required();
-    show_cmd->add_flag("--json", s->json, "JSON output");
-    show_cmd->callback([o, s, &exit_code] { guarded(exit_code, "keyring show", [&] { show(*o, s->label, s->json); }); });
-
-    auto names = std::make_shared<std::vector<std::string>>();
-    auto* label_cmd = leaf("label", "rename an entry");
-    label_cmd->add_option("labels", *names, "OLD NEW: the current label and the new one")->required()->expected(2)->type_name("OLD NEW");
-    label_cmd->callback([o, names, &exit_code] {
-        guarded(exit_code, "keyring label", [&] {
-            open_keyring k = open_keyring::open(*o);
-            tls::rename_entry(k.ring, k.log, (*names)[0], (*names)[1]);
-            k.save();
-            std::cout << "renamed \"" << (*names)[0] << "\" to \"" << (*names)[1] << "\"\n";
-        });
-    });
-
-    auto default_label = std::make_shared<std::string>();
-    auto* default_cmd = leaf("default", "make a server certificate the default");
-    default_cmd->add_option("LABEL", *default_label)->required();
-    default_cmd->callback([o, default_label, &exit_code] {
-        guarded(exit_code, "keyring default", [&] {
-            open_keyring k = open_keyring::open(*o);
-            tls::set_default(k.ring, k.log, *default_label);
-            k.save();
-            std::cout << "\"" << *default_label << "\" is the default server certificate\n";
-        });
-    });
-
-    auto remove_label = std::make_shared<std::string>();
-    auto* remove_cmd = leaf("remove", "remove an entry (a pending request is cancelled)");
-    remove_cmd->add_option("LABEL", *remove_label)->required();
-    remove_cmd->callback([o, remove_label, &exit_code] {
-        guarded(exit_code, "keyring remove", [&] {
-            open_keyring k = open_keyring::open(*o);
-            tls::remove_entry(k.ring, k.log, *remove_label);
-            k.save();
-            std::cout << "removed \"" << *remove_label << "\"\n";
-        });
-    });
-
-    auto e = std::make_shared<export_args>();
-    auto* export_cmd = leaf("export", "export a certificate and its chain (and with --with-key its key)");
-    export_cmd->add_option("LABEL", e->label)->required();
-    export_cmd->add_option("--format", e->format, "pem | pkcs12")->required();
-    export_cmd->add_option("--out", e->out, "output file")->required();
-    export_cmd->add_flag("--with-key", e->with_key, "include the private key (file mode 0600)");
-    export_cmd->add_flag("--legacy", e->legacy, "PKCS#12 with PBE-SHA1-3DES, for old Windows");
-    export_cmd->add_option("--export-password-file", e->export_password_file,
-                           "protect the PKCS#12 export with this password (default: the key ring's)");
-    export_cmd->callback([o, e, &exit_code] { guarded(exit_code, "keyring export", [&] { export_entry(*o, *e); }); });
+    add_keyring_creation(cmd, o, exit_code);
+    add_keyring_reading(cmd, o, exit_code);
+    add_keyring_entry_changes(cmd, o, exit_code);
+    add_keyring_export(cmd, o, exit_code);
 }
 
 }  // namespace postern::admin
