@@ -141,15 +141,11 @@ std::string build_test_message(const send_request& req, const std::string& messa
     return text;
 }
 
-send_report run_send(const send_request& req, const std::function<void(const smtp::transcript_line&)>& on_line) {
-    send_report report;
-    const std::string helo = req.helo.empty() ? local_host_name() : req.helo;
-    const std::string name = lower(req.tls_domain.empty() ? req.host : req.tls_domain);
+/// Where and how to connect: the same TLS policy as a send connector with require_tls and
+/// tls_domain = the name; the trust anchors and the name checked go to the report.
+delivery::session_target target_for(const send_request& req, const std::string& name, send_report& report) {
     const bool ip_name = is_ip_literal(name);
     const bool use_tls = req.tls != send_request::tls_use::none;
-    report.message_id = random_hex(12) + "@" + helo;
-
-    // The same TLS policy as a send connector with require_tls and tls_domain = name.
     config::configuration cfg;
     config::send_connector connector;
     connector.name = "postern-send";
@@ -197,6 +193,44 @@ send_report run_send(const send_request& req, const std::function<void(const smt
                 throw std::runtime_error("cannot check the IP address " + name);
         }
     }
+    return target;
+}
+
+/// One session: open, one transaction, close; what happened goes to the report.
+asio::awaitable<void> send_once(asio::io_context& io, const delivery::session_settings& settings,
+                                delivery::transcript_sink& sink, const delivery::session_target& target,
+                                smtp::transaction tx, send_report& report) {
+    delivery::client_session session(io.get_executor(), settings, sink);
+    auto opened = co_await session.open(target);
+    report.connected = opened.connected;
+    report.remote = opened.remote;
+    report.verdict = opened.verdict;
+    if (!opened.ready) {
+        const auto& f = opened.failure;
+        report.failure = f ? f->stage + ": " + f->reason : "session ended";
+        if (f && f->remote) report.final_reply = reply_text(*f->remote);
+        co_await session.close();
+        co_return;
+    }
+    report.tls = opened.verdict.tls && opened.verdict.ok();
+    auto results = co_await session.send(std::move(tx));
+    co_await session.close();
+    if (results.empty()) {
+        report.failure = "no result for the recipient";
+        co_return;
+    }
+    const auto& r = results.front();
+    if (r.remote) report.final_reply = reply_text(*r.remote);
+    if (r.what == smtp::verdict::delivered) report.delivered = true;
+    else report.failure = r.describe();
+}
+
+send_report run_send(const send_request& req, const std::function<void(const smtp::transcript_line&)>& on_line) {
+    send_report report;
+    const std::string helo = req.helo.empty() ? local_host_name() : req.helo;
+    const std::string name = lower(req.tls_domain.empty() ? req.host : req.tls_domain);
+    report.message_id = random_hex(12) + "@" + helo;
+    auto target = target_for(req, name, report);
 
     asio::io_context io;
     {
@@ -220,39 +254,14 @@ send_report run_send(const send_request& req, const std::function<void(const smt
     tx.body = build_test_message(req, report.message_id);
 
     std::exception_ptr failed;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            delivery::client_session session(io.get_executor(), settings, sink);
-            auto opened = co_await session.open(target);
-            report.connected = opened.connected;
-            report.remote = opened.remote;
-            report.verdict = opened.verdict;
-            if (!opened.ready) {
-                const auto& f = opened.failure;
-                report.failure = f ? f->stage + ": " + f->reason : "session ended";
-                if (f && f->remote) report.final_reply = reply_text(*f->remote);
-                co_await session.close();
-                co_return;
-            }
-            report.tls = opened.verdict.tls && opened.verdict.ok();
-            auto results = co_await session.send(std::move(tx));
-            co_await session.close();
-            if (results.empty()) {
-                report.failure = "no result for the recipient";
-                co_return;
-            }
-            const auto& r = results.front();
-            if (r.remote) report.final_reply = reply_text(*r.remote);
-            if (r.what == smtp::verdict::delivered) report.delivered = true;
-            else report.failure = r.describe();
-        },
-        [&](std::exception_ptr e) { failed = e; });
+    asio::co_spawn(io, send_once(io, settings, sink, target, std::move(tx), report),
+                   [&](std::exception_ptr e) { failed = e; });
     io.run();
     if (failed) std::rethrow_exception(failed);
 
     report.achieved = report.verdict.achieved;
-    if (use_tls && ip_name && req.level == delivery::auth_level::domain_validation &&
+    if (req.tls != send_request::tls_use::none && is_ip_literal(name) &&
+        req.level == delivery::auth_level::domain_validation &&
         report.verdict.achieved == delivery::auth_level::certificate_validation)
         report.achieved = delivery::auth_level::domain_validation;   // the chain check matched the IP SAN
     if (!report.delivered && report.failure.empty()) report.failure = "not delivered";
