@@ -575,41 +575,48 @@ struct engine::impl {
         finish_task();
     }
 
-    asio::awaitable<void> connection(const destination& where) {
-        const auto cfg = config();
-        const auto* connector = find_connector(*cfg, where.connector);
-        if (!connector) {
-            auto gone = make_result(verdict::transient, "send connector " + where.connector + " is gone");
-            co_await fail_queued(where, gone);
-            co_return;
-        }
-        std::string first_domain = where.domain;
+    /// The domain of the first queued recipient for `where` (the name a certificate must
+    /// carry for an MX hop); std::nullopt when nothing waits any more.
+    std::optional<std::string> first_domain_of(const destination& where) {
         std::string first_message;
         std::size_t first_recipient = 0;
         {
             std::lock_guard lock(mutex_);
             auto& q = destinations_[where].queue;
-            if (q.empty()) co_return;
-            if (first_domain.empty() && !q.front().recipients.empty()) {
-                first_message = q.front().message_id;
-                first_recipient = q.front().recipients.front();
-            }
+            if (q.empty()) return std::nullopt;
+            if (!where.domain.empty()) return where.domain;
+            if (q.front().recipients.empty()) return std::string();
+            first_message = q.front().message_id;
+            first_recipient = q.front().recipients.front();
         }
         // The store is read outside the lock: every connection and the scan share it.
-        if (!first_message.empty())
-            if (auto env = store_.load_envelope(first_message); env && first_recipient < env->recipients.size())
-                first_domain = recipient_domain(env->recipients[first_recipient].address);
-        recipient_result failure = make_result(verdict::transient, "no next hop");
-        auto hosts = co_await candidates_for(*cfg, *connector, where, failure);
-        std::shared_ptr<SSL_CTX> ctx;
-        try {
-            if (!connector->ignore_starttls) ctx = context_for(*cfg, *connector);
-        } catch (const std::exception& e) {
-            spdlog::error("delivery: send connector {}: {}", connector->name, e.what());
-        }
-        const auto executor = co_await asio::this_coro::executor;
+        if (auto env = store_.load_envelope(first_message); env && first_recipient < env->recipients.size())
+            return recipient_domain(env->recipients[first_recipient].address);
+        return std::string();
+    }
+
+    /// A session that reached the idle state, with the log sink it writes to (which must
+    /// outlive it: declared first, destroyed last).
+    struct open_session {
         std::unique_ptr<log_sink> sink;
         std::unique_ptr<client_session> session;
+    };
+
+    /// Tries the hosts in order (each once more in plaintext when opportunistic TLS
+    /// failed on it, DESIGN §3) until one is ready for mail; `failure` says why none was.
+    asio::awaitable<std::optional<open_session>> open_first_host(const config::configuration& cfg,
+                                                                 const config::send_connector& connector,
+                                                                 const destination& where,
+                                                                 const std::string& first_domain,
+                                                                 recipient_result& failure) {
+        auto hosts = co_await candidates_for(cfg, connector, where, failure);
+        std::shared_ptr<SSL_CTX> ctx;
+        try {
+            if (!connector.ignore_starttls) ctx = context_for(cfg, connector);
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: send connector {}: {}", connector.name, e.what());
+        }
+        const auto executor = co_await asio::this_coro::executor;
         for (const auto& host : hosts) {
             bool retry_plain = false;
             do {
@@ -617,27 +624,26 @@ struct engine::impl {
                 session_target target;
                 target.host = host.host;
                 target.endpoint = host.endpoint;
-                target.plan = plan_attempt(*connector, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
-                target.expectation = expectation_for(*connector, first_domain, host.mx_name, host.mx_secure);
+                target.plan = plan_attempt(connector, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
+                target.expectation = expectation_for(connector, first_domain, host.mx_name, host.mx_secure);
                 target.tls = ctx;
-                debug(fmt::format("{}: trying {} ({}) for {}", connector->name, host.host, key, where.to_string()));
-                sink = std::make_unique<log_sink>(send_log_, connector->name,
-                                                  connector->logging == config::protocol_logging::verbose);
-                session = std::make_unique<client_session>(executor, settings_for(*cfg), *sink);
-                register_session(session.get(), executor);
-                auto report = co_await session->open(std::move(target));
-                if (report.ready) goto connected;
-                unregister_session(session.get());
-                session.reset();
+                debug(fmt::format("{}: trying {} ({}) for {}", connector.name, host.host, key, where.to_string()));
+                open_session open;
+                open.sink = std::make_unique<log_sink>(send_log_, connector.name,
+                                                       connector.logging == config::protocol_logging::verbose);
+                open.session = std::make_unique<client_session>(executor, settings_for(cfg), *open.sink);
+                register_session(open.session.get(), executor);
+                auto report = co_await open.session->open(std::move(target));
+                if (report.ready) co_return open;
+                unregister_session(open.session.get());
                 const auto& f = *report.failure;
                 failure = make_result(verdict::transient, f.reason);
                 failure.host = host.host;
-                if (f.remote) failure.remote = f.remote;
-                if (f.remote) failure.what = verdict::transient;   // a refusal by one host: try the others, then retry
-                debug(fmt::format("{}: {} failed at {}: {}", connector->name, host.host, f.stage, f.reason));
+                if (f.remote) failure.remote = f.remote;   // a refusal by one host: try the others, then retry
+                debug(fmt::format("{}: {} failed at {}: {}", connector.name, host.host, f.stage, f.reason));
                 // DESIGN §3 opportunistic sending: after a 454 or a failed handshake the
                 // next attempt to that host may go in plaintext; make it at once.
-                retry_plain = f.tls_setup && !connector->require_tls && !target.plan.plaintext_after_tls_failure &&
+                retry_plain = f.tls_setup && !connector.require_tls && !target.plan.plaintext_after_tls_failure &&
                               target.plan.starttls != client_settings::starttls_use::never && !retry_plain;
                 if (retry_plain) {
                     std::string reason = f.reason;
@@ -646,38 +652,55 @@ struct engine::impl {
                 }
             } while (retry_plain);
         }
-        co_await fail_queued(where, failure);
-        co_return;
+        co_return std::nullopt;
+    }
 
-    connected:
-        for (;;) {
-            auto next = take_job(where);
-            if (!next) {
-                // Connection caching (as Postfix's smtp_connection_cache_time_limit): stay
-                // a moment for more mail to this next hop rather than pay for a new TCP
-                // and TLS handshake when it comes.
-                if (connector->connection_cache_time.count() <= 0) break;
-                auto timer = std::make_shared<asio::steady_timer>(executor);
-                timer->expires_after(connector->connection_cache_time);
-                {
-                    std::lock_guard lock(mutex_);
-                    if (stopping_) break;
-                    destinations_[where].idle.push_back({timer, executor});
-                }
-                co_await timer->async_wait(use_tuple);
-                {
-                    std::lock_guard lock(mutex_);
-                    auto& idle = destinations_[where].idle;
-                    std::erase_if(idle, [&](const idle_connection& c) { return c.timer == timer; });
-                }
-                next = take_job(where);
-                if (!next) break;
-            }
-            co_await deliver_job(*session, *next, *cfg);
-            if (!session->usable()) break;
+    /// The next job for `where`, waiting up to the connector's connection_cache_time for
+    /// one (as Postfix's smtp_connection_cache_time_limit): staying a moment costs less
+    /// than a new TCP and TLS handshake when more mail comes.
+    asio::awaitable<std::optional<job>> next_job_or_linger(const destination& where,
+                                                           const config::send_connector& connector) {
+        if (auto next = take_job(where)) co_return next;
+        if (connector.connection_cache_time.count() <= 0) co_return std::nullopt;
+        const auto executor = co_await asio::this_coro::executor;
+        auto timer = std::make_shared<asio::steady_timer>(executor);
+        timer->expires_after(connector.connection_cache_time);
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) co_return std::nullopt;
+            destinations_[where].idle.push_back({timer, executor});
         }
-        co_await session->close();
-        unregister_session(session.get());
+        co_await timer->async_wait(use_tuple);
+        {
+            std::lock_guard lock(mutex_);
+            auto& idle = destinations_[where].idle;
+            std::erase_if(idle, [&](const idle_connection& c) { return c.timer == timer; });
+        }
+        co_return take_job(where);
+    }
+
+    asio::awaitable<void> connection(const destination& where) {
+        const auto cfg = config();
+        const auto* connector = find_connector(*cfg, where.connector);
+        if (!connector) {
+            auto gone = make_result(verdict::transient, "send connector " + where.connector + " is gone");
+            co_await fail_queued(where, gone);
+            co_return;
+        }
+        const auto first_domain = first_domain_of(where);
+        if (!first_domain) co_return;
+        recipient_result failure = make_result(verdict::transient, "no next hop");
+        auto open = co_await open_first_host(*cfg, *connector, where, *first_domain, failure);
+        if (!open) {
+            co_await fail_queued(where, failure);
+            co_return;
+        }
+        while (auto next = co_await next_job_or_linger(where, *connector)) {
+            co_await deliver_job(*open->session, *next, *cfg);
+            if (!open->session->usable()) break;
+        }
+        co_await open->session->close();
+        unregister_session(open->session.get());
     }
 
     std::optional<job> take_job(const destination& where) {
