@@ -150,42 +150,31 @@ std::string random_token() {
     return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
-dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
-                      const std::string& reporting_mta, const std::string& message, smtp::sys_time now,
-                      std::uint64_t size_limit, const unique_token_source& unique) {
-    dsn_message dsn;
-    auto& env = dsn.envelope;
-    env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
-    smtp::recipient to;
-    to.address = original.mail_from;
-    env.recipients.push_back(to);
-    env.received_at = now;
-    env.receive_connector = "dsn";
-    env.client_helo = reporting_mta;
+namespace {
 
-    const std::string boundary = "postern-dsn-" + (unique ? unique() : random_token());
-    const bool failure = kind == dsn_kind::failure;
-    // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
-    const auto returned = content_to_return(message, failure && original.ret == "FULL", size_limit);
-    const bool global = needs_global_types(original, recipients);
-
-    std::string b;
-    b += "From: Mail Delivery System <MAILER-DAEMON@" + reporting_mta + ">\r\n";
-    b += "To: <" + original.mail_from + ">\r\n";
+/// The notice's own header section, up to its MIME type.
+std::string notice_headers(const smtp::envelope& original, dsn_kind kind, const std::string& reporting_mta,
+                           smtp::sys_time now, const std::string& boundary) {
+    std::string h;
+    h += "From: Mail Delivery System <MAILER-DAEMON@" + reporting_mta + ">\r\n";
+    h += "To: <" + original.mail_from + ">\r\n";
     switch (kind) {
-    case dsn_kind::failure: b += "Subject: Undelivered Mail Returned to Sender\r\n"; break;
-    case dsn_kind::delay: b += "Subject: Delayed Mail (still being retried)\r\n"; break;
-    case dsn_kind::relayed: b += "Subject: Relayed Mail (no further notices)\r\n"; break;
+    case dsn_kind::failure: h += "Subject: Undelivered Mail Returned to Sender\r\n"; break;
+    case dsn_kind::delay: h += "Subject: Delayed Mail (still being retried)\r\n"; break;
+    case dsn_kind::relayed: h += "Subject: Relayed Mail (no further notices)\r\n"; break;
     }
-    b += "Date: " + rfc5322_date(now) + "\r\n";
-    b += fmt::format("Message-ID: <{}.{}@{}>\r\n", original.id.empty() ? "dsn" : original.id, boundary, reporting_mta);
-    b += "Auto-Submitted: auto-replied\r\n";   // RFC 3834
-    b += "MIME-Version: 1.0\r\n";
-    b += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
-    const std::string top_headers = b;
-    b += "\r\nThis is a MIME-encapsulated message.\r\n\r\n";
+    h += "Date: " + rfc5322_date(now) + "\r\n";
+    h += fmt::format("Message-ID: <{}.{}@{}>\r\n", original.id.empty() ? "dsn" : original.id, boundary, reporting_mta);
+    h += "Auto-Submitted: auto-replied\r\n";   // RFC 3834
+    h += "MIME-Version: 1.0\r\n";
+    h += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
+    return h;
+}
 
-    // Part 1: for people.
+/// Part 1: for people.
+std::string text_for_people(const std::vector<dsn_recipient>& recipients, dsn_kind kind,
+                            const std::string& reporting_mta, const returned_content& returned,
+                            std::uint64_t size_limit) {
     std::string text = "This is the mail system at " + reporting_mta + ".\r\n\r\n";
     switch (kind) {
     case dsn_kind::failure:
@@ -211,13 +200,12 @@ dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_reci
                             "cut short.\r\n",
                             size_limit);
     if (returned.message_over_limit || returned.headers_cut) text += "\r\n";
+    return text;
+}
 
-    b += "--" + boundary + "\r\n";
-    b += "Content-Type: text/plain; charset=utf-8\r\n";
-    if (non_ascii(text)) b += "Content-Transfer-Encoding: 8bit\r\n";   // UTF-8 addresses or replies
-    b += "\r\n" + text;
-
-    // Part 2: for programs (RFC 3464 §2; its global form, RFC 6533, may hold UTF-8 addresses).
+/// Part 2: for programs (RFC 3464 §2; its global form, RFC 6533, may hold UTF-8 addresses).
+std::string delivery_status(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients,
+                            dsn_kind kind, const std::string& reporting_mta, smtp::sys_time now) {
     std::string status = "Reporting-MTA: dns; " + reporting_mta + "\r\n";
     if (!original.envid.empty()) status += fold_line("Original-Envelope-Id: " + one_line(original.envid)) + "\r\n";
     status += "Arrival-Date: " + rfc5322_date(original.received_at) + "\r\n";
@@ -233,6 +221,59 @@ dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_reci
         status += fold_line("Diagnostic-Code: smtp; " + one_line(r.diagnostic)) + "\r\n";
         status += "Last-Attempt-Date: " + rfc5322_date(now) + "\r\n";
     }
+    return status;
+}
+
+/// Part 3's headers: the original message (RET=FULL) or its headers (RFC 3462
+/// text/rfc822-headers); their global forms (RFC 6532 message/global, RFC 6533
+/// message/global-headers) for a message whose headers may hold UTF-8.
+std::string returned_part_headers(const returned_content& returned, bool global) {
+    std::string h;
+    if (returned.whole_message) {
+        h += global ? "Content-Type: message/global\r\n" : "Content-Type: message/rfc822\r\n";
+        h += "Content-Description: Undelivered Message\r\n";
+        // RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary; say so when it is not 7bit.
+        if (non_ascii(returned.text)) h += "Content-Transfer-Encoding: 8bit\r\n";
+    } else if (global) {
+        h += "Content-Type: message/global-headers\r\n";
+        if (non_ascii(returned.text)) h += "Content-Transfer-Encoding: 8bit\r\n";
+    } else {
+        h += "Content-Type: text/rfc822-headers\r\n";
+    }
+    return h;
+}
+
+}  // namespace
+
+dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients, dsn_kind kind,
+                      const std::string& reporting_mta, const std::string& message, smtp::sys_time now,
+                      std::uint64_t size_limit, const unique_token_source& unique) {
+    dsn_message dsn;
+    auto& env = dsn.envelope;
+    env.mail_from = "";   // RFC 5321 §4.5.5: the null reverse path
+    smtp::recipient to;
+    to.address = original.mail_from;
+    env.recipients.push_back(to);
+    env.received_at = now;
+    env.receive_connector = "dsn";
+    env.client_helo = reporting_mta;
+
+    const std::string boundary = "postern-dsn-" + (unique ? unique() : random_token());
+    const bool failure = kind == dsn_kind::failure;
+    // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
+    const auto returned = content_to_return(message, failure && original.ret == "FULL", size_limit);
+    const bool global = needs_global_types(original, recipients);
+
+    const std::string top_headers = notice_headers(original, kind, reporting_mta, now, boundary);
+    std::string b = top_headers;
+    b += "\r\nThis is a MIME-encapsulated message.\r\n\r\n";
+    const std::string text = text_for_people(recipients, kind, reporting_mta, returned, size_limit);
+    b += "--" + boundary + "\r\n";
+    b += "Content-Type: text/plain; charset=utf-8\r\n";
+    if (non_ascii(text)) b += "Content-Transfer-Encoding: 8bit\r\n";   // UTF-8 addresses or replies
+    b += "\r\n" + text;
+
+    const std::string status = delivery_status(original, recipients, kind, reporting_mta, now);
     b += "--" + boundary + "\r\n";
     if (global) {
         b += "Content-Type: message/global-delivery-status\r\n";
@@ -242,21 +283,8 @@ dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_reci
     }
     b += "\r\n" + status + "\r\n";
 
-    // Part 3: the original message (RET=FULL) or its headers (RFC 3462 text/rfc822-headers);
-    // their global forms (RFC 6532 message/global, RFC 6533 message/global-headers) for a
-    // message whose headers may hold UTF-8.
     b += "--" + boundary + "\r\n";
-    if (returned.whole_message) {
-        b += global ? "Content-Type: message/global\r\n" : "Content-Type: message/rfc822\r\n";
-        b += "Content-Description: Undelivered Message\r\n";
-        // RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary; say so when it is not 7bit.
-        if (non_ascii(returned.text)) b += "Content-Transfer-Encoding: 8bit\r\n";
-    } else if (global) {
-        b += "Content-Type: message/global-headers\r\n";
-        if (non_ascii(returned.text)) b += "Content-Transfer-Encoding: 8bit\r\n";
-    } else {
-        b += "Content-Type: text/rfc822-headers\r\n";
-    }
+    b += returned_part_headers(returned, global);
     b += "\r\n" + returned.text;
     b += "\r\n--" + boundary + "--\r\n";
 
