@@ -229,92 +229,24 @@ action server_fsm::resume(const event& ev) {
     next_ = next::read;
 
     switch (ev.what) {
-    case event::kind::connected:
-        if (ev.tls) {
-            info("implicit TLS");
-            tls_established(*ev.tls);
-        }
-        switch (params_.admitted) {
-        case admission::normal:
-            send(replies::greeting(params_.policy.hostname));
-            break;
-        case admission::no_connector:
-            info("no receive connector matches this client");
-            send(replies::no_service(params_.policy.hostname));
-            break;
-        case admission::too_many_connections:
-            info("connection limit reached (max_inbound_connections or max_inbound_connections_per_source)");
-            close_with(replies::too_many_connections(params_.policy.hostname));
-            break;
-        }
-        break;
-
-    case event::kind::bytes:
-        if (committing_) {          // the driver does not read while committing; be safe
-            lines_.feed(ev.data);
-            break;
-        }
-        if (in_data_) {
-            auto data = ev.data;
-            auto used = feed_data(data);
-            data.remove_prefix(used);
-            if (data_->done()) {
-                in_data_ = false;
-                lines_.feed(data);
-                finish_data();
-            }
-        } else {
-            lines_.feed(ev.data);
-        }
-        process_input();
-        break;
-
+    case event::kind::connected: on_connected(ev); break;
+    case event::kind::bytes: on_bytes(ev.data); break;
     case event::kind::tls_done:
         tls_established(ev.tls ? *ev.tls : tls_summary{});
         process_input();
         break;
-
     case event::kind::tls_failed:
         info("TLS handshake failed: " + ev.reason);
         next_ = next::close;        // nothing can be said on a broken TLS layer
         closed_ = true;
         break;
-
-    case event::kind::committed:
-        committing_ = false;
-        if (ev.commit_ok) {
-            ++accepted_;
-            junk_ = 0;
-            send(replies::queued(ev.commit_id));
-        } else {
-            info("queue store: " + ev.commit_reason);
-            send(ev.commit_store_failed ? replies::queue_failed() : replies::queue_unavailable());
-        }
-        reset_transaction();
-        after_transaction();
-        process_input();
-        break;
-
+    case event::kind::committed: on_committed(ev); break;
     case event::kind::timeout:
         if (in_data_) info("timeout in DATA: message discarded");
         close_with(replies::timeout(params_.policy.hostname));
         break;
-
-    case event::kind::shutdown:
-        shutting_down_ = true;
-        if (!mail_given_ && !in_data_ && !committing_) {
-            close_with(replies::shutting_down(params_.policy.hostname));
-        } else {
-            info("shutdown requested: finishing the current transaction");
-        }
-        break;
-
-    case event::kind::shutdown_now:
-        shutting_down_ = true;
-        if (in_data_ || mail_given_) info("shutdown grace over: transaction abandoned, nothing was acknowledged");
-        close_with(replies::shutting_down(params_.policy.hostname));
-        break;
-
+    case event::kind::shutdown: on_shutdown(false); break;
+    case event::kind::shutdown_now: on_shutdown(true); break;
     case event::kind::peer_closed:
         if (in_data_ || mail_given_) info("connection lost in a transaction: nothing was acknowledged");
         if (!ev.reason.empty()) info("connection closed: " + ev.reason);
@@ -323,7 +255,77 @@ action server_fsm::resume(const event& ev) {
         pending_out_.clear();
         break;
     }
+    return next_action();
+}
 
+void server_fsm::on_connected(const event& ev) {
+    if (ev.tls) {
+        info("implicit TLS");
+        tls_established(*ev.tls);
+    }
+    switch (params_.admitted) {
+    case admission::normal:
+        send(replies::greeting(params_.policy.hostname));
+        break;
+    case admission::no_connector:
+        info("no receive connector matches this client");
+        send(replies::no_service(params_.policy.hostname));
+        break;
+    case admission::too_many_connections:
+        info("connection limit reached (max_inbound_connections or max_inbound_connections_per_source)");
+        close_with(replies::too_many_connections(params_.policy.hostname));
+        break;
+    }
+}
+
+void server_fsm::on_bytes(std::string_view data) {
+    if (committing_) {          // the driver does not read while committing; be safe
+        lines_.feed(data);
+        return;
+    }
+    if (in_data_) {
+        data.remove_prefix(feed_data(data));
+        if (data_->done()) {
+            in_data_ = false;
+            lines_.feed(data);
+            finish_data();
+        }
+    } else {
+        lines_.feed(data);
+    }
+    process_input();
+}
+
+void server_fsm::on_committed(const event& ev) {
+    committing_ = false;
+    if (ev.commit_ok) {
+        ++accepted_;
+        junk_ = 0;
+        send(replies::queued(ev.commit_id));
+    } else {
+        info("queue store: " + ev.commit_reason);
+        send(ev.commit_store_failed ? replies::queue_failed() : replies::queue_unavailable());
+    }
+    reset_transaction();
+    after_transaction();
+    process_input();
+}
+
+/// A polite stop finishes the transaction in progress first; `now` (the grace is over)
+/// abandons it, unacknowledged.
+void server_fsm::on_shutdown(bool now) {
+    shutting_down_ = true;
+    if (now) {
+        if (in_data_ || mail_given_) info("shutdown grace over: transaction abandoned, nothing was acknowledged");
+        close_with(replies::shutting_down(params_.policy.hostname));
+    } else if (!mail_given_ && !in_data_ && !committing_) {
+        close_with(replies::shutting_down(params_.policy.hostname));
+    } else {
+        info("shutdown requested: finishing the current transaction");
+    }
+}
+
+action server_fsm::next_action() {
     switch (next_) {
     case next::none:
     case next::read: return take(action::kind::read);

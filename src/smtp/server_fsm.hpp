@@ -220,6 +220,11 @@ private:
     void process_line(const line& l);
     void finish_data();
     std::size_t feed_data(std::string_view bytes);   // dot_reader::feed, handing out full chunks
+    void on_connected(const event& ev);
+    void on_bytes(std::string_view data);
+    void on_committed(const event& ev);
+    void on_shutdown(bool now);
+    action next_action();
     void tls_established(const tls_summary& summary);
     void send(const reply& r);
     void send_error(const reply& r);          // a 5xx to a command: counts toward max_protocol_errors
