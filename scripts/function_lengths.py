@@ -3,8 +3,10 @@
 --max N, fails when one is longer than N lines. A function's length is the lines from its
 signature's opening brace to its closing brace, lambdas inside it included.
 
-    scripts/function_lengths.py            # the 20 longest
-    scripts/function_lengths.py --max 100  # exit 1 and name them when any is over 100
+    scripts/function_lengths.py            # the 20 longest, and each room's size
+    scripts/function_lengths.py --max 100 --max-room 4000
+                                           # exit 1, naming them, when a function is over
+                                           # 100 lines or a room (src/<room>) over 4000
 """
 import argparse
 import pathlib
@@ -81,6 +83,7 @@ def functions(path):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--max', type=int)
+    parser.add_argument('--max-room', type=int)
     parser.add_argument('--top', type=int, default=20)
     args = parser.parse_args()
     found = []
@@ -88,15 +91,24 @@ def main():
         for name, line, length in functions(path):
             found.append((length, f'{path.relative_to(ROOT)}:{line}', name))
     found.sort(reverse=True)
-    if args.max is None:
+    rooms = {}
+    for path in (ROOT / 'src').rglob('*.[ch]pp'):
+        room = path.relative_to(ROOT / 'src').parts[0]
+        rooms[room] = rooms.get(room, 0) + path.read_text().count('\n')
+    if args.max is None and args.max_room is None:
         for length, where, name in found[:args.top]:
             print(f'{length:5d}  {where}  {name}')
+        print()
+        for room, lines in sorted(rooms.items(), key=lambda r: -r[1]):
+            print(f'{lines:5d}  src/{room}')
         return 0
-    over = [f for f in found if f[0] > args.max]
+    over = [f for f in found if args.max is not None and f[0] > args.max]
     for length, where, name in over:
         print(f'{where}: {name} is {length} lines (limit {args.max})')
-    return 1 if over else 0
-
+    big = [(r, n) for r, n in rooms.items() if args.max_room is not None and n > args.max_room]
+    for room, lines in big:
+        print(f'src/{room}: {lines} lines (limit {args.max_room}): split the room')
+    return 1 if over or big else 0
 
 if __name__ == '__main__':
     sys.exit(main())
