@@ -132,16 +132,19 @@ int run_queue(const std::string& action, const queue_options& opt) {
     return std::fflush(stdout) == 0 ? 0 : 1;
 }
 
+/// What a queue subcommand takes besides -c.
+enum class id_argument { none, optional, required };
+enum class json_output { no, yes };
+
 void add_action(CLI::App& queue_cmd, int& exit_code, const std::shared_ptr<queue_options>& opt,
-                const std::string& action, const std::string& description, bool takes_id, bool id_required,
-                bool takes_json) {
+                const std::string& action, const std::string& description, id_argument id_use, json_output json) {
     auto* cmd = queue_cmd.add_subcommand(action, description);
     cmd->fallthrough();   // `postern queue list -c FILE` works too
-    if (takes_id) {
+    if (id_use != id_argument::none) {
         auto* id = cmd->add_option("ID", opt->id, "Queue id (16 hex digits, from `postern queue list`)");
-        if (id_required) id->required();
+        if (id_use == id_argument::required) id->required();
     }
-    if (takes_json) cmd->add_flag("--json", opt->json_output, "JSON output (for scripts)");
+    if (json == json_output::yes) cmd->add_flag("--json", opt->json_output, "JSON output (for scripts)");
     cmd->callback([opt, action, &exit_code] {
         try {
             exit_code = run_queue(action, *opt);
@@ -160,14 +163,14 @@ void add_queue_command(CLI::App& app, int& exit_code) {
     cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->required();
     cmd->require_subcommand(1);
     add_action(*cmd, exit_code, opt, "list", "Every queued message: id, size, arrival, sender, and per recipient "
-               "state, attempts, next attempt and last reply", false, false, true);
+               "state, attempts, next attempt and last reply", id_argument::none, json_output::yes);
     add_action(*cmd, exit_code, opt, "show", "One message's envelope in full and its headers (never the body)",
-               true, true, true);
+               id_argument::required, json_output::yes);
     add_action(*cmd, exit_code, opt, "retry", "Make the pending recipients of one message (all messages without ID) "
-               "due now", true, false, false);
-    add_action(*cmd, exit_code, opt, "hold", "Hold a message: it is not attempted until released", true, true, false);
-    add_action(*cmd, exit_code, opt, "release", "Release a held message", true, true, false);
-    add_action(*cmd, exit_code, opt, "delete", "Remove a message (envelope and body) from the queue", true, true, false);
+               "due now", id_argument::optional, json_output::no);
+    add_action(*cmd, exit_code, opt, "hold", "Hold a message: it is not attempted until released", id_argument::required, json_output::no);
+    add_action(*cmd, exit_code, opt, "release", "Release a held message", id_argument::required, json_output::no);
+    add_action(*cmd, exit_code, opt, "delete", "Remove a message (envelope and body) from the queue", id_argument::required, json_output::no);
 }
 
 }  // namespace postern::admin

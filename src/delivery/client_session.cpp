@@ -349,7 +349,11 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         if (!hs.ok) {
             report.verdict = no_tls_verdict(target_.expectation, hs.reason);
             sink_.line(transcript_line::kind::info, report.verdict.log_line());
-            report.failure = session_failure{"TLS handshake", std::nullopt, hs.reason, false, true};
+            report.failure = session_failure{.stage = "TLS handshake",
+                                             .remote = std::nullopt,
+                                             .reason = hs.reason,
+                                             .permanent = false,
+                                             .tls_setup = true};
             finish_socket();
             log_disconnect();
             co_return report;
@@ -358,7 +362,11 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         sink_.line(transcript_line::kind::info, verdict_->log_line());
         if (!verdict_->ok()) {
             report.verdict = *verdict_;
-            report.failure = session_failure{"TLS verdict", std::nullopt, "TLS verdict: " + verdict_->failure, false, true};
+            report.failure = session_failure{.stage = "TLS verdict",
+                                             .remote = std::nullopt,
+                                             .reason = "TLS verdict: " + verdict_->failure,
+                                             .permanent = false,
+                                             .tls_setup = true};
             finish_socket();
             log_disconnect();
             co_return report;

@@ -99,7 +99,7 @@ client_action client_fsm::step(const client_event& ev) {
         sent("EHLO " + settings_.helo_name);
         return read(wait_stage::helo, "EHLO " + settings_.helo_name + "\r\n");
     case k::tls_failed:
-        return fail("TLS handshake", {}, ev.data.empty() ? "TLS handshake failed" : ev.data, false, true);
+        return fail("TLS handshake", {}, ev.data.empty() ? "TLS handshake failed" : ev.data, {.tls_setup = true});
     case k::closed: {
         std::string why = "connection closed by the next hop during " + stage_name();
         if (!ev.data.empty()) why += ": " + ev.data;
@@ -166,7 +166,7 @@ wait_stage client_fsm::current_wait() const {
 client_action client_fsm::on_reply(const smtp::reply& r) {
     switch (state_) {
     case state::greeting:
-        if (r.code != 220) return fail("greeting", r, "the next hop refused the session", r.permanent(), false, true);
+        if (r.code != 220) return fail("greeting", r, "the next hop refused the session", {.permanent = r.permanent(), .say_quit = true});
         state_ = state::ehlo;
         sent("EHLO " + settings_.helo_name);
         return read(wait_stage::helo, "EHLO " + settings_.helo_name + "\r\n");
@@ -180,13 +180,13 @@ client_action client_fsm::on_reply(const smtp::reply& r) {
             sent("HELO " + settings_.helo_name);
             return read(wait_stage::helo, "HELO " + settings_.helo_name + "\r\n");
         }
-        return fail("EHLO", r, "EHLO refused", false, false, true);
+        return fail("EHLO", r, "EHLO refused", {.say_quit = true});
     case state::helo:
-        if (r.code != 250) return fail("HELO", r, "HELO refused", r.permanent(), false, true);
+        if (r.code != 250) return fail("HELO", r, "HELO refused", {.permanent = r.permanent(), .say_quit = true});
         caps_ = {};
         return after_hello();
     case state::starttls:
-        if (r.code != 220) return fail("STARTTLS", r, "STARTTLS refused", false, true, true);
+        if (r.code != 220) return fail("STARTTLS", r, "STARTTLS refused", {.tls_setup = true, .say_quit = true});
         // RFC 3207 §4.2: anything the server sent after its 220 was not protected by TLS
         // and could have been injected by a man in the middle.
         discarded_ = parser_.buffered();
@@ -259,7 +259,7 @@ client_action client_fsm::after_hello() {
             return read(wait_stage::starttls, "STARTTLS\r\n");
         }
         if (settings_.starttls == client_settings::starttls_use::required)
-            return fail("STARTTLS", {}, "STARTTLS not offered", false, true, true);
+            return fail("STARTTLS", {}, "STARTTLS not offered", {.tls_setup = true, .say_quit = true});
     }
     state_ = state::ready;
     client_action a;
@@ -460,8 +460,7 @@ client_action client_fsm::finish_from_replies() {
     return a;
 }
 
-client_action client_fsm::fail(std::string stage, std::optional<smtp::reply> remote, std::string reason,
-                               bool permanent, bool tls_setup, bool say_quit) {
+client_action client_fsm::fail(std::string stage, std::optional<smtp::reply> remote, std::string reason, session_ending how) {
     client_action a;
     a.what = client_action::kind::close;
     a.results = results_from_replies(remote, reason);
@@ -469,10 +468,10 @@ client_action client_fsm::fail(std::string stage, std::optional<smtp::reply> rem
     f.stage = std::move(stage);
     f.remote = std::move(remote);
     f.reason = std::move(reason);
-    f.permanent = permanent;
-    f.tls_setup = tls_setup;
+    f.permanent = how.permanent;
+    f.tls_setup = how.tls_setup;
     a.failure = std::move(f);
-    if (say_quit) {
+    if (how.say_quit) {
         sent("QUIT");
         a.out = "QUIT\r\n";
     }
@@ -487,7 +486,7 @@ client_action client_fsm::fail_transaction_and_close(const std::optional<smtp::r
     if (why.empty() && remote) why = "the next hop closed the session";
     // After a 421 the server closes (RFC 5321 §3.8); after a timeout or a broken line
     // there is nobody to say QUIT to.
-    return fail(stage_name(), remote, why, false, false, false);
+    return fail(stage_name(), remote, why);
 }
 
 client_action client_fsm::close_quietly() {

@@ -122,6 +122,13 @@ struct client_action {
     std::vector<transcript_line> log;
 };
 
+/// How a client session ends when it fails (session_failure; QUIT first or not).
+struct session_ending {
+    bool permanent = false;   // this host will not take mail (a 5xx greeting or HELO)
+    bool tls_setup = false;   // no STARTTLS, its refusal or a failed handshake
+    bool say_quit = false;    // the server is still listening: QUIT before closing
+};
+
 class client_fsm {
 public:
     explicit client_fsm(client_settings settings);
@@ -156,8 +163,7 @@ private:
     client_action finish_from_replies();
     std::vector<recipient_result> results_from_replies(const std::optional<smtp::reply>& connection_reply,
                                                        const std::string& reason) const;
-    client_action fail(std::string stage, std::optional<smtp::reply> remote, std::string reason,
-                       bool permanent = false, bool tls_setup = false, bool say_quit = false);
+    client_action fail(std::string stage, std::optional<smtp::reply> remote, std::string reason, session_ending how = {});
     client_action fail_transaction_and_close(const std::optional<smtp::reply>& remote, const std::string& reason);
     client_action close_quietly();
     client_action read(wait_stage s, std::string out = {});
