@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "route/address_space.hpp"
+
 namespace postern::net {
 
 namespace ip = boost::asio::ip;
@@ -88,6 +90,19 @@ bool has_group(const config::receive_connector& c, config::permission_group g) {
 
 }  // namespace
 
+std::vector<std::string> unrouted_domains(const config::configuration& cfg) {
+    std::vector<std::string> out;
+    for (const auto& domain : cfg.server.accepted_domains) {
+        const bool covered = std::any_of(cfg.send_connectors.begin(), cfg.send_connectors.end(), [&](const auto& s) {
+            return std::any_of(s.address_spaces.begin(), s.address_spaces.end(), [&](const std::string& space) {
+                return route::address_space_rank(space, domain).has_value();
+            });
+        });
+        if (!covered) out.push_back(domain);
+    }
+    return out;
+}
+
 smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c) {
     smtp::server_policy p;
     p.hostname = cfg.server.hostname.empty() ? local_host_name() : cfg.server.hostname;
@@ -113,6 +128,7 @@ smtp::server_policy policy_for(const config::configuration& cfg, const config::r
     // go into the store's synced write with their envelope, as before.
     p.body_chunk_size = 256 * 1024;
     p.allow_untrusted_routing = c.allow_untrusted_routing;
+    p.unrouted_domains = unrouted_domains(cfg);
     return p;
 }
 

@@ -47,4 +47,8 @@ bool wants_mutual_tls(const config::receive_connector& c);
 /// The protocol's view of a connector and of [server].
 smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c);
 
+/// Accepted domains that no send connector's address_spaces cover (as configured: an
+/// exact name, "*.suffix" or "*"). Mail for them could only bounce, so RCPT gets 451.
+std::vector<std::string> unrouted_domains(const config::configuration& cfg);
+
 }  // namespace postern::net

@@ -257,6 +257,9 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
     setup.params.client_port = remote.port();
     setup.params.storage_low = [&store = store] { return store.low_on_space(); };
     setup.params.storage_failed = [&store = store] { return store.condition() == queue::store_condition::failed; };
+    setup.params.configuration_problem = [](const std::string& problem) {
+        log::peer_caused().warn("configuration", "configuration: " + problem);
+    };
 
     log::session_logger logger(&receive_log, connector_name, endpoint_text(local), endpoint_text(remote), log_enabled);
     logger.cap_lines(protocol_log_lines_between_messages);

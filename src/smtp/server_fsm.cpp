@@ -149,6 +149,7 @@ std::string first_word(std::string_view s) {
 server_fsm::server_fsm(session_params params) : params_(std::move(params)) {
     if (!params_.clock) params_.clock = [] { return std::chrono::system_clock::now(); };
     for (auto& d : params_.policy.accepted_domains) d = lower(d);
+    for (auto& d : params_.policy.unrouted_domains) d = lower(d);
 }
 
 void server_fsm::send(const reply& r) {
@@ -539,6 +540,15 @@ void server_fsm::on_rcpt(const command& c) {
             info(fmt::format("relay denied: local part of {} routes elsewhere (%, ! or @) and the client has no "
                              "relay permission", sanitise(address)));
             return send(replies::routing_denied());
+        }
+        const auto& unrouted = params_.policy.unrouted_domains;
+        if (ours && std::find(unrouted.begin(), unrouted.end(), domain) != unrouted.end()) {
+            const auto problem = fmt::format("accepted domain {} has no route: no send connector's address_spaces "
+                                             "cover it; RCPT gets 451 4.4.4 until one does",
+                                             sanitise(domain));
+            info(problem);
+            if (params_.configuration_problem) params_.configuration_problem(problem);
+            return send(replies::no_route());
         }
     }
     smtp::recipient rec;

@@ -64,6 +64,9 @@ struct server_policy {
     /// Accept user%host@ours, host!user@ours and "user@host"@ours from clients without
     /// relay permission (Postfix: allow_untrusted_routing).
     bool allow_untrusted_routing = false;
+    /// Accepted domains that no send connector covers (net/connector_choice): RCPT for
+    /// them gets 451 4.4.4 and the driver is told (session_params::configuration_problem).
+    std::vector<std::string> unrouted_domains;
 };
 
 /// The outcome of a TLS handshake as far as the protocol cares (net/ reads it off the
@@ -100,6 +103,9 @@ struct session_params {
     std::function<bool()> storage_failed;
     /// Clock for the Received: date; tests pass a fixed one.
     std::function<std::chrono::system_clock::time_point()> clock;
+    /// A mistake in this server's configuration met by the session (an accepted domain
+    /// without a route), for the server log; may be empty.
+    std::function<void(const std::string&)> configuration_problem;
 };
 
 /// One protocol-log line produced by the machine, in the order things happened.

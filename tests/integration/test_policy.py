@@ -42,6 +42,23 @@ class RequireTls(SharedServerTestCase):
         self.assertFalse(any("STARTTLS" in l.upper() for l in lines), lines)
 
 
+class AcceptedDomainWithoutRoute(SharedServerTestCase):
+    """An accepted domain that no send connector covers (here the only one serves
+    partner.test): mail for it could only bounce after a 250, so RCPT gets 451 4.4.4 and
+    the server log names the domain (DESIGN §5)."""
+    CONFIG = config_text(send_connectors=[{"name": "to-partner", "address_spaces": ["partner.test"],
+                                           "smart_hosts": ["127.0.0.1:9"]}])
+
+    def test_rcpt_gets_451_444_and_the_server_log_says_why(self):
+        c = self.tls_session()
+        c.expect("250", "MAIL FROM:<alice@client.test>")
+        c.expect("451 4.4.4", f"RCPT TO:<bob@{ACCEPTED_DOMAIN}>")
+        c.expect("554", "DATA")
+        c.expect("221", "QUIT")
+        wait_until(lambda: f"accepted domain {ACCEPTED_DOMAIN} has no route" in self.server.stderr_text(), 10,
+                   what="the server-log line about the unrouted domain")
+
+
 class RelayDenied(SharedServerTestCase):
     """The default connector (0.0.0.0/0, anonymous_users, no accept_any_recipient)."""
 

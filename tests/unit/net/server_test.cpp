@@ -94,6 +94,10 @@ config::configuration test_config() {
     rc.tls = config::tls_mode::starttls;
     rc.max_message_size = 100000;
     cfg.receive_connectors.push_back(rc);
+    config::send_connector out;        // a route for the accepted domain (nothing is delivered here)
+    out.name = "outbound";
+    out.address_spaces = {"*"};
+    cfg.send_connectors.push_back(out);
     return cfg;
 }
 
@@ -553,3 +557,31 @@ TEST(server, mutual_tls_client_that_is_not_a_partner_gets_554) {
     EXPECT_NE(log.find("verified=no"), std::string::npos);
     EXPECT_NE(log.find("verdict: not a partner (client certificate not verified"), std::string::npos);
 }
+
+namespace {
+
+// An accepted domain that no send connector covers could only bounce: RCPT gets 451 4.4.4
+// (smtp/server_fsm), and policy_for() hands the machine the list.
+TEST(connector_choice, accepted_domains_without_a_send_connector_are_unrouted) {
+    config::configuration cfg;
+    cfg.server.accepted_domains = {"example.test", "mail.partner.test", "partner.test", "Other.Test"};
+    config::send_connector subdomains;
+    subdomains.name = "partner-subdomains";
+    subdomains.address_spaces = {"*.partner.test"};
+    cfg.send_connectors.push_back(subdomains);
+    config::send_connector exact;
+    exact.name = "example";
+    exact.address_spaces = {"EXAMPLE.test."};
+    cfg.send_connectors.push_back(exact);
+    EXPECT_EQ(net::unrouted_domains(cfg), (std::vector<std::string>{"partner.test", "Other.Test"}));
+
+    config::send_connector everything;
+    everything.name = "internet";
+    everything.address_spaces = {"*"};
+    cfg.send_connectors.push_back(everything);
+    EXPECT_TRUE(net::unrouted_domains(cfg).empty());
+    cfg.send_connectors.clear();
+    EXPECT_EQ(net::policy_for(cfg, config::receive_connector{}).unrouted_domains, cfg.server.accepted_domains);
+}
+
+}  // namespace

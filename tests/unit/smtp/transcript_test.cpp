@@ -141,6 +141,7 @@ void run_server(const transcript& t, replay& r) {
     p.max_protocol_errors = static_cast<std::uint32_t>(std::stoul(setting(t, "max_protocol_errors", "20")));
     p.max_junk_commands = static_cast<std::uint32_t>(std::stoul(setting(t, "max_junk_commands", "100")));
     p.require_tls = setting(t, "require_tls", "false") == "true";
+    for (auto& d : words(setting(t, "unrouted_domains", ""))) p.unrouted_domains.push_back(d);
     p.mutual_tls = setting(t, "mutual_tls", "false") == "true";
     const auto offer = setting(t, "tls", "starttls");
     p.tls = offer == "none" ? server_policy::tls_offer::none
@@ -155,6 +156,8 @@ void run_server(const transcript& t, replay& r) {
     bool storage_low = false, commit_fails = false;
     s.storage_low = [&] { return storage_low; };
     s.clock = [] { return std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)); };
+    std::vector<std::string> problems;   // what the driver would write to the server log
+    s.configuration_problem = [&](const std::string& problem) { problems.push_back(problem); };
     server_fsm fsm(std::move(s));
 
     int commits = 0;
@@ -197,6 +200,8 @@ void run_server(const transcript& t, replay& r) {
         else if (w[0] == "expect-closed") EXPECT_TRUE(closed) << r.where << ":" << st.line << ": Postern should have closed";
         else if (w[0] == "expect-open") EXPECT_FALSE(closed) << r.where << ":" << st.line << ": Postern closed early";
         else if (w[0] == "expect-committed") EXPECT_EQ(std::to_string(commits), w.at(1)) << r.where << ":" << st.line;
+        else if (w[0] == "expect-configuration-problems")
+            EXPECT_EQ(std::to_string(problems.size()), w.at(1)) << r.where << ":" << st.line;
         else ADD_FAILURE() << r.where << ":" << st.line << ": unknown event " << w[0];
     }
     r.checkpoint(0);
