@@ -59,12 +59,6 @@ struct probe_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-std::string local_host_name() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
-    return name;
-}
-
 /// One blocking TCP connection with send/receive time limits. The dialogue is the send
 /// side's own (smtp::client_fsm, STARTTLS if offered): this class only moves its bytes.
 class probe_connection {
@@ -306,21 +300,7 @@ probe_plan plan_probe(const probe_args& a) {
     for (auto& ch : p.name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     p.ip_name = is_ip_literal(p.name);
 
-    config::configuration cfg;
-    config::send_connector connector;
-    connector.name = "postern-probe";
-    connector.require_tls = true;
-    connector.trust_system_store = a.ca.empty();
-    auto material = std::make_shared<delivery::client_tls_material>();
-    if (!a.ca.empty()) {
-        for (auto& cert : tls::certificates_from_pem(tls::read_file(a.ca), a.ca)) {
-            p.anchors.push_back(tls::subject_text(cert.get()));
-            material->roots.push_back(std::move(cert));
-        }
-    } else {
-        p.anchors.push_back("the system CA store");
-    }
-    p.ctx = delivery::make_client_context(cfg, connector, material.get());
+    p.ctx = lab_client_context("postern-probe", true, a.ca, p.anchors);
     p.want.require_tls = true;
     p.want.required = p.required;
     if (!p.ip_name) {

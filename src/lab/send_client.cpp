@@ -35,12 +35,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-std::string local_host_name() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
-    return name;
-}
-
 std::string rfc5322_date() {
     std::time_t now = std::time(nullptr);
     std::tm tm{};
@@ -141,25 +135,40 @@ std::string build_test_message(const send_request& req, const std::string& messa
     return text;
 }
 
+std::string local_host_name() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+    return name;
+}
+
+std::shared_ptr<SSL_CTX> lab_client_context(const std::string& connector_name, bool require_tls,
+                                            const std::string& ca_file, std::vector<std::string>& anchors) {
+    config::configuration cfg;
+    config::send_connector connector;
+    connector.name = connector_name;
+    connector.require_tls = require_tls;
+    connector.trust_system_store = ca_file.empty();
+    auto material = std::make_shared<delivery::client_tls_material>();
+    if (!ca_file.empty()) {
+        for (auto& cert : tls::certificates_from_pem(tls::read_file(ca_file), ca_file)) {
+            anchors.push_back(tls::subject_text(cert.get()));
+            material->roots.push_back(std::move(cert));
+        }
+    } else {
+        anchors.push_back("the system CA store");
+    }
+    return delivery::make_client_context(cfg, connector, material.get());
+}
+
+namespace {
+
 /// Where and how to connect: the same TLS policy as a send connector with require_tls and
 /// tls_domain = the name; the trust anchors and the name checked go to the report.
 delivery::session_target target_for(const send_request& req, const std::string& name, send_report& report) {
     const bool ip_name = is_ip_literal(name);
     const bool use_tls = req.tls != send_request::tls_use::none;
-    config::configuration cfg;
-    config::send_connector connector;
-    connector.name = "postern-send";
-    connector.require_tls = use_tls;
-    connector.trust_system_store = req.ca_file.empty();
-    auto material = std::make_shared<delivery::client_tls_material>();
-    if (!req.ca_file.empty()) {
-        for (auto& cert : tls::certificates_from_pem(tls::read_file(req.ca_file), req.ca_file)) {
-            report.trust_anchors.push_back(tls::subject_text(cert.get()));
-            material->roots.push_back(std::move(cert));
-        }
-    } else {
-        report.trust_anchors.push_back("the system CA store");
-    }
+    // Made (and the --ca file read) even without TLS: the report names the trust anchors.
+    auto ctx = lab_client_context("postern-send", use_tls, req.ca_file, report.trust_anchors);
 
     delivery::peer_expectation want;
     want.require_tls = use_tls;
@@ -186,7 +195,7 @@ delivery::session_target target_for(const send_request& req, const std::string& 
                                                                       : smtp::client_settings::starttls_use::never;
     target.plan.implicit_tls = req.tls == send_request::tls_use::implicit;
     if (use_tls) {
-        target.tls = delivery::make_client_context(cfg, connector, material.get());
+        target.tls = std::move(ctx);
         if (ip_name && req.level == delivery::auth_level::domain_validation) {
             X509_VERIFY_PARAM* param = SSL_CTX_get0_param(target.tls.get());
             if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) != 1)
@@ -224,6 +233,8 @@ asio::awaitable<void> send_once(asio::io_context& io, const delivery::session_se
     if (r.what == smtp::verdict::delivered) report.delivered = true;
     else report.failure = r.describe();
 }
+
+}  // namespace
 
 send_report run_send(const send_request& req, const std::function<void(const smtp::transcript_line&)>& on_line) {
     send_report report;

@@ -68,4 +68,14 @@ delivery::auth_level parse_auth_level(const std::string& text);
 /// True when `host` is an IPv4 or IPv6 literal.
 bool is_ip_literal(const std::string& host);
 
+/// This machine's host name ("localhost" when it has none): the default EHLO name.
+std::string local_host_name();
+
+/// The TLS client context a send connector named `connector_name` would have (TLS 1.2+,
+/// AEAD, its verify callback), trusting the roots in `ca_file` (PEM) or, when that is
+/// empty, the system store. The subjects trusted are appended to `anchors` for the report.
+/// Throws on an unreadable --ca file.
+std::shared_ptr<SSL_CTX> lab_client_context(const std::string& connector_name, bool require_tls,
+                                            const std::string& ca_file, std::vector<std::string>& anchors);
+
 }  // namespace postern::lab
