@@ -101,8 +101,11 @@ void write_all(int fd, std::string_view bytes) {
 
 void replace_file(const std::filesystem::path& file, std::string_view bytes, const replace_options& options) {
     namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::path target = options.through_symlink && fs::exists(file, ec) ? fs::canonical(file, ec) : file;
+    fs::path target = file;
+    if (options.through_symlink) {
+        std::error_code ec;
+        if (auto real = fs::canonical(file, ec); !ec) target = std::move(real);   // missing: write `file`
+    }
     fs::path dir = target.parent_path();
     if (dir.empty()) dir = ".";
     const std::string prefix = fmt::format(".{}.tmp-", target.filename().string());
