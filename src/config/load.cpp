@@ -355,6 +355,7 @@ void read_queue(table_reader& r, queue_section& q) {
     r.duration("delay_notice", q.delay_notice);
     r.size("min_free", q.min_free, /*zero_allowed=*/true);
     r.size("bounce_size_limit", q.bounce_size_limit);
+    r.text("double_bounce_recipient", q.double_bounce_recipient);
 }
 
 void read_dns(table_reader& r, dns_section& d) {

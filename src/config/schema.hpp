@@ -124,6 +124,9 @@ struct queue_section {
     /// The most of an original that a DSN returns (Postfix: bounce_size_limit): a larger
     /// message goes back as its header section alone, and that is cut at this size too.
     std::uint64_t bounce_size_limit = 50 * 1024;
+    /// Where a bounce that cannot be delivered goes (Postfix: double_bounce_sender's mail to
+    /// postmaster); "" = nowhere, only the warning in the server log.
+    std::string double_bounce_recipient;
 };
 
 struct dns_section {

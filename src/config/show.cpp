@@ -108,7 +108,8 @@ json document(const configuration& c) {
                     {"expire", detail::format_duration(c.queue.expire)},
                     {"delay_notice", detail::format_duration(c.queue.delay_notice)},
                     {"min_free", detail::format_size(c.queue.min_free)},
-                    {"bounce_size_limit", detail::format_size(c.queue.bounce_size_limit)}};
+                    {"bounce_size_limit", detail::format_size(c.queue.bounce_size_limit)},
+                    {"double_bounce_recipient", c.queue.double_bounce_recipient}};
     doc["dns"] = {{"resolver", c.dns.resolver},
                   {"unbound_config", c.dns.unbound_config.string()},
                   {"mx_port", c.dns.mx_port}};

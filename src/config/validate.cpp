@@ -292,6 +292,13 @@ void validate_other_sections(const configuration& config, const source_lines& li
                     fmt::format("{} octets is less than one line may take (1000, RFC 5321 §4.5.3.1.6), so "
                                 "DSNs may return none of the original's headers",
                                 config.queue.bounce_size_limit));
+    if (const auto& to = config.queue.double_bounce_recipient; !to.empty()) {
+        const auto at = to.rfind('@');
+        const bool plain = to.find_first_of(" <>\"\t\r\n") == std::string::npos;
+        if (at == std::string::npos || at == 0 || !plain || !is_domain_name(to.substr(at + 1)))
+            out.error("queue.double_bounce_recipient", lines.line_of("queue.double_bounce_recipient"),
+                      fmt::format("\"{}\" is not a mail address (local@domain, without angle brackets)", to));
+    }
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "log/app_log.hpp"
@@ -51,6 +52,9 @@ using std::chrono::steady_clock;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+/// receive_connector of a report about an undeliverable bounce: its own failure is never reported.
+constexpr std::string_view double_bounce_origin = "double-bounce";
 
 /// Writes one session's lines to the send protocol log (DESIGN §6).
 class log_sink : public transcript_sink {
@@ -911,6 +915,9 @@ struct engine::impl {
             bool dsn = false;
             bool relayed = false;             // a "relayed" notice (RFC 3461 §5.2.2)
             std::vector<std::string> lines;   // for smtp_client_debug
+            std::vector<std::string> undeliverable_bounce;   // "<rcpt>: reason" of a null-sender message
+            bool double_bounce = false;       // a copy went to [queue] double_bounce_recipient
+            bool was_double_bounce = false;   // the message was itself such a copy
             std::optional<smtp::sys_time> next_due;   // of the message as written
         };
         std::string id;
@@ -924,6 +931,7 @@ struct engine::impl {
     /// recipients a failure or "relayed" DSN must name.
     struct applied_results {
         std::vector<dsn_recipient> failed, relayed;
+        std::vector<dsn_recipient> double_bounced;   // failures of a bounce, for double_bounce_recipient
     };
     static applied_results apply_results(smtp::envelope& env, const std::vector<std::size_t>& indices,
                                           const std::vector<recipient_result>& results, const config::configuration& cfg,
@@ -959,8 +967,16 @@ struct engine::impl {
                                                     rcpt.last_reply));
         }
         // RFC 3461 §6.2, RFC 5321 §4.5.5: never a DSN to the null sender (it would be a
-        // bounce of a bounce); then the failure is only logged.
-        if (env.mail_from.empty()) out.failed.clear(), out.relayed.clear();
+        // bounce of a bounce). A bounce that failed is logged at warning and, when
+        // double_bounce_recipient is set, reported there; a report that fails in turn is
+        // only logged, so nothing ever loops.
+        if (env.mail_from.empty()) {
+            counted.was_double_bounce = env.receive_connector == double_bounce_origin;
+            for (const auto& f : out.failed) counted.undeliverable_bounce.push_back(fmt::format("<{}>: {}", f.address, f.diagnostic));
+            if (!cfg.queue.double_bounce_recipient.empty() && env.receive_connector != double_bounce_origin)
+                out.double_bounced = std::move(out.failed);
+            out.failed.clear(), out.relayed.clear();
+        }
         return out;
     }
 
@@ -969,8 +985,17 @@ struct engine::impl {
     std::vector<queue::new_message> build_notices(const smtp::envelope& env, const applied_results& applied,
                                                   const config::configuration& cfg, smtp::sys_time now) const {
         std::vector<queue::new_message> notices;
-        if (applied.failed.empty() && applied.relayed.empty()) return notices;
+        if (applied.failed.empty() && applied.relayed.empty() && applied.double_bounced.empty()) return notices;
         const auto body = store_.load_body_prefix(env.id, cfg.queue.bounce_size_limit + 1).value_or(std::string());
+        if (!applied.double_bounced.empty()) {
+            // The failure report of a bounce, to the postmaster address instead of the null sender.
+            auto as_if = env;
+            as_if.mail_from = cfg.queue.double_bounce_recipient;
+            auto dsn = build_dsn(as_if, applied.double_bounced, dsn_kind::failure, cfg.server.hostname, body, now,
+                                 cfg.queue.bounce_size_limit);
+            dsn.envelope.receive_connector = std::string(double_bounce_origin);
+            notices.push_back({std::move(dsn.envelope), std::move(dsn.body)});
+        }
         for (auto kind : {dsn_kind::failure, dsn_kind::relayed}) {
             const auto& list = kind == dsn_kind::failure ? applied.failed : applied.relayed;
             if (list.empty()) continue;
@@ -1004,10 +1029,12 @@ struct engine::impl {
                      counted = rec.counted, debugging, pre](smtp::envelope& env, std::vector<queue::new_message>& also) {
             const auto applied = apply_results(env, indices, results, *cfg, now, *counted, debugging);
             // Changed meanwhile (another result, a queue operation): built here after all.
-            auto notices = applied.failed == pre->applied.failed && applied.relayed == pre->applied.relayed
+            auto notices = applied.failed == pre->applied.failed && applied.relayed == pre->applied.relayed &&
+                                   applied.double_bounced == pre->applied.double_bounced
                                ? pre->notices
                                : build_notices(env, applied, *cfg, now);
-            counted->dsn = !applied.failed.empty();
+            counted->dsn = !applied.failed.empty() || !applied.double_bounced.empty();
+            counted->double_bounce = !applied.double_bounced.empty();
             counted->relayed = !applied.relayed.empty();
             for (auto& n : notices) also.push_back(std::move(n));
             if (finished(env)) return queue::change_action::remove;
@@ -1023,9 +1050,17 @@ struct engine::impl {
         if (r.ok) {
             if (r.action == queue::change_action::remove)
                 debug(fmt::format("{}: every recipient done, removed from the queue", rec.id));
-            if (counted.bounced && !counted.dsn)
-                spdlog::info("delivery: {}: {} recipient(s) failed; null sender or NOTIFY without FAILURE, no DSN",
-                             rec.id, counted.bounced);
+            if (!counted.undeliverable_bounce.empty())
+                spdlog::warn("delivery: {}: undeliverable bounce (null sender) to {}; {}", rec.id,
+                             fmt::join(counted.undeliverable_bounce, ", "),
+                             counted.double_bounce ? fmt::format("reported to double_bounce_recipient {}",
+                                                                 config()->queue.double_bounce_recipient)
+                             : counted.was_double_bounce
+                                 ? std::string("it was itself a double bounce, dropped")
+                                 : std::string("dropped ([queue] double_bounce_recipient is not set)"));
+            else if (counted.bounced && !counted.dsn)
+                spdlog::info("delivery: {}: {} recipient(s) failed; NOTIFY without FAILURE, no DSN", rec.id,
+                             counted.bounced);
             std::lock_guard lock(mutex_);
             stats_.delivered += counted.delivered;
             stats_.deferred += counted.deferred;

@@ -9,6 +9,8 @@ message/delivery-status part (Action: failed) for the refused recipient only, an
 text names the TLS reason. The refused next hops never see MAIL, and the message leaves
 the queue. With RET=FULL the bounce returns the whole message only up to [queue]
 bounce_size_limit (2KB here); a larger one comes back as its headers, and the text says so.
+A bounce (null sender) that cannot be delivered is logged at warning with its id and reason
+and reported to [queue] double_bounce_recipient, from the null sender again.
 """
 
 import re
@@ -37,7 +39,7 @@ class ExpiryBounce(PosternTestCase):
         self.a = self.start(config_text(
             [relay_connector()],
             queue={"retry": ["1s"], "expire": EXPIRE, "delay_notice": "1h",
-                   "bounce_size_limit": "2KB"},
+                   "bounce_size_limit": "2KB", "double_bounce_recipient": "postmaster@client.test"},
             send_connectors=[
                 dict(name="to-notls", address_spaces=["notls.test"],
                      smart_hosts=[f"127.0.0.1:{self.notls.port}"], **required),
@@ -115,6 +117,23 @@ class ExpiryBounce(PosternTestCase):
         if self.a.queue_list() is not None:
             wait_until(lambda: self.a.queue_list() == [], DELIVERY_TIMEOUT,
                        what="the queue to be empty after the bounces went out")
+
+    def test_an_undeliverable_bounce_is_logged_and_reported_to_double_bounce_recipient(self):
+        # A bounce (null sender) whose recipient's next hop may not be used: it expires too.
+        submit(self.a, "bob@notls.test", "a bounce from elsewhere", sender="")
+        line = wait_until(lambda: re.search(r"warning delivery: (\S+): undeliverable bounce \(null sender\) "
+                                            r"to <bob@notls\.test>: (.*)", self.a.stderr_text()),
+                          DELIVERY_TIMEOUT, what="the warning about the undeliverable bounce")
+        self.assertRegex(line.group(2), r"STARTTLS not offered.*; reported to double_bounce_recipient "
+                                        r"postmaster@client\.test")
+        # The report: from the null sender, to the postmaster address, naming the lost recipient.
+        got = wait_until(lambda: [b for b in self.bounces() if "RCPT TO:<postmaster@client.test>" in b[1]],
+                         DELIVERY_TIMEOUT, what="the double bounce at the sender's next hop")
+        mail_from, rcpts, _, raw = got[0]
+        self.assertTrue(mail_from.startswith("MAIL FROM:<>"), mail_from)
+        self.assertRegex(raw, r"(?m)^Final-Recipient: rfc822; bob@notls\.test")
+        self.assertIn("a bounce from elsewhere", raw)
+        self.assertEqual(len(self.bounces()), 1)
 
     def submit_ret_full(self, rcpt, subject, size):
         """One message with RET=FULL (RFC 3461 §4.3); returns its Message-ID."""

@@ -114,7 +114,7 @@ TEST(config_show, section_name_and_fields_filter) {
               "[[receive_connector]]\nname = \"from-partner\"\nrequire_tls = true\n\n"
               "[[receive_connector]]\nname = \"plain\"\nrequire_tls = false\n");
     EXPECT_EQ(show(c, {"queue", "", {}}), "[queue]\nretry = [\"1m\", \"90m\"]\nexpire = \"2d\"\ndelay_notice = \"4h\"\n"
-                                          "min_free = \"1GB\"\nbounce_size_limit = \"50KB\"\n");
+                                          "min_free = \"1GB\"\nbounce_size_limit = \"50KB\"\ndouble_bounce_recipient = \"\"\n");
     auto doc = nlohmann::json::parse(show(c, {"send_connector", "to-partner", {"require_tls"}}, show_format::json));
     EXPECT_EQ(doc, nlohmann::json::parse(R"({"send_connector":[{"name":"to-partner","require_tls":true}]})"));
     // Fields alone pick the key out of whichever sections have it.

@@ -443,6 +443,30 @@ TEST_F(engine_test, null_sender_failure_makes_no_dsn) {
     EXPECT_EQ(store_.committed().size(), 1u);       // only the original
 }
 
+TEST_F(engine_test, undeliverable_bounce_goes_to_double_bounce_recipient_once) {
+    smtp_peer peer;
+    auto cfg = config_with_smart_host(peer.port(), dir_);
+    // The report is refused too: it must be dropped, not reported again (no loop).
+    cfg.queue.double_bounce_recipient = "reject@partner.test";
+    const auto id = store_.add(message_to({"reject@partner.test"}, ""), body);
+    start(cfg);
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) { return s.was_removed(id); }));
+    ASSERT_TRUE(store_.wait([&](const memory_store& s) {
+        const auto all = s.committed();
+        return all.size() == 2 && s.was_removed(all[1].id);
+    }));
+    auto all = store_.committed();
+    ASSERT_EQ(all.size(), 2u);                      // the bounce and one report, never a third
+    EXPECT_EQ(all[1].mail_from, "");
+    ASSERT_EQ(all[1].recipients.size(), 1u);
+    EXPECT_EQ(all[1].recipients[0].address, "reject@partner.test");
+    EXPECT_EQ(all[1].receive_connector, "double-bounce");
+    const auto report = store_.committed_body(1);
+    EXPECT_NE(report.find("To: <reject@partner.test>"), std::string::npos) << report;
+    EXPECT_NE(report.find("Final-Recipient: rfc822; reject@partner.test"), std::string::npos);
+    engine_->stop(5s);
+}
+
 TEST_F(engine_test, null_mx_bounces_with_5_1_10) {
     auto cfg = config_with_smart_host(1, dir_);
     cfg.send_connectors[0].smart_hosts.clear();      // route by (fake) MX
