@@ -34,8 +34,12 @@ void print(const std::vector<config::diagnostic>& list) {
 
 nlohmann::ordered_json to_json(const std::vector<config::diagnostic>& list) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& d : list)
-        out.push_back({{"file", d.file.string()}, {"line", d.line}, {"key", d.key}, {"message", d.message}});
+    for (const auto& d : list) {
+        nlohmann::ordered_json entry = {{"file", d.file.string()}, {"line", d.line}, {"key", d.key}};
+        if (!d.connector.empty()) entry["connector"] = d.connector;
+        entry["message"] = d.message;
+        out.push_back(std::move(entry));
+    }
     return out;
 }
 
@@ -104,7 +108,7 @@ int run_show(const std::string& file, const show_args& args) {
 
 bool is_connector_section(const std::string& s) { return s == "receive_connector" || s == "send_connector"; }
 
-int run_set(const std::string& file, const std::vector<std::string>& words) {
+int run_set(const std::string& file, const std::vector<std::string>& words, bool create) {
     // SECTION [NAME] key=value...: NAME only after a connector section.
     std::string section = words.empty() ? std::string() : words[0];
     std::size_t next = 1;
@@ -130,7 +134,7 @@ int run_set(const std::string& file, const std::vector<std::string>& words) {
 
     config::edit_result edited;
     try {
-        edited = config::set_values(original.str(), file, section, name, assignments);
+        edited = config::set_values(original.str(), file, section, name, assignments, create);
     } catch (const std::invalid_argument& e) {
         std::cerr << "postern config set: " << e.what() << "\n";
         return exit_usage;
@@ -178,7 +182,9 @@ void add_config_command(CLI::App& app, int& exit_code) {
     set->fallthrough();
     set->add_option("words", *words, "SECTION [NAME] key=value... (values are TOML; bare words are strings)")
         ->required();
-    set->callback([file, words, &exit_code] { exit_code = run_set(*file, *words); });
+    auto create = std::make_shared<bool>(false);
+    set->add_flag("--create", *create, "append a new connector when none has NAME (otherwise that is an error)");
+    set->callback([file, words, create, &exit_code] { exit_code = run_set(*file, *words, *create); });
 }
 
 }  // namespace postern::admin

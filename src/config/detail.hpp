@@ -14,18 +14,7 @@
 
 namespace postern::config::detail {
 
-/// The line each dotted key was written on ("receive_connector[0].tls" -> 14), so that
-/// checks made after loading can still name the line. Tables are recorded too, so a
-/// key left at its default is reported on its table's header line.
-class source_lines {
-public:
-    void record(std::string key, std::uint32_t line) { lines_[std::move(key)] = line; }
-    /// The key's own line, else the nearest enclosing table's, else 0.
-    std::uint32_t line_of(std::string_view key) const;
-
-private:
-    std::map<std::string, std::uint32_t, std::less<>> lines_;
-};
+using config::source_lines;
 
 /// Collects errors and warnings for one file.
 class diagnostics {
@@ -40,6 +29,11 @@ public:
 private:
     std::filesystem::path file_;
 };
+
+/// The candidate nearest to `word` by edit distance (insertions, deletions, substitutions
+/// and swaps of neighbours), when it is near enough to be a typo of it: at most a third of
+/// the word's length, at least 1. Empty when none is.
+std::string closest_word(std::string_view word, const std::vector<std::string>& candidates);
 
 /// The cross-key checks of DESIGN.md §3 ("Errors, not warnings"), on a loaded file.
 void validate(const configuration& config, const source_lines& lines, diagnostics& out);

@@ -92,8 +92,8 @@ struct located_table {
 
 class file_editor {
 public:
-    file_editor(std::string text, std::filesystem::path file_name)
-        : text_(std::move(text)), file_name_(std::move(file_name)), root_(parse(text_, file_name_)) {}
+    file_editor(std::string text, std::filesystem::path file_name, bool create)
+        : text_(std::move(text)), file_name_(std::move(file_name)), root_(parse(text_, file_name_)), create_(create) {}
 
     const std::string& text() const { return text_; }
 
@@ -126,6 +126,10 @@ private:
             if (name.empty())
                 throw std::invalid_argument(fmt::format("{} needs a NAME: which connector?", section));
             if (auto found = find_connector(section, name); found.table) return found;
+            // A misspelt name would silently make a second, incomplete connector.
+            if (!create_)
+                throw std::invalid_argument(fmt::format("no {} is named \"{}\" (there are: {}); add --create to append a new one",
+                                                        section, name, fmt::join(connector_names(section), ", ")));
             add_lines({fmt::format("[[{}]]", section), fmt::format("name = {}", detail::toml_string(name))});
             return find_connector(section, name);
         }
@@ -135,6 +139,17 @@ private:
         const toml::table* table = root_.get(section)->as_table();
         if (!table) throw std::invalid_argument(fmt::format("{} is not a table in {}", section, file_name_.string()));
         return {table, std::string(section)};
+    }
+
+    std::vector<std::string> connector_names(std::string_view section) const {
+        std::vector<std::string> names;
+        const toml::array* array = root_.get(section) ? root_.get(section)->as_array() : nullptr;
+        if (array)
+            for (const auto& element : *array)
+                if (const toml::table* t = element.as_table(); t && t->get(std::string_view("name")))
+                    names.push_back(t->get(std::string_view("name"))->value<std::string>().value_or("?"));
+        if (names.empty()) names.push_back("none");
+        return names;
     }
 
     located_table find_connector(std::string_view section, std::string_view name) const {
@@ -179,6 +194,7 @@ private:
     std::string text_;
     std::filesystem::path file_name_;
     toml::table root_;
+    bool create_ = false;                // a connector NAME that is not there may be appended
 };
 
 bool wants_a_string(const diagnostic& d) {
@@ -190,7 +206,7 @@ bool wants_a_string(const diagnostic& d) {
 }  // namespace
 
 edit_result set_values(std::string_view original, const std::filesystem::path& file_name, std::string_view section,
-                       std::string_view name, const std::vector<assignment>& assignments) {
+                       std::string_view name, const std::vector<assignment>& assignments, bool create_connector) {
     if (assignments.empty()) throw std::invalid_argument("nothing to set: give key=value");
     for (const auto& a : assignments)
         if (!is_bare_key(a.key)) throw std::invalid_argument(fmt::format("\"{}\" is not a key name", a.key));
@@ -199,7 +215,7 @@ edit_result set_values(std::string_view original, const std::filesystem::path& f
     // wanted a string, the same words are tried again quoted.
     std::vector<bool> quoted(assignments.size(), false);
     for (;;) {
-        file_editor editor{std::string(original), file_name};
+        file_editor editor{std::string(original), file_name, create_connector};
         std::vector<std::string> keys;
         for (std::size_t i = 0; i < assignments.size(); ++i)
             keys.push_back(editor.set(section, name, assignments[i].key, value_text(assignments[i].value, quoted[i])));

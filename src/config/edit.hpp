@@ -27,13 +27,14 @@ struct edit_result {
 };
 
 /// Applies the assignments to `section` (and, for connector sections, the connector
-/// called `name`, which is appended when no connector has that name yet), then loads
-/// the result. Throws std::invalid_argument when the request itself is malformed
-/// (unknown section, NAME missing or misplaced, a key that is not a bare TOML key, an
-/// inline table that cannot grow, or an original file that is not TOML).
+/// called `name`, which is appended when no connector has that name yet and
+/// `create_connector` is set), then loads the result. Throws std::invalid_argument when
+/// the request itself is malformed (unknown section, NAME missing or misplaced, or naming
+/// no connector without `create_connector`, a key that is not a bare TOML key, an inline
+/// table that cannot grow, or an original file that is not TOML).
 edit_result set_values(std::string_view original, const std::filesystem::path& file_name,
                        std::string_view section, std::string_view name,
-                       const std::vector<assignment>& assignments);
+                       const std::vector<assignment>& assignments, bool create_connector = false);
 
 /// Replaces `file` with `text` (files/replace.hpp), keeping the original's owner and mode.
 /// A symbolic link is followed, so the link stays and its target is replaced.

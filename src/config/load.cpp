@@ -84,7 +84,7 @@ public:
     }
 
     void size(std::string_view key, std::uint64_t& out, bool zero_allowed = false) {
-        const toml::node* n = table_.get(key);
+        const toml::node* n = get(key);
         if (!n) return;
         seen_.insert(std::string(key));
         std::optional<std::uint64_t> octets;
@@ -203,6 +203,7 @@ public:
 
     /// A key that must be present; reports it on the table's line when it is not.
     bool require(std::string_view key) {
+        known_.emplace(key);
         if (table_.contains(key)) return true;
         out_.error(dotted(key), line(), "is required");
         return false;
@@ -216,14 +217,22 @@ public:
     void finish() {
         for (auto&& [key, node] : table_) {
             if (seen_.count(std::string(key.str()))) continue;
-            out_.error(dotted(key.str()), key.source().begin.line,
-                       node.is_table() ? "unknown table" : "unknown key");
+            std::string message = node.is_table() ? "unknown table" : "unknown key";
+            const auto guess = detail::closest_word(key.str(), {known_.begin(), known_.end()});
+            if (!guess.empty()) message += fmt::format("; did you mean \"{}\"?", guess);
+            out_.error(dotted(key.str()), key.source().begin.line, std::move(message));
         }
     }
 
 private:
+    /// The key's node, or null; either way the key is one this table knows ("did you mean").
+    const toml::node* get(std::string_view key) {
+        known_.emplace(key);
+        return table_.get(key);
+    }
+
     const toml::node* take(std::string_view key, toml::node_type type, std::string_view expected = {}) {
-        const toml::node* n = table_.get(key);
+        const toml::node* n = get(key);
         if (!n) return nullptr;
         seen_.insert(std::string(key));
         if (n->type() != type) {
@@ -274,6 +283,7 @@ private:
     diagnostics& out_;
     source_lines& lines_;
     std::set<std::string, std::less<>> seen_;
+    std::set<std::string, std::less<>> known_;   // every key a read asked for, present or not
 };
 
 void read_server(table_reader& r, server_section& s) {
@@ -471,9 +481,12 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     static const std::set<std::string, std::less<>> known = {
         "server", "tls", "receive_connector", "send_connector", "queue", "dns", "log", "metrics", "debug"};
     for (auto&& [key, node] : root)
-        if (!known.count(key.str()))
-            out.error(std::string(key.str()), key.source().begin.line,
-                      node.is_table() || node.is_array_of_tables() ? "unknown table" : "unknown key");
+        if (!known.count(key.str())) {
+            std::string message = node.is_table() || node.is_array_of_tables() ? "unknown table" : "unknown key";
+            const auto guess = detail::closest_word(key.str(), {known.begin(), known.end()});
+            if (!guess.empty()) message += fmt::format("; did you mean \"{}\"?", guess);
+            out.error(std::string(key.str()), key.source().begin.line, std::move(message));
+        }
 
     // Cross-key rules only make sense once every single value has been understood;
     // otherwise one typo would be reported again as a string of follow-on errors.
@@ -483,6 +496,9 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     }
     result.errors = std::move(out.errors);
     result.warnings = std::move(out.warnings);
+    name_connectors(config, result.errors);
+    name_connectors(config, result.warnings);
+    result.lines = std::move(lines);
     if (result.errors.empty()) result.config = std::move(config);
     return result;
 }
@@ -492,7 +508,7 @@ load_result load_file(const std::filesystem::path& file) {
     if (!in) {
         load_result result;
         result.errors.push_back({diagnostic::severity::error, file, 0, {},
-                                 fmt::format("cannot read the file: {}", std::strerror(errno))});
+                                 fmt::format("cannot read the file: {}", std::strerror(errno)), {}});
         return result;
     }
     std::ostringstream text;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -174,13 +175,33 @@ struct diagnostic {
     std::uint32_t line = 0;                              // 0 when the file as a whole is meant
     std::string key;                                     // dotted: "receive_connector[0].tls"
     std::string message;
+    std::string connector;                               // the name of the connector `key` is in, if any
+    /// "FILE:LINE: KEY (connector "NAME"): [warning: ]MESSAGE"
     std::string to_string() const;
 };
+
+/// The line each dotted key was written on ("receive_connector[0].tls" -> 14), so that
+/// checks made after loading can still name the line. Tables are recorded too, so a
+/// key left at its default is reported on its table's header line.
+class source_lines {
+public:
+    void record(std::string key, std::uint32_t line) { lines_[std::move(key)] = line; }
+    /// The key's own line, else the nearest enclosing table's, else 0.
+    std::uint32_t line_of(std::string_view key) const;
+
+private:
+    std::map<std::string, std::uint32_t, std::less<>> lines_;
+};
+
+/// Names the connector of every diagnostic whose key is inside one ("send_connector[1].x").
+void name_connectors(const configuration& config, std::vector<diagnostic>& list);
+
 
 struct load_result {
     std::optional<configuration> config;                 // empty when there is any error
     std::vector<diagnostic> errors;
     std::vector<diagnostic> warnings;
+    source_lines lines;                                  // for checks made after loading
     bool ok() const { return errors.empty(); }
 };
 

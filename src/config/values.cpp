@@ -141,13 +141,32 @@ std::string diagnostic::to_string() const {
     std::string out = file.string();
     if (line != 0) out += fmt::format(":{}", line);
     out += ": ";
-    if (!key.empty()) out += key + ": ";
+    if (!key.empty()) out += key;
+    if (!connector.empty()) out += fmt::format(" (connector \"{}\")", connector);
+    if (!key.empty() || !connector.empty()) out += ": ";
     if (level == severity::warning) out += "warning: ";
     out += message;
     return out;
 }
 
-namespace detail {
+void name_connectors(const configuration& config, std::vector<diagnostic>& list) {
+    auto name_of = [&](std::string_view key) -> std::string {
+        for (std::string_view kind : {"receive_connector", "send_connector"}) {
+            if (key.substr(0, kind.size() + 1) != fmt::format("{}[", kind)) continue;
+            std::size_t index = 0;
+            const auto digits = key.substr(kind.size() + 1);
+            auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+            if (ec != std::errc() || end == digits.data() || end == digits.data() + digits.size() || *end != ']')
+                return {};
+            if (kind == "receive_connector")
+                return index < config.receive_connectors.size() ? config.receive_connectors[index].name : "";
+            return index < config.send_connectors.size() ? config.send_connectors[index].name : "";
+        }
+        return {};
+    };
+    for (auto& d : list)
+        if (d.connector.empty()) d.connector = name_of(d.key);
+}
 
 std::uint32_t source_lines::line_of(std::string_view key) const {
     std::string k(key);
@@ -159,12 +178,44 @@ std::uint32_t source_lines::line_of(std::string_view key) const {
     }
 }
 
+namespace detail {
+
+namespace {
+
+/// Optimal string alignment distance (Damerau-Levenshtein without repeated edits).
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string closest_word(std::string_view word, const std::vector<std::string>& candidates) {
+    const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
+    std::string best;
+    std::size_t best_distance = limit + 1;
+    for (const auto& c : candidates) {
+        const auto distance = edit_distance(word, c);
+        if (distance < best_distance) best = c, best_distance = distance;
+    }
+    return best;
+}
+
 void diagnostics::error(std::string key, std::uint32_t line, std::string message) {
-    errors.push_back({diagnostic::severity::error, file_, line, std::move(key), std::move(message)});
+    errors.push_back({diagnostic::severity::error, file_, line, std::move(key), std::move(message), {}});
 }
 
 void diagnostics::warning(std::string key, std::uint32_t line, std::string message) {
-    warnings.push_back({diagnostic::severity::warning, file_, line, std::move(key), std::move(message)});
+    warnings.push_back({diagnostic::severity::warning, file_, line, std::move(key), std::move(message), {}});
 }
 
 std::string connector_key(std::string_view kind, std::size_t index, std::string_view key) {

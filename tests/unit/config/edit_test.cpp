@@ -85,7 +85,18 @@ TEST(config_set, adds_a_missing_section_or_connector_at_the_end) {
     ASSERT_TRUE(r.ok()) << errors_of(r);
     EXPECT_EQ(r.text, std::string(original) + "\n[queue]\nexpire = \"3d\"\n");
 
-    auto c = set("send_connector", "to-partner", {{"address_spaces", R"(["partner.test"])"}});
+    // A connector name that is not there is refused, naming those that are ...
+    try {
+        set("receive_connector", "internl", {{"require_tls", "true"}});
+        ADD_FAILURE() << "a misspelt connector name was taken as a new connector";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("no receive_connector is named \"internl\" (there are: internal)"),
+                  std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("--create"), std::string::npos) << e.what();
+    }
+    // ... unless a new one is asked for.
+    auto c = set_values(original, "postern.toml", "send_connector", "to-partner",
+                        {{"address_spaces", R"(["partner.test"])"}}, /*create_connector=*/true);
     ASSERT_TRUE(c.ok()) << errors_of(c);
     EXPECT_EQ(c.text, std::string(original) +
                           "\n[[send_connector]]\nname = \"to-partner\"\naddress_spaces = [\"partner.test\"]\n");

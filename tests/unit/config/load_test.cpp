@@ -36,9 +36,11 @@ std::string all(const std::vector<diagnostic>& list) {
     if (!words.empty() && d->message.find(words) == std::string::npos)
         return ::testing::AssertionFailure() << "message lacks \"" << words << "\": " << d->to_string();
     std::string text = d->to_string();
-    std::string prefix = "test.toml:" + std::to_string(line) + ": " + std::string(key) + ": ";
+    // A key inside a connector is followed by the connector's name.
+    std::string prefix = "test.toml:" + std::to_string(line) + ": " + std::string(key) +
+                         (d->connector.empty() ? std::string() : " (connector \"" + d->connector + "\")") + ": ";
     if (text.rfind(prefix, 0) != 0)
-        return ::testing::AssertionFailure() << "to_string() is not FILE:LINE: KEY: MESSAGE: " << text;
+        return ::testing::AssertionFailure() << "to_string() is not FILE:LINE: KEY [(connector \"NAME\")]: MESSAGE: " << text;
     if (r.config) return ::testing::AssertionFailure() << "a configuration was returned despite the error";
     return ::testing::AssertionSuccess();
 }
@@ -228,12 +230,20 @@ TEST(config_errors, toml_syntax_error_names_the_line) {
 }
 
 TEST(config_errors, unknown_key) {
-    EXPECT_TRUE(has_error(load(std::string(minimal_receive) + "requre_tls = true\n"), "receive_connector[0].requre_tls",
-                          9, "unknown key"));
+    const auto r = load(std::string(minimal_receive) + "requre_tls = true\n");
+    EXPECT_TRUE(has_error(r, "receive_connector[0].requre_tls", 9, "unknown key; did you mean \"require_tls\"?"));
+    // The connector is named, and the name is in the text.
+    EXPECT_NE(find(r.errors, "receive_connector[0].requre_tls")->to_string().find("(connector \""), std::string::npos);
+    EXPECT_TRUE(has_error(load("[queue]\nexpires = \"2d\"\n"), "queue.expires", 2, "did you mean \"expire\"?"));
+    // Nothing near enough: no guess.
+    const auto far = load("[queue]\nwhatever = 1\n");
+    ASSERT_TRUE(has_error(far, "queue.whatever", 2, "unknown key"));
+    EXPECT_EQ(find(far.errors, "queue.whatever")->message.find("did you mean"), std::string::npos);
 }
 
 TEST(config_errors, unknown_table) {
-    EXPECT_TRUE(has_error(load("[server]\nuser = \"p\"\n\n[serverr]\nx = 1\n"), "serverr", 4, "unknown table"));
+    EXPECT_TRUE(has_error(load("[server]\nuser = \"p\"\n\n[serverr]\nx = 1\n"), "serverr", 4,
+                          "unknown table; did you mean \"server\"?"));
     EXPECT_TRUE(has_error(load("[tls.extra]\nx = 1\n"), "tls.extra", 1, "unknown table"));
 }
 
