@@ -90,7 +90,7 @@ TEST(config_set, adds_a_missing_section_or_connector_at_the_end) {
         set("receive_connector", "internl", {{"require_tls", "true"}});
         ADD_FAILURE() << "a misspelt connector name was taken as a new connector";
     } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find("no receive_connector is named \"internl\" (there are: internal)"),
+        EXPECT_NE(std::string(e.what()).find("no receive_connector is named \"internl\" (there are: from-partner, internal)"),
                   std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("--create"), std::string::npos) << e.what();
     }
