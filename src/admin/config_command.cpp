@@ -18,7 +18,7 @@
 #include "config/edit.hpp"
 #include "config/schema.hpp"
 #include "config/show.hpp"
-#include "tls/expiry.hpp"
+#include "daemon/preflight.hpp"
 
 namespace postern::admin {
 
@@ -43,29 +43,9 @@ nlohmann::ordered_json to_json(const std::vector<config::diagnostic>& list) {
     return out;
 }
 
-/// Certificates that expire within 30 days (or a key ring that cannot be read) are
-/// warnings of `config check`, as they are at start and at reload.
-void add_keyring_warnings(config::load_result& result) {
-    if (!result.config) return;
-    const auto& cfg = *result.config;
-    auto warn = [&](std::string message) {
-        config::diagnostic d;
-        d.level = config::diagnostic::severity::warning;
-        d.file = cfg.file;
-        d.key = "tls.keyring";
-        d.message = std::move(message);
-        result.warnings.push_back(std::move(d));
-    };
-    try {
-        for (auto& line : tls::expiry_warnings(cfg)) warn(std::move(line));
-    } catch (const std::exception& e) {
-        warn(std::string("cannot check certificate expiry: ") + e.what());
-    }
-}
-
 int run_check(const std::string& file, bool json) {
     auto result = config::load_file(file);
-    add_keyring_warnings(result);
+    daemon::preflight(result);   // what serve and reload would find, checked now
     if (json) {
         nlohmann::ordered_json report = {{"file", file},
                                  {"valid", result.ok()},

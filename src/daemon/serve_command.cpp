@@ -27,6 +27,7 @@
 #include "daemon/commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/mail_pipeline.hpp"
+#include "daemon/preflight.hpp"
 #include "daemon/privileges.hpp"
 #include "daemon/ready_file.hpp"
 #include "files/replace.hpp"
@@ -34,7 +35,6 @@
 #include "log/protocol_log.hpp"
 #include "net/server.hpp"
 #include "queue/store.hpp"
-#include "tls/expiry.hpp"
 #include "tls/server_context.hpp"
 
 namespace postern::daemon {
@@ -64,19 +64,13 @@ auto as_account(const std::optional<service_account>& account, Fn&& fn) {
 
 std::optional<config::configuration> load_or_report(const std::string& file) {
     auto result = config::load_file(file);
+    preflight(result);   // exactly what `config check` runs
     for (const auto& w : result.warnings) spdlog::warn("{}", w.to_string());
     for (const auto& e : result.errors) spdlog::error("{}", e.to_string());
     if (!result.ok()) return std::nullopt;
     return std::move(result.config);
 }
 
-void warn_about_expiry(const config::configuration& cfg) {
-    try {
-        for (const auto& line : tls::expiry_warnings(cfg)) spdlog::warn("{}", line);
-    } catch (const std::exception& e) {
-        spdlog::warn("key ring: cannot check certificate expiry: {}", e.what());
-    }
-}
 
 // Every session and every outbound connection is a descriptor; so are the store's files,
 // the logs, the listeners and the control socket. The soft limit (often 1024) goes up to
@@ -106,7 +100,6 @@ std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) 
     auto ctx = tls::server_context::build(cfg);
     spdlog::info("tls: serving certificate \"{}\" ({}), {} days left", ctx->certificate_label(),
                  ctx->certificate_subject(), ctx->days_left());
-    warn_about_expiry(cfg);
     return ctx;
 }
 
@@ -116,12 +109,13 @@ std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) 
 control_reply reload(const std::string& file, net::server& server, mail_pipeline& pipeline) {
     spdlog::info("reload: reading {}", file);
     auto loaded = config::load_file(file);
+    preflight(loaded);
     for (const auto& w : loaded.warnings) spdlog::warn("{}", w.to_string());
     for (const auto& e : loaded.errors) spdlog::error("{}", e.to_string());
     if (!loaded.ok()) {
-        spdlog::error("reload: configuration refused; the running configuration stays in place");
+        spdlog::error("reload: configuration refused; the running configuration and key ring stay in place");
         return {false, "", "configuration refused (" + loaded.errors.front().to_string() +
-                               "); the running configuration stays in place"};
+                               "); the running configuration and key ring stay in place"};
     }
     const auto& cfg = *loaded.config;
     std::shared_ptr<tls::server_context> tls;

@@ -163,7 +163,7 @@ class RenewalAndReload(ServedKeyringTestCase):
             f.write("not " + KEYRING_PASSWORD + "\n")
         os.chmod(stash, 0o600)
 
-        self.sighup_and_wait("the running key ring stays in place")
+        self.sighup_and_wait("the running configuration and key ring stay in place")
         log = self.server.stderr_text()
         reload_part = log[log.rindex("reload: reading"):]
         self.assertIn("error", reload_part)
@@ -181,7 +181,7 @@ class RenewalAndReload(ServedKeyringTestCase):
         old_der = der_of(self.path("mx.pem"))
         with open(os.path.join(self.server.data_dir, "keyring.p12"), "wb") as f:
             f.write(b"\x30\x03not a key ring")
-        self.sighup_and_wait("the running key ring stays in place")
+        self.sighup_and_wait("the running configuration and key ring stay in place")
         self.assertEqual(self.served_certificate(), old_der)
 
 
