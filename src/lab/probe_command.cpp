@@ -51,6 +51,7 @@ constexpr const char* old_tls_message = "this server only offers TLS 1.0 / TLS 1
 
 struct probe_args {
     std::string target, tls_domain, ca, level = "domain_validation";
+    std::string client_certificate, config_file, keyring, stash;
     bool json = false;
     unsigned timeout = 15;
 };
@@ -278,6 +279,7 @@ struct probe_plan {
     bool ip_name = false;
     delivery::auth_level required = delivery::auth_level::domain_validation;
     std::vector<std::string> anchors;       // subjects of the trusted roots, for the report
+    std::string client_certificate;         // "LABEL (subject)" when one is presented
     std::shared_ptr<SSL_CTX> ctx;           // the send side's own TLS client context
     delivery::peer_expectation want;
 };
@@ -300,7 +302,9 @@ probe_plan plan_probe(const probe_args& a) {
     for (auto& ch : p.name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     p.ip_name = is_ip_literal(p.name);
 
-    p.ctx = lab_client_context("postern-probe", true, a.ca, p.anchors);
+    p.ctx = lab_client_context("postern-probe", true, a.ca, p.anchors,
+                               client_certificate_from(a.client_certificate, a.config_file, a.keyring, a.stash),
+                               &p.client_certificate);
     p.want.require_tls = true;
     p.want.required = p.required;
     if (!p.ip_name) {
@@ -429,6 +433,7 @@ void print_report(const probe_plan& p, const probe_findings& f, const std::strin
     } else if (doc.contains("tls")) {
         std::cout << "TLS:          handshake failed: " << doc["tls"]["error"].get<std::string>() << "\n";
     }
+    if (!p.client_certificate.empty()) std::cout << "Client cert:  presented " << p.client_certificate << "\n";
     for (const auto& n : f.notes) std::cout << "Note:         " << n << "\n";
     std::cout << "Level:        " << delivery::to_string(f.achieved) << " (required " << delivery::to_string(p.required)
               << "): " << (pass ? "PASS" : "FAIL") << "\n";
@@ -447,7 +452,8 @@ int probe_main(const probe_args& a) {
     f.doc = {{"target", p.host + ":" + std::to_string(p.port)},
              {"name", p.name},
              {"required", delivery::to_string(p.required)},
-             {"trust_anchors", p.anchors}};
+             {"trust_anchors", p.anchors},
+             {"client_certificate", p.client_certificate}};
     probe_connection c(p.host, p.port, a.timeout);
     f.doc["remote"] = c.remote();
     const auto pre = greet_and_starttls(c);
@@ -478,6 +484,11 @@ void add_probe_command(CLI::App& app, int& exit_code) {
     cmd->add_option("--level", a->level,
                     "level that must be reached: none | encryption_only | certificate_validation | domain_validation")
         ->default_str("domain_validation");
+    cmd->add_option("--client-certificate", a->client_certificate,
+                    "present this key ring certificate (mutual TLS); the key ring comes from -c or --keyring/--stash");
+    cmd->add_option("-c,--config", a->config_file, "configuration file whose [tls] keyring and stash to use");
+    cmd->add_option("--keyring", a->keyring, "key ring (PKCS#12) for --client-certificate");
+    cmd->add_option("--stash", a->stash, "stash file with the key ring's password");
     cmd->add_option("--timeout", a->timeout, "seconds allowed for each step")->default_str("15");
     cmd->add_flag("--json", a->json, "JSON output");
     cmd->callback([a, &exit_code] {

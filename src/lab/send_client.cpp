@@ -14,6 +14,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fmt/format.h>
@@ -141,14 +145,58 @@ std::string local_host_name() {
     return name;
 }
 
+client_certificate_choice client_certificate_from(const std::string& label, const std::string& config_file,
+                                                  const std::string& keyring, const std::string& stash) {
+    client_certificate_choice choice;
+    choice.label = label;
+    if (label.empty()) return choice;
+    if (!keyring.empty() || !stash.empty()) {
+        if (keyring.empty() || stash.empty())
+            throw std::invalid_argument("--keyring and --stash go together");
+        choice.keyring = keyring;
+        choice.stash = stash;
+        return choice;
+    }
+    if (config_file.empty())
+        throw std::invalid_argument("--client-certificate needs the key ring: -c FILE, or --keyring and --stash");
+    auto loaded = config::load_file(config_file);
+    if (!loaded.ok()) throw std::runtime_error(loaded.errors.front().to_string());
+    choice.keyring = loaded.config->tls.keyring;
+    choice.stash = loaded.config->tls.stash;
+    return choice;
+}
+
 std::shared_ptr<SSL_CTX> lab_client_context(const std::string& connector_name, bool require_tls,
-                                            const std::string& ca_file, std::vector<std::string>& anchors) {
+                                            const std::string& ca_file, std::vector<std::string>& anchors,
+                                            const client_certificate_choice& client_certificate,
+                                            std::string* presented) {
     config::configuration cfg;
     config::send_connector connector;
     connector.name = connector_name;
     connector.require_tls = require_tls;
     connector.trust_system_store = ca_file.empty();
     auto material = std::make_shared<delivery::client_tls_material>();
+    if (!client_certificate.label.empty()) {
+        // The key ring as the send side reads it; only the identity asked for is taken.
+        config::configuration ring_cfg;
+        ring_cfg.tls.keyring = client_certificate.keyring;
+        ring_cfg.tls.stash = client_certificate.stash;
+        if (!std::filesystem::exists(client_certificate.keyring))
+            throw std::runtime_error(client_certificate.keyring.string() + ": no such key ring");
+        const auto ring = delivery::client_tls_material::load(ring_cfg);
+        const auto* id = ring->find(client_certificate.label);
+        if (!id)
+            throw std::runtime_error(fmt::format("--client-certificate \"{}\" is not a certificate with a key in {}",
+                                                 client_certificate.label, client_certificate.keyring.string()));
+        delivery::client_tls_material::identity copy;
+        copy.label = id->label;
+        copy.certificate = tls::up_ref(id->certificate.get());
+        copy.key = tls::up_ref(id->key.get());
+        for (const auto& c : id->chain) copy.chain.push_back(tls::up_ref(c.get()));
+        if (presented) *presented = fmt::format("\"{}\" ({})", id->label, tls::subject_text(id->certificate.get()));
+        material->identities.push_back(std::move(copy));
+        connector.client_certificate = client_certificate.label;
+    }
     if (!ca_file.empty()) {
         for (auto& cert : tls::certificates_from_pem(tls::read_file(ca_file), ca_file)) {
             anchors.push_back(tls::subject_text(cert.get()));
@@ -168,7 +216,8 @@ delivery::session_target target_for(const send_request& req, const std::string& 
     const bool ip_name = is_ip_literal(name);
     const bool use_tls = req.tls != send_request::tls_use::none;
     // Made (and the --ca file read) even without TLS: the report names the trust anchors.
-    auto ctx = lab_client_context("postern-send", use_tls, req.ca_file, report.trust_anchors);
+    auto ctx = lab_client_context("postern-send", use_tls, req.ca_file, report.trust_anchors, req.client_certificate,
+                                  &report.client_certificate);
 
     delivery::peer_expectation want;
     want.require_tls = use_tls;
@@ -276,7 +325,45 @@ send_report run_send(const send_request& req, const std::function<void(const smt
         report.verdict.achieved == delivery::auth_level::certificate_validation)
         report.achieved = delivery::auth_level::domain_validation;   // the chain check matched the IP SAN
     if (!report.delivered && report.failure.empty()) report.failure = "not delivered";
+    if (req.tls == send_request::tls_use::implicit && report.connected && !report.verdict.tls) {
+        const auto greeting = plaintext_greeting(req.host, req.port, std::chrono::seconds(5));
+        if (!greeting.empty())
+            report.failure += fmt::format("; this port speaks SMTP in plaintext first (it greets with \"{}\"): it "
+                                          "wants STARTTLS, not implicit TLS; use --starttls",
+                                          greeting);
+    }
     return report;
+}
+
+std::string plaintext_greeting(const std::string& host, std::uint16_t port, std::chrono::seconds wait) {
+    asio::io_context io;
+    asio::ip::tcp::socket socket(io);
+    asio::steady_timer timer(io, wait);
+    std::string line;
+    asio::streambuf buffer;
+    boost::system::error_code ec;
+    asio::ip::tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+    if (ec) return {};
+    timer.async_wait([&](boost::system::error_code e) {
+        if (!e) socket.close();
+    });
+    asio::async_connect(socket, endpoints, [&](boost::system::error_code e, const asio::ip::tcp::endpoint&) {
+        if (e) {
+            timer.cancel();
+            return;
+        }
+        asio::async_read_until(socket, buffer, "\r\n", [&](boost::system::error_code r, std::size_t n) {
+            timer.cancel();
+            if (r) return;
+            line.assign(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + n - 2);
+            socket.close();
+        });
+    });
+    io.run();
+    if (line.size() < 4 || line.compare(0, 3, "220") != 0 || (line[3] != ' ' && line[3] != '-')) return {};
+    if (line.size() > 120) line = line.substr(0, 120) + "...";
+    return line;
 }
 
 }  // namespace postern::lab

@@ -7,7 +7,9 @@
 // verdict passes. Nothing is queued: the outcome is reported and forgotten.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -16,6 +18,12 @@
 #include "delivery/tls_policy.hpp"
 
 namespace postern::lab {
+
+/// A key ring certificate to present as a TLS client (mutual TLS, `--client-certificate`).
+struct client_certificate_choice {
+    std::string label;                     // "" = present none
+    std::filesystem::path keyring, stash;  // from -c FILE's [tls], or --keyring and --stash
+};
 
 struct send_request {
     enum class tls_use { none, starttls, implicit };
@@ -32,6 +40,7 @@ struct send_request {
     std::string subject = "Postern test message";
     std::string body;           // "" = a line saying what this is
     unsigned timeout_seconds = 30;
+    client_certificate_choice client_certificate;
 };
 
 struct send_report {
@@ -43,6 +52,7 @@ struct send_report {
     std::vector<std::string> trust_anchors;   // subjects of --ca, or "system CA store"
     delivery::tls_verdict verdict;       // as the delivery side logs it
     delivery::auth_level achieved = delivery::auth_level::none;   // the IP check folded in
+    std::string client_certificate;      // "LABEL (subject)" when one was offered
     std::string message_id;
     std::string final_reply;             // the reply to the final dot, or to the refused command
     std::string failure;                 // why not delivered ("" when delivered)
@@ -74,8 +84,24 @@ std::string local_host_name();
 /// The TLS client context a send connector named `connector_name` would have (TLS 1.2+,
 /// AEAD, its verify callback), trusting the roots in `ca_file` (PEM) or, when that is
 /// empty, the system store. The subjects trusted are appended to `anchors` for the report.
-/// Throws on an unreadable --ca file.
+/// With a `client_certificate` label, that key ring certificate (with its chain and key)
+/// is presented, as a send connector's client_certificate is, and `presented` says which.
+/// Throws on an unreadable --ca file, a key ring that does not open or a label that is
+/// not a certificate with its key.
 std::shared_ptr<SSL_CTX> lab_client_context(const std::string& connector_name, bool require_tls,
-                                            const std::string& ca_file, std::vector<std::string>& anchors);
+                                            const std::string& ca_file, std::vector<std::string>& anchors,
+                                            const client_certificate_choice& client_certificate = {},
+                                            std::string* presented = nullptr);
+
+/// Where `--client-certificate` finds the key ring: [tls] keyring and stash of
+/// `config_file`, or the paths given. Throws std::invalid_argument when neither is given
+/// and std::runtime_error when the configuration does not load.
+client_certificate_choice client_certificate_from(const std::string& label, const std::string& config_file,
+                                                  const std::string& keyring, const std::string& stash);
+
+/// After an implicit-TLS handshake failed: connects again in plaintext and returns the
+/// server's first line when it greets as SMTP ("220 ..."), i.e. the port wants STARTTLS.
+/// "" when it does not (or says nothing within `wait`).
+std::string plaintext_greeting(const std::string& host, std::uint16_t port, std::chrono::seconds wait);
 
 }  // namespace postern::lab

@@ -1,6 +1,7 @@
 // lab/send_command.cpp: `postern send --to ADDR [--from ADDR] [--server HOST:PORT]
-// [--starttls|--tls] [--ca FILE]` (DESIGN.md §4): one test message, the dialogue and the
-// TLS outcome on stdout, exit 0 on 250.
+// [--starttls|--tls] [--ca FILE] [--client-certificate LABEL]` (DESIGN.md §4): one test
+// message, the dialogue, the TLS outcome and the server's final reply on stdout; exit 0
+// on 250, 1 on anything else (a 4xx or 5xx included).
 //
 // Without --starttls or --tls the message goes in plaintext (and says so). With either,
 // the server certificate must chain to --ca (or the system store) and carry the server's
@@ -22,6 +23,7 @@ namespace {
 
 struct send_args {
     std::string to, from, server = "localhost:25", ca, tls_domain, level = "domain_validation", helo, subject;
+    std::string client_certificate, config_file, keyring, stash;
     bool starttls = false, implicit_tls = false, json = false;
     unsigned timeout = 30;
 };
@@ -42,6 +44,7 @@ int send_main(const send_args& a) {
         req.host = host;
         req.port = port;
         req.level = parse_auth_level(a.level);
+        req.client_certificate = client_certificate_from(a.client_certificate, a.config_file, a.keyring, a.stash);
     } catch (const std::invalid_argument& e) {
         std::cerr << "postern send: " << e.what() << "\n";
         return 2;
@@ -76,6 +79,7 @@ int send_main(const send_args& a) {
                                         : req.tls == send_request::tls_use::starttls ? "starttls"
                                                                                      : "implicit"},
                            {"message_id", report.message_id},
+                           {"client_certificate", report.client_certificate},
                            {"delivered", report.delivered},
                            {"final_reply", report.final_reply},
                            {"failure", report.failure},
@@ -111,12 +115,22 @@ int send_main(const send_args& a) {
         } else {
             std::cout << "TLS:      not used (plaintext)\n";
         }
+        if (!report.client_certificate.empty())
+            std::cout << "client:   presented certificate " << report.client_certificate << "\n";
+        // The server's last word, whatever it was: the reply to the final dot, or the
+        // 4xx/5xx that stopped the transaction.
+        if (!report.final_reply.empty()) std::cout << "reply:    " << report.final_reply << "\n";
         if (report.delivered)
             std::cout << "result:   delivered: " << report.final_reply << "\n";
         else
             std::cout << "result:   not delivered: " << report.failure << "\n";
     }
-    if (!report.delivered && !a.json) std::cerr << "postern send: not delivered: " << report.failure << "\n";
+    if (!report.delivered && !a.json)
+        std::cerr << "postern send: not delivered: "
+                  << (report.final_reply.empty() || report.failure.find(report.final_reply) != std::string::npos
+                          ? report.failure
+                          : report.final_reply + " (" + report.failure + ")")
+                  << "\n";
     return report.delivered ? 0 : 1;
 }
 
@@ -136,6 +150,11 @@ void add_send_command(CLI::App& app, int& exit_code) {
     cmd->add_option("--level", a->level,
                     "required TLS level: encryption_only | certificate_validation | domain_validation")
         ->default_str("domain_validation");
+    cmd->add_option("--client-certificate", a->client_certificate,
+                    "present this key ring certificate (mutual TLS); the key ring comes from -c or --keyring/--stash");
+    cmd->add_option("-c,--config", a->config_file, "configuration file whose [tls] keyring and stash to use");
+    cmd->add_option("--keyring", a->keyring, "key ring (PKCS#12) for --client-certificate");
+    cmd->add_option("--stash", a->stash, "stash file with the key ring's password");
     cmd->add_option("--helo", a->helo, "EHLO name (default: this host's name)");
     cmd->add_option("--subject", a->subject, "Subject of the test message");
     cmd->add_option("--timeout", a->timeout, "seconds allowed for each step")->default_str("30");

@@ -7,7 +7,11 @@
   level 0): the plain message that Postern requires TLS 1.2, exit 1.
 - send delivers over verified STARTTLS (exit 0, 250, TLS 1.2+), refuses to send MAIL to a
   server whose certificate has the wrong name, and reports the 530 of a require_tls
-  connector when asked to send in plaintext.
+  connector when asked to send in plaintext (the final reply printed, exit 1).
+- send --client-certificate LABEL presents a key ring certificate (key ring from --keyring
+  and --stash, or from -c FILE) to a mutual-TLS connector and is let in; without it the
+  server's 554 5.7.0 is printed and the exit is 1. probe names the certificate it presented.
+- send --tls against a STARTTLS port says in plain words to use --starttls.
 
 Every port comes from the OS; every wait is bounded.
 """
@@ -19,8 +23,8 @@ import threading
 import unittest
 import warnings
 
-from postern_testlib import (ACCEPTED_DOMAIN, SERVER_NAME, PosternTestCase, config_text,
-                             connector, pki, postern_bin, run, wait_until)
+from postern_testlib import (ACCEPTED_DOMAIN, KEYRING_PASSWORD, PARTNER_NAME, SERVER_NAME, PosternTestCase,
+                             config_text, connector, pki, postern_bin, run, wait_until)
 
 
 def postern(*args, timeout=60):
@@ -258,6 +262,66 @@ class SendTest(PosternTestCase):
         doc = json.loads(p.stdout)
         self.assertTrue(doc["final_reply"].startswith("530"), doc)
         self.assertFalse(doc["tls"]["used"])
+
+
+class ClientCertificateTest(PosternTestCase):
+    """A mutual-TLS receive connector that lets in the partner certificate and the server's own."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start(config_text(connectors=[connector(
+            tls="starttls", require_tls=True, auth_mechanisms=["mutual_tls"], permission_groups=["partners"],
+            partner_names=[PARTNER_NAME, SERVER_NAME])]))
+        # A key ring holding the partner's certificate and key, as a partner would keep it.
+        self.partner_ring = self.pki.path("partner-keyring.p12")
+        run(["openssl", "pkcs12", "-export", "-inkey", self.pki.path("partner.key"),
+             "-in", self.pki.path("partner.pem"), "-name", "partner", "-certfile", self.pki.ca,
+             "-caname", "Postern Test Root CA", "-passout", "pass:" + KEYRING_PASSWORD, "-out", self.partner_ring])
+
+    def send(self, *args):
+        return postern("send", "--server", f"127.0.0.1:{self.server.port()}", "--from", "alice@partner.test",
+                       "--to", f"bob@{ACCEPTED_DOMAIN}", "--starttls", "--ca", self.pki.ca,
+                       "--tls-domain", SERVER_NAME, *args)
+
+    def test_send_with_client_certificate_is_let_in(self):
+        p = self.send("--client-certificate", "partner", "--keyring", self.partner_ring, "--stash", self.pki.stash)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r'client:   presented certificate "partner" \(.*CN=' + PARTNER_NAME)
+        self.assertRegex(p.stdout, r"(?m)^reply:    250 ")
+        self.assertIn("result:   delivered: 250", p.stdout)
+
+    def test_send_with_the_servers_key_ring_from_its_configuration(self):
+        p = self.send("--client-certificate", "mx", "-c", self.server.config_file, "--json")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertTrue(doc["delivered"])
+        self.assertIn('"mx"', doc["client_certificate"])
+
+    def test_send_without_client_certificate_prints_the_554_and_fails(self):
+        p = self.send()
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"(?m)^reply:    554 5\.7\.0 ")
+        self.assertRegex(p.stderr, r"^postern send: not delivered: 554 5\.7\.0 ")
+
+    def test_unknown_label_is_a_clear_error(self):
+        p = self.send("--client-certificate", "nobody", "--keyring", self.partner_ring, "--stash", self.pki.stash)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn('--client-certificate "nobody" is not a certificate with a key in', p.stderr)
+        p = self.send("--client-certificate", "partner")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("needs the key ring: -c FILE, or --keyring and --stash", p.stderr)
+
+    def test_probe_presents_the_client_certificate(self):
+        p = postern("probe", f"127.0.0.1:{self.server.port()}", "--ca", self.pki.ca, "--tls-domain", SERVER_NAME,
+                    "--client-certificate", "partner", "--keyring", self.partner_ring, "--stash", self.pki.stash)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn('Client cert:  presented "partner"', p.stdout)
+
+    def test_implicit_tls_against_a_starttls_port_says_so(self):
+        p = postern("send", "--server", f"127.0.0.1:{self.server.port()}", "--to", f"bob@{ACCEPTED_DOMAIN}",
+                    "--tls", "--ca", self.pki.ca, "--tls-domain", SERVER_NAME, "--timeout", "5")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("it wants STARTTLS, not implicit TLS; use --starttls", p.stdout + p.stderr)
 
 
 if __name__ == "__main__":
