@@ -20,6 +20,7 @@ install_packages() {
         libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
         libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest
         openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
+        prometheus
     )
     local missing=()
     for p in "${packages[@]}"; do
@@ -29,8 +30,18 @@ install_packages() {
         echo "Installing: ${missing[*]}"
         # Postfix is a test peer only: no system-wide configuration, never started.
         echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+        # prometheus (for promtool) and unbound are test tools too: their services must not
+        # start on install. policy-rc.d (101 = action forbidden) stops invoke-rc.d for the
+        # length of the install, unless the machine already has a policy of its own.
+        local own_policy=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+            as_root chmod 755 /usr/sbin/policy-rc.d
+            own_policy=1
+        fi
         as_root apt-get update -q
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+        [ "$own_policy" -eq 1 ] && as_root rm -f /usr/sbin/policy-rc.d
     fi
 }
 

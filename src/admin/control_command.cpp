@@ -4,13 +4,18 @@
 // server over it (daemon/control_socket.hpp). `reload` exits 0 once the server took the new
 // configuration and key ring; 1 with the server's reason when it kept the old ones.
 // `stop` exits 0 once the server has stopped (its sessions had shutdown_timeout to finish).
+// `status` prints what the running server says about itself and exits 0; when no server
+// answers it prints one line saying so and exits 3, as `systemctl status` does for a
+// unit that is not running (DESIGN.md §4 records the exception to exit codes 0, 1, 2).
 #include <chrono>
+#include <iostream>
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "admin/commands.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/server_status.hpp"
 #include "config/schema.hpp"
 
 namespace postern::admin {
@@ -46,6 +51,29 @@ int run_control(const std::string& command, const control_options& opt) {
     return 0;
 }
 
+constexpr int exit_not_running = 3;
+
+int run_status(const std::string& config_file, bool json) {
+    auto loaded = config::load_file(config_file);
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "postern status: %s\n", loaded.errors.front().to_string().c_str());
+        return 1;
+    }
+    const auto& socket = loaded.config->server.control_socket;
+    control_reply reply = control_request(socket, "status", std::chrono::seconds(30));
+    if (reply.no_server) {
+        std::printf("postern is not running (nothing answers on %s)\n", socket.c_str());
+        return exit_not_running;
+    }
+    if (!reply.ok) {
+        std::fprintf(stderr, "postern status: %s\n", reply.error.c_str());
+        return 1;
+    }
+    if (json) std::cout << reply.data.dump(2) << "\n";
+    else std::cout << status_text(reply.data);
+    return 0;
+}
+
 void add_one(CLI::App& app, int& exit_code, const std::string& command, const std::string& description) {
     auto opt = std::make_shared<control_options>();
     auto* cmd = app.add_subcommand(command, description);
@@ -67,6 +95,21 @@ void add_control_commands(CLI::App& app, int& exit_code) {
             "Make the running server read its configuration and key ring again (via the control socket)");
     add_one(app, exit_code, "stop",
             "Stop the running server gracefully and wait until it has stopped (via the control socket)");
+
+    auto file = std::make_shared<std::string>();
+    auto json = std::make_shared<bool>(false);
+    auto* status = app.add_subcommand(
+        "status", "How the running server is doing: connectors, sessions, queue, certificates (exit 3: not running)");
+    status->add_option("-c,--config", *file, "Configuration file (TOML) of the running server")->required();
+    status->add_flag("--json", *json, "JSON instead of text");
+    status->callback([file, json, &exit_code] {
+        try {
+            exit_code = run_status(*file, *json);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern status: %s\n", e.what());
+            exit_code = 1;
+        }
+    });
 }
 
 }  // namespace postern::admin

@@ -11,7 +11,7 @@
 int main(int argc, char** argv) {
     CLI::App app{"Postern: a mail transfer agent with enforced, verified TLS", "postern"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "postern 0.1.0");
+    app.set_version_flag("--version", "postern " POSTERN_VERSION);
 
     int exit_code = 0;
     postern::daemon::add_serve_command(app, exit_code);

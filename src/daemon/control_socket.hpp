@@ -9,6 +9,7 @@
 //                                       open until the server has stopped (the client reads
 //                                       to end of file to know when it is gone)
 //     -> {"command":"queue-list"}    <- {"ok":true,"message":"...","data":{...}}
+//     -> {"command":"status"}        <- {"ok":true,"data":{"version":...}} (`postern status`)
 //     -> {"command":"queue-show","id":"0006..."}   (and queue-retry [id], queue-hold,
 //        queue-release, queue-delete): the `postern queue` commands; requests carry their
 //        arguments, replies their JSON data (daemon/queue_operations.hpp has the forms)
@@ -61,6 +62,8 @@ struct control_handlers {
     std::function<control_reply()> stop;
     /// The queue-* commands, with the whole request object.
     std::function<control_reply(const nlohmann::json& request)> queue;
+    /// "status": the running server's state as data (server_status.hpp).
+    std::function<control_reply()> status;
 };
 
 struct control_socket_options {

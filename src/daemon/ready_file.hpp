@@ -17,7 +17,8 @@ struct ready_listener {
 };
 
 /// {"pid": N, "listeners": [{"connector": C, "address": A, "port": P}], "control_socket": S}
+/// and, when [metrics] listen is set, "metrics": {"address": A, "port": P}.
 std::string ready_file_json(int pid, const std::vector<ready_listener>& listeners,
-                            const std::filesystem::path& control_socket);
+                            const std::filesystem::path& control_socket, const ready_listener* metrics = nullptr);
 
 }  // namespace postern::daemon

@@ -27,8 +27,11 @@
 #include "daemon/commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/mail_pipeline.hpp"
+#include "daemon/metrics_endpoint.hpp"
 #include "daemon/preflight.hpp"
 #include "daemon/privileges.hpp"
+#include "daemon/server_status.hpp"
+#include "log/metrics.hpp"
 #include "daemon/ready_file.hpp"
 #include "files/replace.hpp"
 #include "config/schema.hpp"
@@ -103,6 +106,16 @@ std::shared_ptr<tls::server_context> open_tls(const config::configuration& cfg) 
     return ctx;
 }
 
+/// The key ring's certificates for the metrics and status; a key ring that cannot be read
+/// here has already been reported by the preflight.
+void publish_certificates(const config::configuration& cfg) {
+    try {
+        log::metrics::global().set_certificates(certificate_expiries(cfg));
+    } catch (const std::exception& e) {
+        spdlog::warn("metrics: cannot read the key ring's certificates: {}", e.what());
+    }
+}
+
 /// SIGHUP or `postern reload`: new configuration and key ring for new sessions; sessions
 /// in progress keep theirs, so no message is cut. The reply says what happened (the
 /// control socket passes it on to `postern reload`).
@@ -132,6 +145,7 @@ control_reply reload(const std::string& file, net::server& server, mail_pipeline
         return {false, "", std::string(e.what()) + "; the running configuration and key ring stay in place"};
     }
     if (tls) server.set_tls_context(tls);
+    publish_certificates(cfg);
     std::string message = "reloaded";
     if (tls) message += "; serving certificate \"" + tls->certificate_label() + "\"";
     for (const auto& bind : server.update_configuration(cfg)) {
@@ -179,14 +193,18 @@ control_socket_options control_socket_options_for(const config::configuration& c
             account ? std::optional(std::pair{account->uid, account->gid}) : std::nullopt};
 }
 
-std::vector<ready_listener> start_listening(net::server& server) {
-    std::vector<ready_listener> listeners;
-    for (const auto& l : server.start()) {
+std::vector<net::bound_listener> start_listening(net::server& server) {
+    auto listeners = server.start();
+    for (const auto& l : listeners)
         spdlog::info("listening: {} on {}", fmt::join(l.connectors, ", "),
                      l.endpoint.address().to_string() + ":" + std::to_string(l.endpoint.port()));
-        listeners.push_back({l.connector, l.endpoint.address().to_string(), l.endpoint.port()});
-    }
     return listeners;
+}
+
+std::vector<ready_listener> ready_listeners(const std::vector<net::bound_listener>& bound) {
+    std::vector<ready_listener> out;
+    for (const auto& l : bound) out.push_back({l.connector, l.endpoint.address().to_string(), l.endpoint.port()});
+    return out;
 }
 
 /// What the running server answers to reload, stop and queue requests (from a signal or
@@ -194,13 +212,34 @@ std::vector<ready_listener> start_listening(net::server& server) {
 class running_server {
 public:
     running_server(const serve_options& opt, const config::configuration& cfg, net::server& server,
-                   mail_pipeline& pipeline)
-        : opt_(opt), grace_(cfg.server.shutdown_timeout), server_(server), pipeline_(pipeline) {}
+                   mail_pipeline& pipeline, std::vector<net::bound_listener> listeners)
+        : opt_(opt), grace_(cfg.server.shutdown_timeout), server_(server), pipeline_(pipeline),
+          listeners_(std::move(listeners)), cfg_(cfg) {}
 
     control_reply reload_now() {
         std::lock_guard lock(mutex_);
         if (stopping_) return {false, "", "the server is stopping"};
-        return reload(opt_.config_file, server_, pipeline_);
+        auto reply = reload(opt_.config_file, server_, pipeline_);
+        if (reply.ok) {
+            if (auto loaded = config::load_file(opt_.config_file); loaded.config) {
+                if (loaded.config->metrics.listen != cfg_.metrics.listen) {
+                    spdlog::warn("reload: [metrics] listen changed; it takes effect at the next restart");
+                    reply.message += "; [metrics] listen changed: it takes effect at the next restart";
+                }
+                cfg_ = *loaded.config;
+            }
+        }
+        return reply;
+    }
+    control_reply status_now() {
+        config::configuration cfg;
+        {
+            std::lock_guard lock(mutex_);
+            cfg = cfg_;
+        }
+        control_reply reply{true, "", ""};
+        reply.data = status_json(cfg, {listeners_, server_, pipeline_.receive_store(), started_});
+        return reply;
     }
     control_reply stop_now() {
         std::lock_guard lock(mutex_);
@@ -221,8 +260,10 @@ public:
         return reply;
     }
     control_handlers handlers() {
-        return {[this] { return reload_now(); }, [this] { return stop_now(); },
-                [this](const nlohmann::json& request) { return queue_now(request); }};
+        control_handlers h{[this] { return reload_now(); }, [this] { return stop_now(); },
+                           [this](const nlohmann::json& request) { return queue_now(request); }};
+        h.status = [this] { return status_now(); };
+        return h;
     }
     /// Deliveries under way get what is left of the same grace period.
     void stop_delivery() {
@@ -237,7 +278,10 @@ private:
     const std::chrono::seconds grace_;
     net::server& server_;
     mail_pipeline& pipeline_;
+    const std::vector<net::bound_listener> listeners_;
+    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::mutex mutex_;
+    config::configuration cfg_;   // as last loaded (start or reload), for status
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_ = std::chrono::steady_clock::now();
 };
@@ -270,17 +314,36 @@ int serve(const serve_options& opt) {
     server_options.delivery_behind = [p = pipeline.get()] { return p->delivery_behind(); };
     net::server server(*cfg, tls, pipeline->receive_store(), pipeline->receive_log(), server_options);
     const auto listeners = start_listening(server);
+    publish_certificates(*cfg);
+
+    // Bound now, as root (the port may be privileged); it answers once we have dropped.
+    std::unique_ptr<metrics_endpoint> metrics;
+    queue_counter queue_counts(pipeline->receive_store(), std::chrono::seconds(5));
+    std::optional<ready_listener> metrics_listener;
+    if (!cfg->metrics.listen.empty()) {
+        metrics = std::make_unique<metrics_endpoint>(cfg->metrics.listen, [&queue_counts] {
+            return log::metrics::global().prometheus_text(queue_counts.get());
+        });
+        const auto at = metrics->local_endpoint();
+        metrics_listener = ready_listener{"metrics", at.address().to_string(), at.port()};
+        spdlog::info("metrics: GET http://{}/metrics",
+                     at.address().is_v6() ? fmt::format("[{}]:{}", at.address().to_string(), at.port())
+                                          : fmt::format("{}:{}", at.address().to_string(), at.port()));
+    }
 
     // Written as root (its directory may be root's), as the last step before the drop;
     // nothing is served until run() below, after the drop.
     if (!opt.ready_file.empty())
-        files::replace_file(opt.ready_file, ready_file_json(::getpid(), listeners, cfg->server.control_socket));
+        files::replace_file(opt.ready_file, ready_file_json(::getpid(), ready_listeners(listeners),
+                                                            cfg->server.control_socket,
+                                                            metrics_listener ? &*metrics_listener : nullptr));
     if (account) {
         drop_privileges(*account);
         spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);
     }
 
-    running_server running(opt, *cfg, server, *pipeline);
+    running_server running(opt, *cfg, server, *pipeline, listeners);
+    if (metrics) metrics->start();
     control.start(running.handlers());
     struct control_guard {   // no request reaches the handlers once the server is gone
         control_socket& c;
@@ -300,6 +363,7 @@ int serve(const serve_options& opt) {
     pipeline->start_delivery();   // mail left in the queue by an earlier run goes out now
     server.run();
     control.stop_serving();
+    if (metrics) metrics->stop();
     running.stop_delivery();
     finished = true;
     pthread_kill(signal_thread.native_handle(), SIGUSR2);

@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/app_log.hpp"
+#include "log/metrics.hpp"
 #include "smtp/dot_writer.hpp"
 
 namespace postern::delivery {
@@ -111,11 +112,18 @@ void client_session::finish_socket() {
     usable_ = false;
 }
 
+void client_session::say_verdict(const tls_verdict& verdict) {
+    sink_.line(transcript_line::kind::info, verdict.log_line());
+    log::metrics::global().tls_verdict(log::direction::outbound, verdict.ok());
+}
+
 void client_session::log_disconnect() {
     // After the verdict line: the '-' line ends the session in the log (DESIGN §6).
     if (logged_connect_ && !closed_) {
         closed_ = true;
         sink_.disconnected();
+        log::metrics::global().session(log::direction::outbound,
+                                       verdict_ && verdict_->tls ? verdict_->protocol : std::string());
     }
 }
 
@@ -281,11 +289,13 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
                 // the reason, goes to this session's log before the '-' line.
                 verdict_ = no_tls_verdict(target_.expectation, hs.reason);
                 log({{transcript_line::kind::info, verdict_->log_line()}});
+                log::metrics::global().tls_verdict(log::direction::outbound, verdict_->ok());
                 act = fsm_->resume(client_event::tls_failed(hs.reason));
                 break;
             }
             verdict_ = evaluate(tls_->native_handle(), target_.expectation, verify_);
             log({{transcript_line::kind::info, verdict_->log_line()}});
+            log::metrics::global().tls_verdict(log::direction::outbound, verdict_->ok());
             if (!verdict_->ok()) {
                 // DESIGN §3: a verdict below the required level means no mail on this
                 // connection; the message stays queued with the reason.
@@ -348,7 +358,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
         auto hs = co_await handshake();
         if (!hs.ok) {
             report.verdict = no_tls_verdict(target_.expectation, hs.reason);
-            sink_.line(transcript_line::kind::info, report.verdict.log_line());
+            say_verdict(report.verdict);
             report.failure = session_failure{.stage = "TLS handshake",
                                              .remote = std::nullopt,
                                              .reason = hs.reason,
@@ -359,7 +369,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
             co_return report;
         }
         verdict_ = evaluate(tls_->native_handle(), target_.expectation, verify_);
-        sink_.line(transcript_line::kind::info, verdict_->log_line());
+        say_verdict(*verdict_);
         if (!verdict_->ok()) {
             report.verdict = *verdict_;
             report.failure = session_failure{.stage = "TLS verdict",
@@ -385,7 +395,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
                                                                               : "STARTTLS not used by configuration")
                                   : "STARTTLS not offered";
             verdict_ = no_tls_verdict(target_.expectation, why);
-            sink_.line(transcript_line::kind::info, verdict_->log_line());
+            say_verdict(*verdict_);
         }
         report.verdict = *verdict_;
         co_return report;
@@ -397,7 +407,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
             auto lines = report.failure->remote->lines();
             verdict_->failure = report.failure->reason + ": " + (lines.empty() ? std::string() : lines.front());
         }
-        sink_.line(transcript_line::kind::info, verdict_->log_line());
+        say_verdict(*verdict_);
     }
     report.verdict = *verdict_;
     log_disconnect();

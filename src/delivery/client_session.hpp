@@ -107,6 +107,8 @@ private:
     void log(const std::vector<transcript_line>& lines);
     void finish_socket();
     void log_disconnect();
+    /// The verdict line of this attempt (DESIGN §6), counted for the metrics too.
+    void say_verdict(const tls_verdict& verdict);
 
     boost::asio::any_io_executor executor_;
     session_settings settings_;

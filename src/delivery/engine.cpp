@@ -41,6 +41,7 @@
 
 #include "delivery/client_session.hpp"
 #include "delivery/dsn.hpp"
+#include "log/metrics.hpp"
 #include "delivery/scheduler.hpp"
 #include "delivery/tls_policy.hpp"
 
@@ -1065,6 +1066,10 @@ struct engine::impl {
             stats_.delivered += counted.delivered;
             stats_.deferred += counted.deferred;
             stats_.bounced += counted.bounced;
+            auto& m = log::metrics::global();
+            m.delivered(counted.delivered);
+            m.deferred(counted.deferred);
+            m.bounced(counted.bounced);
             index_due(rec.id, r.action == queue::change_action::remove ? std::nullopt : counted.next_due);
             if (counted.dsn || counted.relayed) {
                 stats_.dsn_sent += (counted.dsn ? 1 : 0) + (counted.relayed ? 1 : 0);

@@ -449,6 +449,13 @@ std::size_t server::active_sessions() const {
     return impl_->sessions.size();
 }
 
+std::map<std::string, std::size_t> server::sessions_by_connector() const {
+    std::lock_guard lock(impl_->mutex);
+    std::map<std::string, std::size_t> out;
+    for (const auto& [key, count] : impl_->per_connector_source) out[key.substr(0, key.find('\n'))] += count;
+    return out;
+}
+
 bool server::stopped() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->done;

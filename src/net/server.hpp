@@ -36,6 +36,7 @@
 #include <functional>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -105,6 +106,8 @@ public:
 
     /// Sessions currently open (admitted or being refused).
     std::size_t active_sessions() const;
+    /// Sessions currently open per receive connector, by name (connectors without one are absent).
+    std::map<std::string, std::size_t> sessions_by_connector() const;
     /// True once stop() was called and every session has ended.
     bool stopped() const;
 

@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "log/metrics.hpp"
 #include "log/throttle.hpp"
 #include "tls/server_context.hpp"
 
@@ -145,6 +146,7 @@ asio::awaitable<void> session::run() {
         ~end_watchdog() {
             s->finished_ = true;
             s->watchdog_.cancel();
+            log::metrics::global().session(log::direction::inbound, s->tls_protocol_);
         }
     } ending{this};
     try {
@@ -186,7 +188,10 @@ asio::awaitable<void> session::run() {
             case smtp::action::kind::commit: {
                 auto r = co_await commit(std::move(act.envelope), std::move(act.body));
                 message_just_accepted_ = r.ok;
-                if (r.ok) logger_.message_accepted();
+                if (r.ok) {
+                    logger_.message_accepted();
+                    log::metrics::global().message_received();
+                }
                 act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason), r.store_failed));
                 break;
             }
@@ -325,8 +330,11 @@ asio::awaitable<session::handshake_result> session::handshake() {
             s.partner_reason = "the connector names no partner (partner_names, partner_fingerprints)";
         if (info.resumed) logger_.info("TLS session resumed");
         result.ok = true;
+        tls_protocol_ = info.protocol;
+        log::metrics::global().tls_verdict(log::direction::inbound, true);
         co_return result;
     }
+    log::metrics::global().tls_verdict(log::direction::inbound, false);
     if (setup_.report_tls_handshake_errors && stop_level_ == 0) {
         // A peer can fail handshakes as fast as it can connect: rate-limited per connector.
         const auto kind = "receive connector " + setup_.params.policy.connector_name + ": TLS handshake failed";

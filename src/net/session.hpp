@@ -109,6 +109,7 @@ private:
     std::chrono::steady_clock::time_point last_words_deadline_ = std::chrono::steady_clock::time_point::max();
     bool message_just_accepted_ = false;          // flow control applies before the next read
     bool finished_ = false;
+    std::string tls_protocol_;                     // of the completed handshake, for the metrics
     std::chrono::steady_clock::time_point session_deadline_;
     std::unique_ptr<queue::body_spool> spool_;    // a large body on its way in
     int stop_level_ = 0;                          // 0 running, 1 polite, 2 now
