@@ -9,8 +9,9 @@
 - status once the server has stopped: one line saying so, exit 3.
 - GET /metrics: 200, text format 0.0.4, accepted by `promtool check metrics`, with the
   families the documentation lists; the counters move with real traffic (a message
-  received, a STARTTLS session, a failed handshake). Any other method: 405 with Allow:
-  GET; another path: 404.
+  received, a STARTTLS session, a failed handshake; a delivery over verified STARTTLS to
+  a next hop, and one refused for good). Any other method: 405 with Allow: GET; another
+  path: 404.
 """
 
 import http.client
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import unittest
 
+from delivery_fakes import NextHop, submit
 from postern_testlib import (ACCEPTED_DOMAIN, SERVER_NAME, PosternTestCase, SmtpConn, config_text, connector,
                              message, postern_bin, require_tool, run, wait_until)
 
@@ -185,6 +187,44 @@ class StatusAndMetrics(PosternTestCase):
         self.assertEqual(status, 404)
         # Still serving after all that.
         self.assertIn("postern_messages_received_total", self.scrape())
+
+
+class OutboundMetrics(PosternTestCase):
+
+    def test_deliveries_and_outbound_sessions_are_counted(self):
+        hop = NextHop("server")          # STARTTLS with the test PKI's mx.postern.test certificate
+        self.addCleanup(hop.stop)
+        server = self.start(config_text(
+            [connector(remote_ip_ranges=["127.0.0.0/8"], accept_any_recipient=True)],
+            send_connectors=[{"name": "to-partner", "address_spaces": ["partner.test"],
+                              "smart_hosts": [f"127.0.0.1:{hop.port}"], "require_tls": True,
+                              "tls_auth_level": "domain_validation", "tls_domain": SERVER_NAME},
+                             {"name": "to-nowhere", "address_spaces": ["*"], "smart_hosts": ["127.0.0.1:9"]}],
+            extra='\n[metrics]\nlisten = "127.0.0.1:0"\n'))
+        m = server.ready["metrics"]
+        submit(server, "bob@partner.test", "counted")
+
+        def scrape():
+            c = http.client.HTTPConnection(m["address"], m["port"], timeout=10)
+            c.request("GET", "/metrics")
+            body = c.getresponse().read().decode()
+            c.close()
+            return body
+
+        value = StatusAndMetrics.value
+        body = wait_until(lambda: (lambda b: b if value(b, "postern_messages_delivered_total") == 1 else None)(scrape()),
+                          30, what="the delivery to be counted")
+        self.assertEqual(len(hop.received()), 1)
+        self.assertGreaterEqual(value(body, "postern_tls_verdicts_total", direction="outbound", verdict="pass"), 1)
+        outbound_tls = sum(value(body, "postern_sessions_total", direction="outbound", tls=t) or 0
+                           for t in ("TLSv1.2", "TLSv1.3"))
+        # The session ends once its cached connection is closed (connection_cache_time).
+        if outbound_tls == 0:
+            body = wait_until(lambda: (lambda b: b if sum(value(b, "postern_sessions_total", direction="outbound", tls=t)
+                                                          for t in ("TLSv1.2", "TLSv1.3")) >= 1 else None)(scrape()),
+                              30, what="the outbound TLS session to be counted")
+        self.assertEqual(value(body, "postern_messages_bounced_total"), 0)
+        self.assertEqual(value(body, "postern_messages_received_total"), 1)
 
 
 if __name__ == "__main__":
