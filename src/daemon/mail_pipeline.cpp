@@ -89,8 +89,19 @@ mail_pipeline::mail_pipeline(const config::configuration& cfg) {
     resolver_ = std::make_unique<route::resolver>(cfg.dns);
     auto client_tls = delivery::client_tls_material::load(cfg);
     client_tls->check_trusted_roots(cfg);
+    prepare_save_outbound_dir(cfg);
     engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, std::move(client_tls), *send_log_);
     waking_store_ = std::make_unique<waking_store>(*store_, *engine_);
+}
+
+void prepare_save_outbound_dir(const config::configuration& cfg) {
+    const auto& dir = cfg.debug.save_outbound_dir;
+    if (dir.empty()) return;
+    // Copies of whole messages: nobody else may read them (DESIGN §3 Files).
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+    if (ec) throw std::runtime_error("[debug] save_outbound_dir " + dir.string() + ": " + ec.message());
 }
 
 mail_pipeline::~mail_pipeline() = default;   // the engine stops itself first (declared last)
@@ -102,6 +113,7 @@ void mail_pipeline::stop_delivery(std::chrono::seconds grace) { engine_->stop(gr
 void mail_pipeline::reload(const config::configuration& cfg) {
     auto client_tls = delivery::client_tls_material::load(cfg);   // may throw: nothing applied yet
     client_tls->check_trusted_roots(cfg);
+    prepare_save_outbound_dir(cfg);
     engine_->update_configuration(cfg);
     engine_->set_client_tls(std::move(client_tls));
 }

@@ -30,6 +30,9 @@ namespace postern::daemon {
 /// could not be reopened (README: the supervisor restarts it).
 inline constexpr int exit_store_unrecoverable = 75;
 
+/// [debug] save_outbound_dir, made (mode 0700) when set; throws std::runtime_error when it cannot be.
+void prepare_save_outbound_dir(const config::configuration& cfg);
+
 class mail_pipeline {
 public:
     /// Opens the store and the logs and loads the client TLS material. Throws

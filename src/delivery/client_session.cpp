@@ -22,6 +22,7 @@
 
 #include "log/app_log.hpp"
 #include "log/metrics.hpp"
+#include "tls/handshake_trace.hpp"
 #include "smtp/dot_writer.hpp"
 
 namespace postern::delivery {
@@ -45,17 +46,6 @@ std::string describe(const boost::system::error_code& ec) {
         return buf;
     }
     return ec.message();
-}
-
-/// [debug] trace_tls_handshake: OpenSSL's message callback, one server-log line per record.
-void trace_tls_message(int write_p, int version, int content_type, const void* buf, std::size_t len, SSL* ssl,
-                       void* arg) {
-    if (content_type != SSL3_RT_HANDSHAKE && content_type != SSL3_RT_ALERT) return;
-    const auto* bytes = static_cast<const unsigned char*>(buf);
-    const auto* host = static_cast<const std::string*>(arg);
-    spdlog::info("tls-trace {} {} {} type={} length={} version={:#x}", host ? *host : std::string("?"),
-                 write_p ? ">>>" : "<<<", content_type == SSL3_RT_HANDSHAKE ? "handshake" : "alert",
-                 len > 0 ? bytes[0] : 0, len, version);
 }
 
 }  // namespace
@@ -112,6 +102,11 @@ void client_session::finish_socket() {
     usable_ = false;
 }
 
+log::io_tracer& client_session::io_tracer() {
+    if (!io_trace_) io_trace_.emplace(target_.host, /*we_are_server=*/false);
+    return *io_trace_;
+}
+
 void client_session::say_verdict(const tls_verdict& verdict) {
     sink_.line(transcript_line::kind::info, verdict.log_line());
     log::metrics::global().tls_verdict(log::direction::outbound, verdict.ok());
@@ -143,7 +138,7 @@ asio::awaitable<client_session::io_result> client_session::read_some_raw() {
 }
 
 asio::awaitable<bool> client_session::write_all(std::string_view out, std::chrono::seconds limit) {
-    if (settings_.io_trace) spdlog::info("smtp-io {} > {}", target_.host, log::printable(out.substr(0, 4096)));
+    if (settings_.io_trace) io_tracer().sent(out);
     deadline_.expires_after(limit);
     auto r = co_await (write_some_raw(out) || deadline_.async_wait(use_tuple));
     if (r.index() == 1) {
@@ -200,9 +195,7 @@ asio::awaitable<client_event> client_session::read_reply(wait_stage stage) {
     auto [ec, n] = std::get<0>(r);
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return client_event::closed();
     if (ec) co_return client_event::closed(describe(ec));
-    if (settings_.io_trace)
-        spdlog::info("smtp-io {} < {}", target_.host,
-                     log::printable(std::string_view(buffer_.data(), std::min<std::size_t>(n, 4096))));
+    if (settings_.io_trace) io_tracer().received(std::string_view(buffer_.data(), n));
     co_return client_event::bytes(std::string_view(buffer_.data(), n));
 }
 
@@ -225,8 +218,8 @@ asio::awaitable<client_session::handshake_outcome> client_session::handshake() {
         co_return result;
     }
     if (settings_.trace_tls_handshake) {
-        SSL_set_msg_callback(ssl, &trace_tls_message);
-        SSL_set_msg_callback_arg(ssl, &target_.host);
+        trace_label_ = "to " + target_.host;
+        tls::enable_handshake_trace(ssl, &trace_label_);
     }
     tls_.emplace(socket_, ssl);                // the stream owns ssl from here on
     deadline_.expires_after(settings_.timeouts.tls_handshake);

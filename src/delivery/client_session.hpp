@@ -33,6 +33,7 @@
 #include "delivery/protocol_terms.hpp"
 #include "delivery/engine.hpp"
 #include "delivery/tls_policy.hpp"
+#include "log/app_log.hpp"
 
 namespace postern::delivery {
 
@@ -107,6 +108,9 @@ private:
     void log(const std::vector<transcript_line>& lines);
     void finish_socket();
     void log_disconnect();
+    std::string trace_label_;                // [debug] trace_tls_handshake: names this session's lines
+    std::optional<log::io_tracer> io_trace_;   // [debug] smtp_io_trace, made at the first line
+    log::io_tracer& io_tracer();
     /// The verdict line of this attempt (DESIGN §6), counted for the metrics too.
     void say_verdict(const tls_verdict& verdict);
 

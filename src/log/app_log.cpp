@@ -58,4 +58,27 @@ void auth_redactor::server_line(std::string_view line) {
     if (line.substr(0, 3) != "334") in_auth_ = false;
 }
 
+void io_tracer::feed(std::string_view bytes, bool incoming) {
+    constexpr std::size_t longest = 4096;
+    auto& partial = incoming ? partial_in_ : partial_out_;
+    partial.append(bytes.substr(0, partial.size() < longest + 2 ? longest + 2 - partial.size() : 0));
+    std::size_t start = 0;
+    for (std::size_t end; (end = partial.find("\r\n", start)) != std::string::npos; start = end + 2)
+        emit(std::string_view(partial).substr(start, end - start), incoming, false);
+    partial.erase(0, start);
+    if (partial.size() > longest) {
+        emit(std::string_view(partial).substr(0, longest), incoming, true);
+        partial.clear();
+    }
+}
+
+void io_tracer::emit(std::string_view line, bool incoming, bool cut) {
+    // The client's lines may carry AUTH secrets; the server's replies tell when an
+    // exchange ends.
+    const bool client_line = incoming == server_;
+    std::string text = client_line ? redactor_.client_line(line) : std::string(line);
+    if (!client_line) redactor_.server_line(line);
+    spdlog::info("smtp-io {} {} {}{}", label_, incoming ? "<" : ">", printable(text), cut ? " (line cut at 4096 octets)" : "");
+}
+
 }  // namespace postern::log

@@ -43,4 +43,24 @@ private:
     bool in_auth_ = false;
 };
 
+/// [debug] smtp_io_trace for one session: the bytes each way, one server-log line per
+/// SMTP line ("smtp-io LABEL < line" received, "> line" sent), AUTH secrets masked, control
+/// bytes escaped. Only whole lines are logged, so an AUTH line split across reads is still
+/// recognised; a line longer than 4096 octets is logged cut.
+class io_tracer {
+public:
+    /// `we_are_server`: the lines we receive are the client's (those are masked).
+    io_tracer(std::string label, bool we_are_server) : label_(std::move(label)), server_(we_are_server) {}
+    void received(std::string_view bytes) { feed(bytes, true); }
+    void sent(std::string_view bytes) { feed(bytes, false); }
+
+private:
+    void feed(std::string_view bytes, bool incoming);
+    void emit(std::string_view line, bool incoming, bool cut);
+    std::string label_;
+    bool server_;
+    auth_redactor redactor_;
+    std::string partial_in_, partial_out_;
+};
+
 }  // namespace postern::log

@@ -106,6 +106,9 @@ struct server::impl {
                            const counted_slot& slot) const;
     void take(const counted_slot& slot);
     void session_ended(std::uint64_t id, const counted_slot& slot);
+    void explain_admission(const config::configuration& c, const config::receive_connector* rc, const listener& l,
+                           const std::string& local, const std::string& remote, const counted_slot& slot,
+                           const std::string& refused_for) const;
     void begin_stop(std::chrono::seconds grace);
     void check_done();
     void for_each_session(bool now);
@@ -137,15 +140,16 @@ asio::awaitable<void> server::impl::accept_loop(listener* l) {
     }
 }
 
+std::uint32_t count_of(const std::map<std::string, std::uint32_t>& m, const std::string& key) {
+    auto it = m.find(key);
+    return it == m.end() ? 0 : it->second;
+}
+
 // DESIGN §3: max_inbound_connections counts every session; max_connections_per_source every
 // session from one source group on every bind; a connector's own per-source limit applies
 // inside it. Returns which limit is reached, or "".
 std::string server::impl::over_limit(const config::configuration& c, const config::receive_connector* rc,
                                      const counted_slot& slot) const {
-    auto count_of = [](const std::map<std::string, std::uint32_t>& m, const std::string& key) -> std::uint32_t {
-        auto it = m.find(key);
-        return it == m.end() ? 0 : it->second;
-    };
     if (admitted >= c.server.max_inbound_connections)
         return fmt::format("max_inbound_connections ({})", c.server.max_inbound_connections);
     if (count_of(per_source, slot.group) >= c.server.max_connections_per_source)
@@ -238,6 +242,11 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
             setup.prepare_tls = [context = tls_context, name = rc->name](SSL* ssl) { context->apply_trust(ssl, name); };
         setup.params.tls_available = setup.tls != nullptr;
         setup.report_tls_handshake_errors = c.debug.report_tls_handshake_errors;
+        setup.server_debug = c.debug.smtp_server_debug;
+        setup.io_trace = c.debug.smtp_io_trace;
+        setup.trace_tls_handshake = c.debug.trace_tls_handshake;
+        setup.params.explain_decisions = c.debug.smtp_server_debug;
+        if (c.debug.smtp_server_debug) explain_admission(c, rc, l, endpoint_text(local), endpoint_text(remote), slot, refused_for);
         id = next_session++;
     }
     if (!refused_for.empty()) {
@@ -281,6 +290,28 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
         }
         session_ended(id, slot);
     });
+}
+
+// [debug] smtp_server_debug: which connector a client got, and why, and where the limits stand.
+void server::impl::explain_admission(const config::configuration& c, const config::receive_connector* rc,
+                                     const listener& l, const std::string& local, const std::string& remote,
+                                     const counted_slot& slot, const std::string& refused_for) const {
+    if (!rc) {
+        spdlog::info("smtp-server (no connector) {}: connection to {} (bind {}) matches no receive connector's "
+                     "remote_ip_ranges: 554 5.7.1",
+                     remote, local, l.key);
+        return;
+    }
+    std::string ranges;
+    for (const auto& r : rc->remote_ip_ranges) ranges += (ranges.empty() ? "" : ", ") + r.text;
+    spdlog::info("smtp-server {} {}: chosen on {} (bind {}, remote_ip_ranges {}); tls {}; sessions {}/{} in all, "
+                 "{}/{} from this source, {}/{} from it on this connector{}",
+                 rc->name, remote, local, l.key, ranges,
+                 rc->tls == config::tls_mode::none ? "none" : rc->tls == config::tls_mode::starttls ? "starttls" : "implicit",
+                 admitted, c.server.max_inbound_connections, count_of(per_source, slot.group),
+                 c.server.max_connections_per_source, count_of(per_connector_source, slot.connector_key),
+                 rc->max_inbound_connections_per_source,
+                 refused_for.empty() ? std::string() : "; refused: " + refused_for + " reached");
 }
 
 void server::impl::session_ended(std::uint64_t id, const counted_slot& slot) {

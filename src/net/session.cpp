@@ -26,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/metrics.hpp"
+#include "tls/handshake_trace.hpp"
 #include "log/throttle.hpp"
 #include "tls/server_context.hpp"
 
@@ -65,7 +66,14 @@ session::session(asio::ip::tcp::socket socket, session_setup setup, queue::store
       logger_(std::move(logger)),
       fsm_(setup_.params),
       deadline_(socket_.get_executor()),
-      watchdog_(socket_.get_executor()) {}
+      watchdog_(socket_.get_executor()) {
+    if (setup_.server_debug || setup_.io_trace || setup_.trace_tls_handshake)
+        trace_label_ = fmt::format("{} {}",
+                                   setup_.params.policy.connector_name.empty() ? std::string("(no connector)")
+                                                                               : setup_.params.policy.connector_name,
+                                   logger_.remote());
+    if (setup_.io_trace) io_trace_.emplace(trace_label_, /*we_are_server=*/true);
+}
 
 // How long the last words may take once the stop's grace is over: shutdown_timeout + this
 // (plus the store's commit of a message already read) bounds the whole stop.
@@ -117,6 +125,10 @@ steady_clock::time_point session::read_deadline() const {
 
 void session::write_log(const std::vector<smtp::log_entry>& entries) {
     if (entries.empty()) return;
+    if (setup_.server_debug)
+        for (const auto& e : entries)
+            if (e.what == smtp::log_entry::kind::info)
+                spdlog::info("smtp-server {}: {}", trace_label_, log::printable(e.text));
     // One lock of the shared log for the lines of one step, not one per line.
     log_lines_.clear();
     for (const auto& e : entries) {
@@ -241,6 +253,7 @@ asio::awaitable<smtp::action> session::next_action() {
             reading_ = false;
             disarm();
             // No suspension from the read to here: the machine copies what it keeps.
+            if (io_trace_) io_trace_->received(std::string_view(buffer.data(), n));
             co_return fsm_.resume(smtp::event::bytes(std::string_view(buffer.data(), n)));
         }
         if (ec != asio::error::would_block && ec != asio::error::try_again) break;
@@ -270,6 +283,7 @@ asio::awaitable<bool> session::write_all(const std::string& out, bool closing) {
     auto limit = setup_.inactivity_timeout;
     if (closing) limit = std::min(limit, setup_.farewell_timeout);
     arm(std::min(steady_clock::now() + limit, last_words_deadline_));
+    if (io_trace_) io_trace_->sent(out);
     writing_ = true;
     io_result r;
     if (tls_) r = co_await tls_->write(asio::buffer(out));
@@ -296,6 +310,7 @@ asio::awaitable<session::handshake_result> session::handshake() {
         co_return result;
     }
     if (setup_.prepare_tls) setup_.prepare_tls(ssl);
+    if (setup_.trace_tls_handshake) tls::enable_handshake_trace(ssl, &trace_label_);
     tls_.emplace(socket_, ssl);               // the stream owns ssl from here on
     if (stop_level_ > 0) {
         result.reason = "the server is stopping";

@@ -29,6 +29,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "tls/stream.hpp"
+#include "log/app_log.hpp"
 #include "log/protocol_log.hpp"
 #include "queue/store.hpp"
 #include "smtp/server_fsm.hpp"
@@ -46,6 +47,9 @@ struct session_setup {
     std::chrono::seconds inactivity_timeout{300};
     std::chrono::seconds farewell_timeout{10};
     bool report_tls_handshake_errors = true;
+    bool server_debug = false;                    // [debug] smtp_server_debug: decisions to the server log
+    bool io_trace = false;                        // [debug] smtp_io_trace: every line in and out
+    bool trace_tls_handshake = false;             // [debug] trace_tls_handshake
     std::function<bool()> delivery_behind;        // server_options: flow control
     std::chrono::milliseconds in_flow_delay{1000};
 };
@@ -110,6 +114,9 @@ private:
     bool message_just_accepted_ = false;          // flow control applies before the next read
     bool finished_ = false;
     std::string tls_protocol_;                     // of the completed handshake, for the metrics
+    // [debug] traces: "receive connector NAME CLIENT" names every line of this session.
+    std::string trace_label_;
+    std::optional<log::io_tracer> io_trace_;       // [debug] smtp_io_trace
     std::chrono::steady_clock::time_point session_deadline_;
     std::unique_ptr<queue::body_spool> spool_;    // a large body on its way in
     int stop_level_ = 0;                          // 0 running, 1 polite, 2 now

@@ -523,7 +523,11 @@ void server_fsm::on_rcpt(const command& c) {
     }
     const auto& rc = r.value;
     if (!esmtp_ && (!rc.notify.empty() || !rc.orcpt.empty())) return send_error(replies::unsupported_parameter());
-    if (envelope_.recipients.size() >= params_.policy.max_recipients) return send(replies::too_many_recipients());
+    if (envelope_.recipients.size() >= params_.policy.max_recipients) {
+        if (params_.explain_decisions)
+            info(fmt::format("recipient refused: max_recipients ({}) reached", params_.policy.max_recipients));
+        return send(replies::too_many_recipients());
+    }
     std::string address = rc.address;
     if (rc.postmaster) {
         address = "postmaster@" + params_.policy.hostname;    // RFC 5321 §4.5.1: always ours
@@ -551,6 +555,13 @@ void server_fsm::on_rcpt(const command& c) {
             return send(replies::no_route());
         }
     }
+    if (params_.explain_decisions)
+        info(fmt::format("recipient {} taken: {}", sanitise(address),
+                         rc.postmaster                                                    ? "postmaster"
+                         : std::find(params_.policy.accepted_domains.begin(), params_.policy.accepted_domains.end(),
+                                     domain_of(address)) != params_.policy.accepted_domains.end()
+                             ? "accepted domain"
+                             : "relay permitted (accept_any_recipient)"));
     smtp::recipient rec;
     rec.address = std::move(address);
     rec.orcpt = rc.orcpt;

@@ -106,6 +106,8 @@ struct session_params {
     /// A mistake in this server's configuration met by the session (an accepted domain
     /// without a route), for the server log; may be empty.
     std::function<void(const std::string&)> configuration_problem;
+    /// [debug] smtp_server_debug: also say, as info lines, why each recipient was taken.
+    bool explain_decisions = false;
 };
 
 /// One protocol-log line produced by the machine, in the order things happened.

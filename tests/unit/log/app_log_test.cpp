@@ -5,6 +5,9 @@
 #include "log/throttle.hpp"
 
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
 
 namespace postern::log {
 namespace {
@@ -28,6 +31,30 @@ TEST(redact, challenge_responses_are_masked_until_the_final_reply) {
     EXPECT_EQ(r.client_line("c2VjcmV0"), "<secret>");
     r.server_line("235 2.7.0 Authentication successful");
     EXPECT_EQ(r.client_line("MAIL FROM:<alice@example.test>"), "MAIL FROM:<alice@example.test>");
+}
+
+TEST(io_tracer, whole_lines_both_ways_with_secrets_masked_across_reads) {
+    std::ostringstream out;
+    auto previous = spdlog::default_logger();
+    auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    capture->set_pattern("%v");
+    spdlog::set_default_logger(capture);
+    {
+        io_tracer t("inbound 192.0.2.1:4000", /*we_are_server=*/true);
+        t.received("EHLO client\r\nAUTH PLAIN AGFsa");    // the secret arrives in two reads
+        t.received("WNlAHNlY3JldA==\r\n");
+        t.sent("235 2.7.0 ok\r\n");
+        t.received(std::string(5000, 'x'));                 // no line end: cut, not kept
+        t.received("\x1b[2J\r\n");
+    }
+    spdlog::set_default_logger(previous);
+    const auto text = out.str();
+    EXPECT_NE(text.find("smtp-io inbound 192.0.2.1:4000 < EHLO client\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("smtp-io inbound 192.0.2.1:4000 < AUTH PLAIN <secret>\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("AGFsa"), std::string::npos) << text;
+    EXPECT_NE(text.find("smtp-io inbound 192.0.2.1:4000 > 235 2.7.0 ok\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("(line cut at 4096 octets)"), std::string::npos);
+    EXPECT_NE(text.find("\\x1B[2J"), std::string::npos) << text;   // escaped, not sent to the terminal
 }
 
 TEST(app_log, init_sets_the_default_logger) {
