@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fmt/format.h>
+
 #include "admin/commands.hpp"
 #include "config/schema.hpp"
 #include "tls/certificate_info.hpp"
@@ -234,6 +236,77 @@ void install(const keyring_options& o, const std::string& pem_file) {
               << tls::time_text(X509_get0_notAfter(entry->certificate.get())) << "\n";
 }
 
+/// Where the configuration names `label` (a key ring label), as "KEY (connector "NAME")"; empty when nowhere.
+std::vector<std::string> references_to(const config::configuration& cfg, const std::string& label,
+                                       const tls::keyring& ring) {
+    std::vector<std::string> refs;
+    if (cfg.tls.certificate == label) refs.push_back("[tls] certificate");
+    bool serves_tls = false;
+    for (const auto& rc : cfg.receive_connectors) serves_tls |= rc.tls != config::tls_mode::none;
+    if (cfg.tls.certificate.empty() && serves_tls) {
+        // "" means the only server certificate: removing it leaves nothing to serve.
+        const auto servers = ring.with_role(tls::entry_role::server);
+        if (servers.size() == 1 && servers.front()->label == label)
+            refs.push_back("[tls] certificate (unset: the key ring's only server certificate)");
+    }
+    for (const auto& rc : cfg.receive_connectors)
+        for (const auto& root : rc.trusted_roots)
+            if (root == label) refs.push_back("receive connector \"" + rc.name + "\" trusted_roots");
+    for (const auto& sc : cfg.send_connectors) {
+        if (sc.client_certificate == label) refs.push_back("send connector \"" + sc.name + "\" client_certificate");
+        for (const auto& root : sc.trusted_roots)
+            if (root == label) refs.push_back("send connector \"" + sc.name + "\" trusted_roots");
+    }
+    return refs;
+}
+
+/// remove and label: a label the configuration uses is not taken away from under it.
+void refuse_if_referenced(const keyring_options& o, const open_keyring& k, const std::string& label,
+                          const char* what) {
+    if (o.config_file.empty()) return;   // --keyring alone: no configuration to consult
+    auto loaded = config::load_file(o.config_file);
+    if (!loaded.ok()) return;            // a broken file is config check's to report
+    const auto refs = references_to(*loaded.config, label, k.ring);
+    if (refs.empty()) return;
+    std::string list;
+    for (const auto& r : refs) list += (list.empty() ? "" : "; ") + r;
+    throw tls::keyring_refusal(fmt::format("cannot {} \"{}\": {} uses it ({}); change that first", what, label,
+                                           o.config_file, list));
+}
+
+void renew(const keyring_options& o, const std::string& label, const std::string& key, const std::string& out) {
+    if (!key.empty()) {
+        bool known = false;
+        for (auto t : tls::key_types) known = known || key == t;
+        if (!known) throw usage_error("--key " + key + ": one of rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384");
+    }
+    open_keyring k = open_keyring::open(o);
+    tls::request_result result = tls::renew_request(k.ring, k.log, label, key);
+    tls::write_file_atomically(out, result.csr_pem, 0644);
+    k.save();
+    std::cout << "renewal of \"" << label << "\" requested as \"" << result.label << "\", CSR written to " << out
+              << "; \"" << label << "\" keeps serving until `postern keyring install` of the signed certificate "
+              << "replaces it (then `postern reload`)\n";
+}
+
+struct import_args {
+    std::string file, key, label, import_password_file;
+};
+
+void import_file(const keyring_options& o, const import_args& a) {
+    open_keyring k = open_keyring::open(o);
+    tls::secret password;
+    if (!a.import_password_file.empty()) password = tls::read_password_file(a.import_password_file);
+    auto material = tls::read_import_file(a.file, a.key, password.view());
+    const std::string wanted = a.label.empty() ? material.friendly_name : a.label;
+    const std::string label = tls::import_certificate(k.ring, std::move(material.certificates),
+                                                      std::move(material.key), wanted, a.file);
+    k.save();
+    const auto* entry = k.ring.find(label);
+    std::cout << "imported \"" << label << "\": " << tls::subject_text(entry->certificate.get()) << ", valid until "
+              << tls::time_text(X509_get0_notAfter(entry->certificate.get())) << "\n";
+}
+
 void list(const keyring_options& o, bool as_json) {
     open_keyring k = open_keyring::open(o);
     json entries = json::array();
@@ -243,8 +316,14 @@ void list(const keyring_options& o, bool as_json) {
         return;
     }
     std::vector<std::vector<std::string>> rows{{"LABEL", "ROLE", "DEFAULT", "KEY", "NOT AFTER", "DAYS", "SUBJECT"}};
+    auto role_text = [](const json& e) {
+        std::string role = text_or(e, "role");
+        if (e.contains("renewal_pending")) role += " (renewal pending: " + e["renewal_pending"].get<std::string>() + ")";
+        if (e.contains("renews")) role += " (renews " + e["renews"].get<std::string>() + ")";
+        return role;
+    };
     for (const auto& e : entries)
-        rows.push_back({text_or(e, "label"), text_or(e, "role"), e["default"].get<bool>() ? "*" : "",
+        rows.push_back({text_or(e, "label"), role_text(e), e["default"].get<bool>() ? "*" : "",
                         text_or(e, "key_type"), text_or(e, "not_after"), text_or(e, "days_left"), text_or(e, "subject")});
     print_table(rows);
 }
@@ -361,6 +440,29 @@ void add_keyring_entry_changes(CLI::App* cmd, const std::shared_ptr<keyring_opti
         guarded(exit_code, "keyring trust", [&] { trust(*o, t->pem, t->pinned_peer, t->label); });
     });
 
+    struct renew_args {
+        std::string label, key, out;
+    };
+    auto rn = std::make_shared<renew_args>();
+    auto* renew_cmd = keyring_leaf(cmd, "renew",
+                                   "new key and CSR for a certificate's names; installing the signed one replaces it "
+                                   "under the same label");
+    renew_cmd->add_option("LABEL", rn->label, "the certificate to renew")->required();
+    renew_cmd->add_option("--key", rn->key, "key type of the new key (default: the current key's)");
+    renew_cmd->add_option("--out", rn->out, "file to write the CSR to (PEM)")->required();
+    renew_cmd->callback([o, rn, &exit_code] {
+        guarded(exit_code, "keyring renew", [&] { renew(*o, rn->label, rn->key, rn->out); });
+    });
+
+    auto im = std::make_shared<import_args>();
+    auto* import_cmd = keyring_leaf(cmd, "import", "import a certificate with its key: PKCS#12 (.pfx/.p12) or PEM");
+    import_cmd->add_option("FILE", im->file, "PKCS#12 file, or PEM with the certificate (and chain, and key)")->required();
+    import_cmd->add_option("--key", im->key, "PEM private key, when FILE holds only certificates");
+    import_cmd->add_option("--label", im->label, "label (default: the PKCS#12 friendlyName, else the CN)");
+    import_cmd->add_option("--import-password-file", im->import_password_file,
+                           "password of the PKCS#12 file or of an encrypted PEM key");
+    import_cmd->callback([o, im, &exit_code] { guarded(exit_code, "keyring import", [&] { import_file(*o, *im); }); });
+
     auto install_pem = std::make_shared<std::string>();
     auto* install_cmd = keyring_leaf(cmd, "install", "install a signed certificate onto its pending request");
     install_cmd->add_option("PEM", *install_pem, "PEM file: the certificate, optionally with intermediates")->required();
@@ -374,6 +476,7 @@ void add_keyring_entry_changes(CLI::App* cmd, const std::shared_ptr<keyring_opti
     label_cmd->callback([o, names, &exit_code] {
         guarded(exit_code, "keyring label", [&] {
             open_keyring k = open_keyring::open(*o);
+            refuse_if_referenced(*o, k, (*names)[0], "rename");
             tls::rename_entry(k.ring, k.log, (*names)[0], (*names)[1]);
             k.save();
             std::cout << "renamed \"" << (*names)[0] << "\" to \"" << (*names)[1] << "\"\n";
@@ -398,6 +501,7 @@ void add_keyring_entry_changes(CLI::App* cmd, const std::shared_ptr<keyring_opti
     remove_cmd->callback([o, remove_label, &exit_code] {
         guarded(exit_code, "keyring remove", [&] {
             open_keyring k = open_keyring::open(*o);
+            refuse_if_referenced(*o, k, *remove_label, "remove");
             tls::remove_entry(k.ring, k.log, *remove_label);
             k.save();
             std::cout << "removed \"" << *remove_label << "\"\n";

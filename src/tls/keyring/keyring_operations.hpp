@@ -36,13 +36,44 @@ struct request_result {
 /// New key + CSR: the key goes into the ring as a pending request, the request into the log.
 request_result add_request(keyring& ring, request_log& log, const request_options& options);
 
+/// `keyring renew LABEL`: a new key (of `key_type`, "" = the current key's type) and a CSR
+/// for the same subject and names as LABEL's certificate, kept as a pending request
+/// ("LABEL-renewal") that renews LABEL. LABEL keeps serving; install_certificate of the
+/// signed certificate replaces LABEL's certificate and key in place. Refused
+/// (keyring_refusal) for anything but a certificate with its key, and while a renewal of
+/// LABEL is already pending.
+request_result renew_request(keyring& ring, request_log& log, const std::string& label, const std::string& key_type);
+
+/// `keyring import`: a certificate with its key from elsewhere (PKCS#12, PEM). The
+/// certificate is the one of `certificates` that matches `key`; it must be valid now, chain
+/// to a root the ring already trusts (intermediates may come along, roots are never taken
+/// from the file) and have EKU serverAuth. It becomes a server entry under `label` (""
+/// = its CN); intermediates it uses join the ring. Returns the label. Throws
+/// keyring_refusal.
+std::string import_certificate(keyring& ring, std::vector<x509_ptr> certificates, evp_pkey_ptr key,
+                               const std::string& label, const std::string& source);
+
+/// What a file to import holds: a key and certificates (the matching leaf among them).
+struct import_material {
+    evp_pkey_ptr key;
+    std::vector<x509_ptr> certificates;
+    std::string friendly_name;           // PKCS#12 friendlyName of the leaf, if any
+};
+
+/// Reads `file`: PKCS#12 (.pfx/.p12, legacy algorithms included) protected by `password`,
+/// or PEM certificates with the key in the same file or in `key_file` (encrypted PEM keys
+/// take `password`). Throws tls_error naming the file.
+import_material read_import_file(const std::filesystem::path& file, const std::filesystem::path& key_file,
+                                 std::string_view password);
+
 /// Adds CA certificates (roots and intermediates) to the ring. A non-CA certificate is
 /// refused unless `pinned_peer` (then it is trusted as itself). Certificates already in
 /// the ring are skipped. Returns "LABEL (role)" for each added one.
 std::vector<std::string> trust_certificates(keyring& ring, std::vector<x509_ptr> certificates, bool pinned_peer,
                                             const std::string& label, const std::string& source);
 
-/// Installs a signed certificate onto its pending request, matched by public key. Refuses
+/// Installs a signed certificate onto its pending request, matched by public key (for a
+/// renewal, onto the label it renews: see renew_request). Refuses
 /// (keyring_refusal) when no request matches, when it is expired or not yet valid, when its
 /// chain does not reach a trusted root of the ring, or when it lacks EKU serverAuth.
 /// Intermediates given along with it, and used by the chain, join the ring. Returns the label.

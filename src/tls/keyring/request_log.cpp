@@ -59,6 +59,7 @@ request_log request_log::load(const std::filesystem::path& keyring_file) {
             r.public_key_sha256 = item.value("public_key_sha256", std::string());
             r.state = state_from(item.value("state", std::string("pending")));
             r.state_date = item.value("state_date", std::string());
+            r.renews = item.value("renews", std::string());
             log.requests.push_back(std::move(r));
         }
     } catch (const nlohmann::json::exception& e) {
@@ -77,6 +78,7 @@ nlohmann::json request_log::to_json() const {
                             {"key_type", r.key_type}, {"public_key_sha256", r.public_key_sha256},
                             {"state", to_string(r.state)}};
         if (!r.state_date.empty()) item["state_date"] = r.state_date;
+        if (!r.renews.empty()) item["renews"] = r.renews;
         doc["requests"].push_back(std::move(item));
     }
     return doc;
@@ -92,10 +94,16 @@ request_record* request_log::find_pending_by_key(const std::string& public_key_s
     return nullptr;
 }
 
+const request_record* request_log::find_pending_by_key(const std::string& public_key_sha256) const {
+    return const_cast<request_log*>(this)->find_pending_by_key(public_key_sha256);
+}
+
 void request_log::rename(const std::string& from, const std::string& to) {
     if (default_label == from) default_label = to;
-    for (auto& r : requests)
+    for (auto& r : requests) {
         if (r.label == from && r.state != request_state::cancelled) r.label = to;
+        if (r.renews == from && r.state == request_state::pending) r.renews = to;
+    }
 }
 
 }  // namespace postern::tls

@@ -30,6 +30,7 @@ struct request_record {
     std::string public_key_sha256;
     request_state state = request_state::pending;
     std::string state_date;           // when it was installed or cancelled ("" while pending)
+    std::string renews;               // `keyring renew`: the label whose certificate it replaces ("" = none)
 };
 
 std::string to_string(request_state state);
@@ -46,6 +47,7 @@ public:
     std::vector<request_record> requests;
 
     request_record* find_pending_by_key(const std::string& public_key_sha256);
+    const request_record* find_pending_by_key(const std::string& public_key_sha256) const;
     /// Keeps labels in step with `keyring label OLD NEW`.
     void rename(const std::string& from, const std::string& to);
 
