@@ -18,9 +18,9 @@ install_packages() {
     local packages=(
         cmake g++ make pkg-config clang libclang-rt-14-dev
         libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
-        libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest
+        libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest libsystemd-dev
         openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
-        prometheus
+        prometheus dpkg-dev lintian groff-base
     )
     local missing=()
     for p in "${packages[@]}"; do
@@ -88,5 +88,11 @@ case "$mode" in
         echo "== unit tests under AddressSanitizer and UndefinedBehaviorSanitizer =="
         ctest --test-dir build-asan --output-on-failure -L unit -j"$jobs"
         ;;
-    *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
+    package)
+        build
+        rm -rf build/packages
+        (cd build && cpack >/dev/null)
+        ls build/packages/postern_*.deb | xargs -n1 realpath
+        ;;
+    *) echo "usage: $0 demo|test|build|package" >&2; exit 2 ;;
 esac

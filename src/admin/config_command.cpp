@@ -140,7 +140,8 @@ void add_config_command(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("config", "Check, show and edit the configuration file");
     cmd->require_subcommand(1);
     auto file = std::make_shared<std::string>();
-    cmd->add_option("-c,--config", *file, "configuration file (TOML)")->required();
+    *file = config::default_config_file;
+    cmd->add_option("-c,--config", *file, "configuration file (TOML)")->capture_default_str();
 
     auto* check = cmd->add_subcommand("check", "validate the file: errors and warnings name file, line and key");
     check->fallthrough();

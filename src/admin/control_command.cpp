@@ -77,7 +77,9 @@ int run_status(const std::string& config_file, bool json) {
 void add_one(CLI::App& app, int& exit_code, const std::string& command, const std::string& description) {
     auto opt = std::make_shared<control_options>();
     auto* cmd = app.add_subcommand(command, description);
-    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML) of the running server")->required();
+    opt->config_file = config::default_config_file;
+    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML) of the running server")
+        ->capture_default_str();
     cmd->callback([opt, command, &exit_code] {
         try {
             exit_code = run_control(command, *opt);
@@ -100,7 +102,9 @@ void add_control_commands(CLI::App& app, int& exit_code) {
     auto json = std::make_shared<bool>(false);
     auto* status = app.add_subcommand(
         "status", "How the running server is doing: connectors, sessions, queue, certificates (exit 3: not running)");
-    status->add_option("-c,--config", *file, "Configuration file (TOML) of the running server")->required();
+    *file = config::default_config_file;
+    status->add_option("-c,--config", *file, "Configuration file (TOML) of the running server")
+        ->capture_default_str();
     status->add_flag("--json", *json, "JSON instead of text");
     status->callback([file, json, &exit_code] {
         try {

@@ -160,7 +160,8 @@ void add_action(CLI::App& queue_cmd, int& exit_code, const std::shared_ptr<queue
 void add_queue_command(CLI::App& app, int& exit_code) {
     auto opt = std::make_shared<queue_options>();
     auto* cmd = app.add_subcommand("queue", "Look at and act on the queue (via the running server, or directly when none runs)");
-    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->required();
+    opt->config_file = config::default_config_file;
+    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->capture_default_str();
     cmd->require_subcommand(1);
     add_action(*cmd, exit_code, opt, "list", "Every queued message: id, size, arrival, sender, and per recipient "
                "state, attempts, next attempt and last reply", id_argument::none, json_output::yes);

@@ -169,6 +169,10 @@ struct configuration {
 };
 
 /// One problem in a configuration file: "FILE:LINE: KEY: MESSAGE".
+/// Where the commands look for the configuration when -c is not given (the package
+/// installs it there, a conffile).
+inline constexpr const char* default_config_file = "/etc/postern/postern.toml";
+
 struct diagnostic {
     enum class severity { error, warning } level = severity::error;
     std::filesystem::path file;

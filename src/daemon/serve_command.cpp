@@ -27,6 +27,8 @@
 #include "daemon/commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/mail_pipeline.hpp"
+#include <systemd/sd-daemon.h>
+
 #include "daemon/metrics_endpoint.hpp"
 #include "daemon/preflight.hpp"
 #include "daemon/privileges.hpp"
@@ -219,7 +221,9 @@ public:
     control_reply reload_now() {
         std::lock_guard lock(mutex_);
         if (stopping_) return {false, "", "the server is stopping"};
+        sd_notify(0, "RELOADING=1");
         auto reply = reload(opt_.config_file, server_, pipeline_);
+        sd_notify(0, reply.ok ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload refused; the old configuration runs");
         if (reply.ok) {
             if (auto loaded = config::load_file(opt_.config_file); loaded.config) {
                 if (loaded.config->metrics.listen != cfg_.metrics.listen) {
@@ -245,6 +249,7 @@ public:
         std::lock_guard lock(mutex_);
         // A second stop cuts the grace period short.
         spdlog::info("stopping: sessions have {}s to finish", stopping_ ? 0 : grace_.count());
+        sd_notify(0, "STOPPING=1");
         const auto this_grace = stopping_ ? std::chrono::seconds(0) : grace_;
         server_.stop(this_grace);
         stop_deadline_ = std::chrono::steady_clock::now() + this_grace;
@@ -341,6 +346,9 @@ int serve(const serve_options& opt) {
         drop_privileges(*account);
         spdlog::info("privileges dropped to {} (uid {})", account->name, account->uid);
     }
+    // systemd (Type=notify): ready once every listener accepts; a no-op without NOTIFY_SOCKET.
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %zu address(es)\nMAINPID=%ld", listeners.size(),
+               static_cast<long>(::getpid()));
 
     running_server running(opt, *cfg, server, *pipeline, listeners);
     if (metrics) metrics->start();
@@ -378,7 +386,8 @@ int serve(const serve_options& opt) {
 void add_serve_command(CLI::App& app, int& exit_code) {
     auto opt = std::make_shared<serve_options>();
     auto* cmd = app.add_subcommand("serve", "Run the mail server");
-    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->required();
+    opt->config_file = config::default_config_file;
+    cmd->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->capture_default_str();
     cmd->add_option("--ready-file", opt->ready_file,
                     "Write listeners and pid as JSON here once every listener accepts");
     cmd->callback([opt, &exit_code] {
