@@ -15,6 +15,7 @@
 
 #include "admin/commands.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/route_query.hpp"
 #include "daemon/server_status.hpp"
 #include "config/schema.hpp"
 
@@ -29,7 +30,7 @@ struct control_options {
 };
 
 int run_control(const std::string& command, const control_options& opt) {
-    auto loaded = config::load_file(opt.config_file);
+    auto loaded = config::load_file(opt.config_file, /*with_lists=*/false);   // the server reads them itself
     if (!loaded.ok()) {
         std::fprintf(stderr, "postern %s: %s\n", command.c_str(), loaded.errors.front().to_string().c_str());
         return 1;
@@ -54,7 +55,7 @@ int run_control(const std::string& command, const control_options& opt) {
 constexpr int exit_not_running = 3;
 
 int run_status(const std::string& config_file, bool json) {
-    auto loaded = config::load_file(config_file);
+    auto loaded = config::load_file(config_file, /*with_lists=*/false);
     if (!loaded.ok()) {
         std::fprintf(stderr, "postern status: %s\n", loaded.errors.front().to_string().c_str());
         return 1;
@@ -71,6 +72,38 @@ int run_status(const std::string& config_file, bool json) {
     }
     if (json) std::cout << reply.data.dump(2) << "\n";
     else std::cout << status_text(reply.data);
+    return 0;
+}
+
+int run_route(const std::string& config_file, const std::string& address, bool json) {
+    auto where = config::load_file(config_file, /*with_lists=*/false);   // to find the running server
+    if (!where.ok()) {
+        std::fprintf(stderr, "postern route: %s\n", where.errors.front().to_string().c_str());
+        return 1;
+    }
+    const auto& socket = where.config->server.control_socket;
+    control_reply reply = control_exchange(socket, {{"command", "route"}, {"address", address}}, std::chrono::seconds(30));
+    nlohmann::json route;
+    std::string source;
+    if (reply.no_server) {
+        // Nothing runs: the files as they are now, which the next start would use.
+        auto loaded = config::load_file(config_file);
+        if (!loaded.ok()) {
+            std::fprintf(stderr, "postern route: %s\n", loaded.errors.front().to_string().c_str());
+            return 1;
+        }
+        route = describe_route(*loaded.config, address);
+        source = "read from " + config_file + " (no server is running)";
+    } else if (!reply.ok) {
+        std::fprintf(stderr, "postern route: %s\n", reply.error.c_str());
+        return 1;
+    } else {
+        route = reply.data;
+        source = "answered by the running server";
+    }
+    route["source"] = source;
+    if (json) std::cout << route.dump(2) << "\n";
+    else std::cout << route_text(route) << "  (" << source << ")\n";
     return 0;
 }
 
@@ -106,6 +139,22 @@ void add_control_commands(CLI::App& app, int& exit_code) {
     status->add_option("-c,--config", *file, "Configuration file (TOML) of the running server")
         ->capture_default_str();
     status->add_flag("--json", *json, "JSON instead of text");
+    auto route_file = std::make_shared<std::string>(config::default_config_file);
+    auto address = std::make_shared<std::string>();
+    auto route_json = std::make_shared<bool>(false);
+    auto* route = app.add_subcommand("route", "Which send connector an address takes, and why (asks the running server)");
+    route->add_option("-c,--config", *route_file, "Configuration file (TOML)")->capture_default_str();
+    route->add_option("ADDRESS", *address, "a recipient address")->required();
+    route->add_flag("--json", *route_json, "JSON instead of text");
+    route->callback([route_file, address, route_json, &exit_code] {
+        try {
+            exit_code = run_route(*route_file, *address, *route_json);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern route: %s\n", e.what());
+            exit_code = 1;
+        }
+    });
+
     status->callback([file, json, &exit_code] {
         try {
             exit_code = run_status(*file, *json);

@@ -93,7 +93,7 @@ int run_queue(const std::string& action, const queue_options& opt) {
                      action.c_str(), opt.id.c_str(), queue::queue_id_length);
         return 2;
     }
-    auto loaded = config::load_file(opt.config_file);
+    auto loaded = config::load_file(opt.config_file, /*with_lists=*/false);   // lists are not the queue's business
     if (!loaded.ok()) {
         std::fprintf(stderr, "postern queue %s: %s\n", action.c_str(), loaded.errors.front().to_string().c_str());
         return 1;

@@ -90,6 +90,14 @@ inline constexpr enum_name<smart_host_tls> smart_host_tls_names[] = {
     {"starttls", smart_host_tls::starttls}, {"implicit", smart_host_tls::implicit}};
 inline constexpr enum_name<protocol_logging> protocol_logging_names[] = {
     {"verbose", protocol_logging::verbose}, {"none", protocol_logging::none}};
+inline constexpr enum_name<accepted_domain_type> accepted_domain_type_names[] = {
+    {"internal_relay", accepted_domain_type::internal_relay}, {"authoritative", accepted_domain_type::authoritative}};
+
+/// Reads the recipient lists the configuration names ([[send_connector]] and
+/// [[accepted_domain]] recipients), relative to the configuration file's directory; a
+/// list that cannot be read or has a bad line is an error naming its line. Warns about an
+/// empty list and an address listed for two send connectors.
+void load_recipient_lists(configuration& config, const source_lines& lines, diagnostics& out);
 
 template <class E, std::size_t N>
 std::string_view name_of(const enum_name<E> (&names)[N], E value) {

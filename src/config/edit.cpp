@@ -24,7 +24,9 @@ namespace postern::config {
 
 namespace {
 
-bool is_connector_section(std::string_view s) { return s == "receive_connector" || s == "send_connector"; }
+bool is_connector_section(std::string_view s) {
+    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain";
+}
 
 bool is_bare_key(std::string_view key) {
     return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {

@@ -340,7 +340,8 @@ void read_receive_connector(table_reader& r, receive_connector& c) {
 
 void read_send_connector(table_reader& r, send_connector& c) {
     r.require("name");
-    r.require("address_spaces");
+    if (!r.has("recipients")) r.require("address_spaces");   // a list alone is enough
+    r.path("recipients", c.recipients_file);
     r.text("name", c.name);
     r.strings("address_spaces", c.address_spaces);
     r.choice("smart_host_tls", c.smart_host_tls_mode, detail::smart_host_tls_names);
@@ -357,6 +358,13 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.count("max_per_destination", c.max_per_destination);
     r.duration("connection_cache_time", c.connection_cache_time, /*zero_allowed=*/true);
     r.choice("protocol_logging", c.logging, detail::protocol_logging_names);
+}
+
+void read_accepted_domain(table_reader& r, accepted_domain& d) {
+    r.require("name");
+    r.text("name", d.name);
+    r.choice("type", d.type, detail::accepted_domain_type_names);
+    r.path("recipients", d.recipients_file);
 }
 
 void read_queue(table_reader& r, queue_section& q) {
@@ -414,7 +422,7 @@ void read_connectors(const toml::table& root, std::string_view kind, std::vector
     if (!n) return;
     const toml::array* array = n->as_array();
     if (!array || !array->is_array_of_tables()) {
-        out.error(std::string(kind), line_of(*n), fmt::format("write each connector as a [[{}]] table", kind));
+        out.error(std::string(kind), line_of(*n), fmt::format("write each one as a [[{}]] table", kind));
         return;
     }
     for (const auto& element : *array) {
@@ -453,7 +461,7 @@ void fill_defaults(configuration& c) {
 
 }  // namespace
 
-load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name) {
+load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name, bool with_lists) {
     load_result result;
     diagnostics out(file_name);
     source_lines lines;
@@ -472,6 +480,7 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     read_section(root, "tls", config.tls, &read_tls, out, lines);
     read_connectors(root, "receive_connector", config.receive_connectors, &read_receive_connector, out, lines);
     read_connectors(root, "send_connector", config.send_connectors, &read_send_connector, out, lines);
+    read_connectors(root, "accepted_domain", config.accepted_domains, &read_accepted_domain, out, lines);
     read_section(root, "queue", config.queue, &read_queue, out, lines);
     read_section(root, "dns", config.dns, &read_dns, out, lines);
     read_section(root, "log", config.log, &read_log, out, lines);
@@ -479,7 +488,8 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     read_section(root, "debug", config.debug, &read_debug, out, lines);
 
     static const std::set<std::string, std::less<>> known = {
-        "server", "tls", "receive_connector", "send_connector", "queue", "dns", "log", "metrics", "debug"};
+        "server", "tls", "receive_connector", "send_connector", "accepted_domain", "queue", "dns", "log", "metrics",
+        "debug"};
     for (auto&& [key, node] : root)
         if (!known.count(key.str())) {
             std::string message = node.is_table() || node.is_array_of_tables() ? "unknown table" : "unknown key";
@@ -493,6 +503,7 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     if (out.errors.empty()) {
         fill_defaults(config);
         detail::validate(config, lines, out);
+        if (out.errors.empty() && with_lists) detail::load_recipient_lists(config, lines, out);
     }
     result.errors = std::move(out.errors);
     result.warnings = std::move(out.warnings);
@@ -503,7 +514,7 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     return result;
 }
 
-load_result load_file(const std::filesystem::path& file) {
+load_result load_file(const std::filesystem::path& file, bool with_lists) {
     std::ifstream in(file, std::ios::binary);
     if (!in) {
         load_result result;
@@ -513,7 +524,7 @@ load_result load_file(const std::filesystem::path& file) {
     }
     std::ostringstream text;
     text << in.rdbuf();
-    return load_string(text.str(), file);
+    return load_string(text.str(), file, with_lists);
 }
 
 }  // namespace postern::config

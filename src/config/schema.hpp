@@ -8,11 +8,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
+
+#include "config/recipient_list.hpp"
 
 namespace postern::config {
 
@@ -108,11 +111,28 @@ struct send_connector {
     /// Key ring labels of the roots (and pinned peers) that verify next hops here; empty:
     /// every root of the key ring and no pinned peer.
     std::vector<std::string> trusted_roots;
+    /// Key `recipients`: a file of addresses that take this connector ahead of any
+    /// address_spaces match (relative: to the configuration file's directory).
+    std::filesystem::path recipients_file;
+    std::shared_ptr<const recipient_list> recipients;   // loaded with the configuration
     std::uint32_t max_per_destination = 10;
     /// An idle connection waits this long for more mail to the same next hop before QUIT
     /// (Postfix: smtp_connection_cache_time_limit); 0 = QUIT at once.
     seconds connection_cache_time{2};
     protocol_logging logging = protocol_logging::verbose;            // key: protocol_logging
+};
+
+/// [[accepted_domain]]: a domain that is ours, with Exchange's two types.
+enum class accepted_domain_type {
+    internal_relay,   // every recipient accepted and routed (what accepted_domains = [...] means)
+    authoritative,    // only listed recipients; others get 550 5.1.1 at RCPT
+};
+
+struct accepted_domain {
+    std::string name;
+    accepted_domain_type type = accepted_domain_type::internal_relay;
+    std::filesystem::path recipients_file;               // relative: to the configuration file's directory
+    std::shared_ptr<const recipient_list> recipients;    // loaded with the configuration
 };
 
 struct queue_section {
@@ -161,12 +181,20 @@ struct configuration {
     tls_section tls;
     std::vector<receive_connector> receive_connectors;
     std::vector<send_connector> send_connectors;
+    std::vector<accepted_domain> accepted_domains;   // [[accepted_domain]] tables
     queue_section queue;
     dns_section dns;
     log_section log;
     metrics_section metrics;
     debug_section debug;
 };
+
+/// Every domain that is ours: [server] accepted_domains and [[accepted_domain]] names,
+/// lower-cased.
+std::vector<std::string> all_accepted_domains(const configuration& config);
+/// The [[accepted_domain]] for `domain` (case ignored); null for a plain accepted_domains
+/// entry or a domain that is not ours.
+const accepted_domain* find_accepted_domain(const configuration& config, std::string_view domain);
 
 /// One problem in a configuration file: "FILE:LINE: KEY: MESSAGE".
 /// Where the commands look for the configuration when -c is not given (the package
@@ -210,8 +238,10 @@ struct load_result {
 };
 
 /// Parses, fills defaults, resolves relative paths against data_dir, validates.
-load_result load_file(const std::filesystem::path& file);
-load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name);
+/// `with_lists` false: recipient lists are not read (a client of the running server needs
+/// only where its control socket is, and a list being edited must not stop it asking).
+load_result load_file(const std::filesystem::path& file, bool with_lists = true);
+load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name, bool with_lists = true);
 
 /// "35MB" -> 36700160; "30s"/"5m"/"2h"/"2d" -> seconds. Empty optional on bad syntax.
 std::optional<std::uint64_t> parse_size(std::string_view text);

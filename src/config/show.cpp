@@ -93,6 +93,7 @@ json send_json(const send_connector& c) {
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
             {"trusted_roots", strings(c.trusted_roots)},
+            {"recipients", c.recipients_file.string()},
             {"max_per_destination", c.max_per_destination},
             {"connection_cache_time", detail::format_duration(c.connection_cache_time)},
             {"protocol_logging", name_of(detail::protocol_logging_names, c.logging)}};
@@ -104,6 +105,11 @@ json document(const configuration& c) {
     doc["tls"] = tls_json(c.tls);
     doc["receive_connector"] = list(c.receive_connectors, receive_json);
     doc["send_connector"] = list(c.send_connectors, send_json);
+    doc["accepted_domain"] = list(c.accepted_domains, [](const accepted_domain& d) -> json {
+        return {{"name", d.name},
+                {"type", name_of(detail::accepted_domain_type_names, d.type)},
+                {"recipients", d.recipients_file.string()}};
+    });
     doc["queue"] = {{"retry", list(c.queue.retry, [](seconds s) { return detail::format_duration(s); })},
                     {"expire", detail::format_duration(c.queue.expire)},
                     {"delay_notice", detail::format_duration(c.queue.delay_notice)},
@@ -126,7 +132,9 @@ json document(const configuration& c) {
     return doc;
 }
 
-bool is_connector_section(std::string_view s) { return s == "receive_connector" || s == "send_connector"; }
+bool is_connector_section(std::string_view s) {
+    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain";
+}
 
 json only_fields(const json& table, const std::vector<std::string>& fields, bool keep_name) {
     json out = json::object();
@@ -241,8 +249,9 @@ std::string to_toml(const json& doc) {
 }  // namespace
 
 const std::vector<std::string>& section_names() {
-    static const std::vector<std::string> names = {"server", "tls",  "receive_connector", "send_connector", "queue",
-                                                   "dns",    "log",  "metrics",           "debug"};
+    static const std::vector<std::string> names = {"server",          "tls",   "receive_connector", "send_connector",
+                                                   "accepted_domain", "queue", "dns",               "log",
+                                                   "metrics",         "debug"};
     return names;
 }
 

@@ -106,6 +106,13 @@ std::set<std::string> range_identities(const std::vector<ip_range>& ranges) {
     return out;
 }
 
+std::string route_fold(std::string_view domain) {
+    std::string out(domain);
+    for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (!out.empty() && out.back() == '.') out.pop_back();
+    return out;
+}
+
 // "*", "*.partner.test" or "partner.test".
 bool is_address_space(std::string_view s) {
     if (s == "*") return true;
@@ -248,8 +255,9 @@ void validate_send_connectors(const configuration& config, const source_lines& l
 
         check_connector_name("send_connector", c.name, i, names, key("name"), line("name"), out);
 
-        if (c.address_spaces.empty())
-            out.error(key("address_spaces"), line("address_spaces"), "needs at least one domain, \"*.domain\" or \"*\"");
+        if (c.address_spaces.empty() && c.recipients_file.empty())
+            out.error(key("address_spaces"), line("address_spaces"),
+                      "needs at least one domain, \"*.domain\" or \"*\" (or a recipients list)");
         for (const auto& space : c.address_spaces) {
             if (!is_address_space(space)) {
                 out.error(key("address_spaces"), line("address_spaces"),
@@ -372,12 +380,83 @@ std::string check_ciphersuites(std::string_view suites) {
     return {};
 }
 
+// [[accepted_domain]]: each a domain, named once, in one form only.
+void validate_accepted_domains(const configuration& config, const source_lines& lines, diagnostics& out) {
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < config.accepted_domains.size(); ++i) {
+        const auto& d = config.accepted_domains[i];
+        auto key = [&](std::string_view k) { return connector_key("accepted_domain", i, k); };
+        auto line = [&](std::string_view k) { return lines.line_of(key(k)); };
+        const std::string name = route_fold(d.name);
+        if (!is_domain_name(name)) {
+            out.error(key("name"), line("name"), fmt::format("\"{}\" is not a domain name", d.name));
+            continue;
+        }
+        if (!seen.insert(name).second)
+            out.error(key("name"), line("name"), fmt::format("\"{}\" is already an [[accepted_domain]]", d.name));
+        for (const auto& listed : config.server.accepted_domains)
+            if (route_fold(listed) == name)
+                out.error(key("name"), line("name"),
+                          fmt::format("\"{}\" is also in [server] accepted_domains: name it in one place only", d.name));
+        if (d.type == accepted_domain_type::authoritative && d.recipients_file.empty())
+            out.error(key("recipients"), line("type"),
+                      "type = \"authoritative\" needs recipients: the list of addresses that exist");
+        if (d.type == accepted_domain_type::internal_relay && !d.recipients_file.empty())
+            out.warning(key("recipients"), line("recipients"),
+                        "an internal_relay domain accepts every recipient: this list is not used");
+    }
+}
+
 void validate(const configuration& config, const source_lines& lines, diagnostics& out) {
     validate_server(config, lines, out);
+    validate_accepted_domains(config, lines, out);
     validate_tls(config, lines, out);
     validate_receive_connectors(config, lines, out);
     validate_send_connectors(config, lines, out);
     validate_other_sections(config, lines, out);
+}
+
+}  // namespace postern::config::detail
+
+namespace postern::config::detail {
+
+void load_recipient_lists(configuration& config, const source_lines& lines, diagnostics& out) {
+    const auto base = config.file.parent_path();
+    auto load = [&](const std::filesystem::path& written, const std::string& key)
+        -> std::shared_ptr<const recipient_list> {
+        const auto file = written.is_relative() ? base / written : written;
+        try {
+            auto list = recipient_list::load(file);
+            if (list->size() == 0)
+                out.warning(key, lines.line_of(key), fmt::format("{} lists no address", file.string()));
+            return list;
+        } catch (const recipient_list_error& e) {
+            out.error(key, lines.line_of(key),
+                      e.line ? fmt::format("{}:{}: {}", file.string(), e.line, e.what())
+                             : fmt::format("{}: {}", file.string(), e.what()));
+            return nullptr;
+        }
+    };
+    std::map<std::string, std::string> owner;   // address -> the connector whose list has it
+    for (std::size_t i = 0; i < config.send_connectors.size(); ++i) {
+        auto& c = config.send_connectors[i];
+        if (c.recipients_file.empty()) continue;
+        const auto key = connector_key("send_connector", i, "recipients");
+        c.recipients = load(c.recipients_file, key);
+        if (!c.recipients) continue;
+        std::size_t shown = 0;
+        for (const auto& a : c.recipients->addresses()) {
+            auto [it, fresh] = owner.emplace(a, c.name);
+            if (!fresh && shown++ < 5)   // a few by name; the first list listed wins
+                out.warning(key, lines.line_of(key),
+                            fmt::format("{} is also listed for send connector \"{}\", which takes it", a, it->second));
+        }
+    }
+    for (std::size_t i = 0; i < config.accepted_domains.size(); ++i) {
+        auto& d = config.accepted_domains[i];
+        if (d.recipients_file.empty()) continue;
+        d.recipients = load(d.recipients_file, connector_key("accepted_domain", i, "recipients"));
+    }
 }
 
 }  // namespace postern::config::detail

@@ -149,6 +149,28 @@ std::string diagnostic::to_string() const {
     return out;
 }
 
+namespace {
+std::string fold_domain(std::string_view d) {
+    std::string out = fold_address(d);
+    if (!out.empty() && out.back() == '.') out.pop_back();
+    return out;
+}
+}  // namespace
+
+std::vector<std::string> all_accepted_domains(const configuration& config) {
+    std::vector<std::string> out;
+    for (const auto& d : config.server.accepted_domains) out.push_back(fold_domain(d));
+    for (const auto& d : config.accepted_domains) out.push_back(fold_domain(d.name));
+    return out;
+}
+
+const accepted_domain* find_accepted_domain(const configuration& config, std::string_view domain) {
+    const auto wanted = fold_domain(domain);
+    for (const auto& d : config.accepted_domains)
+        if (fold_domain(d.name) == wanted) return &d;
+    return nullptr;
+}
+
 void name_connectors(const configuration& config, std::vector<diagnostic>& list) {
     auto name_of = [&](std::string_view key) -> std::string {
         for (std::string_view kind : {"receive_connector", "send_connector"}) {

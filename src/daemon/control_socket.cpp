@@ -310,6 +310,12 @@ void control_socket::impl::answer(fd_owner connection) {
         } catch (const std::exception& e) {
             reply = failure(e.what());
         }
+    } else if (command == "route") {
+        try {
+            reply = handlers.route ? handlers.route(request) : failure("route is not available");
+        } catch (const std::exception& e) {
+            reply = failure(e.what());
+        }
     } else if (command.starts_with("queue-")) {
         // Changes are logged; looking is not worth a line each time.
         if (command == "queue-list" || command == "queue-show")
@@ -324,7 +330,7 @@ void control_socket::impl::answer(fd_owner connection) {
         }
     } else {
         reply = failure("unknown command \"" + command +
-                        "\" (known: reload, stop, status, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
+                        "\" (known: reload, stop, status, route, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
                         "queue-delete)");
     }
     write_all(connection.fd, reply_line(reply));

@@ -10,6 +10,7 @@
 //                                       to end of file to know when it is gone)
 //     -> {"command":"queue-list"}    <- {"ok":true,"message":"...","data":{...}}
 //     -> {"command":"status"}        <- {"ok":true,"data":{"version":...}} (`postern status`)
+//     -> {"command":"route","address":"a@b"}  <- {"ok":true,"data":{"connector":...}} (`postern route`)
 //     -> {"command":"queue-show","id":"0006..."}   (and queue-retry [id], queue-hold,
 //        queue-release, queue-delete): the `postern queue` commands; requests carry their
 //        arguments, replies their JSON data (daemon/queue_operations.hpp has the forms)
@@ -64,6 +65,8 @@ struct control_handlers {
     std::function<control_reply(const nlohmann::json& request)> queue;
     /// "status": the running server's state as data (server_status.hpp).
     std::function<control_reply()> status;
+    /// "route" with "address": where that address goes under the running configuration.
+    std::function<control_reply(const nlohmann::json& request)> route;
 };
 
 struct control_socket_options {

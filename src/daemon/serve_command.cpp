@@ -32,6 +32,7 @@
 #include "daemon/metrics_endpoint.hpp"
 #include "daemon/preflight.hpp"
 #include "daemon/privileges.hpp"
+#include "daemon/route_query.hpp"
 #include "daemon/server_status.hpp"
 #include "log/metrics.hpp"
 #include "daemon/ready_file.hpp"
@@ -235,6 +236,18 @@ public:
         }
         return reply;
     }
+    control_reply route_now(const nlohmann::json& request) {
+        const auto address = request.value("address", std::string());
+        if (address.empty()) {
+            control_reply refused{false, "", "route needs \"address\""};
+            refused.bad_request = true;
+            return refused;
+        }
+        std::lock_guard lock(mutex_);
+        control_reply reply{true, "", ""};
+        reply.data = describe_route(cfg_, address);
+        return reply;
+    }
     control_reply status_now() {
         config::configuration cfg;
         {
@@ -268,6 +281,7 @@ public:
         control_handlers h{[this] { return reload_now(); }, [this] { return stop_now(); },
                            [this](const nlohmann::json& request) { return queue_now(request); }};
         h.status = [this] { return status_now(); };
+        h.route = [this](const nlohmann::json& request) { return route_now(request); };
         return h;
     }
     /// Deliveries under way get what is left of the same grace period.

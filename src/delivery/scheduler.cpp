@@ -48,7 +48,7 @@ plan plan_message(const config::configuration& cfg, const smtp::envelope& env, s
         if (r.state != smtp::recipient_state::pending || r.next_attempt > now) continue;
         if (busy && busy(i)) continue;
         const std::string domain = recipient_domain(r.address);
-        const config::send_connector* connector = route::choose_send_connector(cfg, domain);
+        const config::send_connector* connector = route::choose_route(cfg, r.address).connector;
         if (!connector) {
             p.unroutable.push_back({env.id, i, "no send connector routes " + (domain.empty() ? r.address : domain)});
             continue;

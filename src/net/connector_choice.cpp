@@ -92,16 +92,46 @@ bool has_group(const config::receive_connector& c, config::permission_group g) {
 
 std::vector<std::string> unrouted_domains(const config::configuration& cfg) {
     std::vector<std::string> out;
-    for (const auto& domain : cfg.server.accepted_domains) {
+    for (const auto& domain : config::all_accepted_domains(cfg)) {
+        const std::string suffix = "@" + domain;
         const bool covered = std::any_of(cfg.send_connectors.begin(), cfg.send_connectors.end(), [&](const auto& s) {
-            return std::any_of(s.address_spaces.begin(), s.address_spaces.end(), [&](const std::string& space) {
-                return route::address_space_rank(space, domain).has_value();
-            });
+            if (std::any_of(s.address_spaces.begin(), s.address_spaces.end(), [&](const std::string& space) {
+                    return route::address_space_rank(space, domain).has_value();
+                }))
+                return true;
+            // A domain whose addresses are routed by a list alone counts as covered.
+            return s.recipients && std::any_of(s.recipients->addresses().begin(), s.recipients->addresses().end(),
+                                               [&](const std::string& a) { return a.ends_with(suffix); });
         });
         if (!covered) out.push_back(domain);
     }
     return out;
 }
+
+namespace {
+
+/// RCPT in an authoritative domain: listed or not (accepted_domain recipients).
+std::function<smtp::server_policy::recipient_status(const std::string&)> recipient_checker(
+    const config::configuration& cfg) {
+    std::vector<std::pair<std::string, std::shared_ptr<const config::recipient_list>>> lists;
+    for (const auto& d : cfg.accepted_domains)
+        if (d.type == config::accepted_domain_type::authoritative)
+            lists.emplace_back(config::fold_address(d.name), d.recipients);
+    if (lists.empty()) return {};
+    return [lists = std::move(lists)](const std::string& address) {
+        using status = smtp::server_policy::recipient_status;
+        const auto at = address.rfind('@');
+        const auto domain = config::fold_address(at == std::string::npos ? std::string() : address.substr(at + 1));
+        // RFC 5321 §4.5.1: postmaster exists in every domain we take mail for.
+        if (config::fold_address(address.substr(0, at == std::string::npos ? 0 : at)) == "postmaster")
+            return status::known;
+        for (const auto& [name, list] : lists)
+            if (name == domain) return list && list->contains(address) ? status::known : status::unknown;
+        return status::known;   // an internal_relay domain: everyone
+    };
+}
+
+}  // namespace
 
 smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c) {
     smtp::server_policy p;
@@ -116,7 +146,8 @@ smtp::server_policy policy_for(const config::configuration& cfg, const config::r
     p.mutual_tls = wants_mutual_tls(c);
     p.relay_for_anonymous = c.accept_any_recipient && has_group(c, config::permission_group::anonymous_users);
     p.relay_for_partners = c.accept_any_recipient && has_group(c, config::permission_group::partners);
-    p.accepted_domains = cfg.server.accepted_domains;
+    p.accepted_domains = config::all_accepted_domains(cfg);
+    p.check_recipient = recipient_checker(cfg);
     p.max_message_size = c.max_message_size;
     p.max_recipients = c.max_recipients;
     p.max_header_size = c.max_header_size;

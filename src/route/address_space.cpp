@@ -53,4 +53,32 @@ const config::send_connector* choose_send_connector(const config::configuration&
     return best;
 }
 
+route_choice choose_route(const config::configuration& cfg, const std::string& address) {
+    route_choice out;
+    for (const auto& connector : cfg.send_connectors)
+        if (connector.recipients && connector.recipients->contains(address)) {
+            out.connector = &connector;
+            out.why = "listed in " + connector.recipients_file.string();
+            return out;
+        }
+    const auto at = address.rfind('@');
+    const std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+    out.connector = choose_send_connector(cfg, domain);
+    if (!out.connector) {
+        out.why = "no send connector's address_spaces cover " + (domain.empty() ? address : domain);
+        return out;
+    }
+    std::size_t best = 0;
+    std::string space_text;
+    for (const auto& space : out.connector->address_spaces)
+        if (auto rank = address_space_rank(space, domain); rank && *rank >= best) {
+            best = *rank;
+            space_text = space;
+        }
+    out.why = "address space \"" + space_text + "\" (" +
+              (space_text == "*" ? "everything else" : space_text.starts_with("*.") ? "wildcard domain" : "exact domain") +
+              ")";
+    return out;
+}
+
 }  // namespace postern::route

@@ -83,4 +83,13 @@ private:
 const config::send_connector* choose_send_connector(const config::configuration& cfg,
                                                     const std::string& domain);
 
+/// Which send connector one recipient takes, and why (DESIGN §3 recipients): a connector
+/// whose recipients list has the address (the first such in the file), else the domain's
+/// address_spaces match. `connector` is null when nothing routes it.
+struct route_choice {
+    const config::send_connector* connector = nullptr;
+    std::string why;   // "listed in FILE", "address space \"corp.test\" (exact domain)", ...
+};
+route_choice choose_route(const config::configuration& cfg, const std::string& address);
+
 }  // namespace postern::route

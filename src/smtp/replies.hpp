@@ -93,12 +93,17 @@ inline reply tls_not_available() { return {454, {4, 7, 0}, "TLS not available du
 // --- policy and resources ------------------------------------------------------------
 /// DESIGN §5: recipient outside accepted_domains without accept_any_recipient.
 inline reply relay_denied() { return {550, {5, 7, 1}, "Relay access denied"}; }
-/// DESIGN §5: a local part that routes elsewhere (%, !, a second @) from a client
-/// without relay permission (allow_untrusted_routing = false).
 /// DESIGN §5: a recipient in an accepted domain that no send connector covers. A mistake
 /// in this server's configuration, so the sender keeps the mail and retries while it is
 /// fixed, instead of a 250 followed by a bounce.
 inline reply no_route() { return {451, {4, 4, 4}, "No route to this domain here yet, try again later"}; }
+/// DESIGN §5: a recipient an authoritative accepted domain does not list: refused at RCPT,
+/// so no bounce (backscatter to a forged sender) ever follows.
+inline reply unknown_user() { return {550, {5, 1, 1}, "No such user here"}; }
+/// DESIGN §5: the recipient directory cannot say whether the user exists; never a 550.
+inline reply directory_unavailable() { return {451, {4, 4, 3}, "Recipient directory unavailable, try again later"}; }
+/// DESIGN §5: a local part that routes elsewhere (%, !, a second @) from a client
+/// without relay permission (allow_untrusted_routing = false).
 inline reply routing_denied() { return {550, {5, 7, 1}, "Relay access denied: sender-specified routing is not allowed"}; }
 /// DESIGN §5: SIZE= at MAIL or the body at end of DATA over max_message_size.
 inline reply message_too_big() { return {552, {5, 3, 4}, "Message size exceeds fixed maximum message size"}; }

@@ -554,6 +554,18 @@ void server_fsm::on_rcpt(const command& c) {
             if (params_.configuration_problem) params_.configuration_problem(problem);
             return send(replies::no_route());
         }
+        if (ours && params_.policy.check_recipient) {
+            switch (params_.policy.check_recipient(address)) {
+            case server_policy::recipient_status::known: break;
+            case server_policy::recipient_status::unknown:
+                info(fmt::format("recipient {} unknown: {} is authoritative and does not list it", sanitise(address),
+                                 sanitise(domain)));
+                return send(replies::unknown_user());
+            case server_policy::recipient_status::unavailable:
+                info(fmt::format("recipient {}: the directory cannot answer; 451 4.4.3", sanitise(address)));
+                return send(replies::directory_unavailable());
+            }
+        }
     }
     if (params_.explain_decisions)
         info(fmt::format("recipient {} taken: {}", sanitise(address),

@@ -67,6 +67,10 @@ struct server_policy {
     /// Accepted domains that no send connector covers (net/connector_choice): RCPT for
     /// them gets 451 4.4.4 and the driver is told (session_params::configuration_problem).
     std::vector<std::string> unrouted_domains;
+    /// For a recipient in one of our domains: whether it exists (authoritative domains).
+    /// Empty: every recipient of ours is taken (internal_relay).
+    enum class recipient_status { known, unknown, unavailable };
+    std::function<recipient_status(const std::string& address)> check_recipient;
 };
 
 /// The outcome of a TLS handshake as far as the protocol cares (net/ reads it off the

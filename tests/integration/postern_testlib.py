@@ -404,7 +404,7 @@ class Postern:
 
 
 def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_failure=False,
-                  timeout=READY_TIMEOUT, base_dir=None, env=None, wrapper=None):
+                  timeout=READY_TIMEOUT, base_dir=None, env=None, wrapper=None, before_start=None):
     """Writes `config` (text; "{data_dir}" replaced) into a fresh data_dir with the test
     key ring and stash, starts `postern serve -c FILE --ready-file PATH`, and waits
     (polling, bounded) for the ready-file JSON. Returns a Postern.
@@ -414,6 +414,8 @@ def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_fail
     expect_failure: return (returncode, stderr) when the server exits instead of serving.
     env: variables added to the server's environment (LD_PRELOAD of the fault shim).
     wrapper: a command the server runs under (["prlimit", "--nofile=80:80", "--"]).
+    before_start: called with the directory of the configuration file before the server
+    starts (files the configuration names relative to it, such as recipient lists).
     """
     binary = postern_bin()
     if binary is None:
@@ -438,6 +440,8 @@ def start_postern(config, data_dir=None, keyring=None, as_user=None, expect_fail
     config_file = os.path.join(base, "postern.toml")
     with open(config_file, "w") as f:
         f.write(config.replace("{data_dir}", data_dir))
+    if before_start:
+        before_start(base)
     ready_file = os.path.join(base, "ready.json")
     if os.path.exists(ready_file):
         os.unlink(ready_file)

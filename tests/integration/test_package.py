@@ -130,7 +130,8 @@ class Package(unittest.TestCase):
         minimal = os.path.join(self.work, "minimal.toml")
         with open(minimal, "w") as f:
             f.write('[server]\nhostname = "a.test"\n[[receive_connector]]\nname = "r"\nbind = ["127.0.0.1:25"]\n'
-                    '[[send_connector]]\nname = "s"\naddress_spaces = ["*"]\n')
+                    '[[send_connector]]\nname = "s"\naddress_spaces = ["*"]\n'
+                    '[[accepted_domain]]\nname = "corp.test"\n')
         shown = json.loads(run([postern_bin(), "config", "show", "-c", minimal, "--json"]).stdout)
         ordered = sorted(sections.items(), key=lambda kv: kv[1])
         for section, body in shown.items():

@@ -573,7 +573,8 @@ TEST(connector_choice, accepted_domains_without_a_send_connector_are_unrouted) {
     exact.name = "example";
     exact.address_spaces = {"EXAMPLE.test."};
     cfg.send_connectors.push_back(exact);
-    EXPECT_EQ(net::unrouted_domains(cfg), (std::vector<std::string>{"partner.test", "Other.Test"}));
+    // Named as compared: lower case.
+    EXPECT_EQ(net::unrouted_domains(cfg), (std::vector<std::string>{"partner.test", "other.test"}));
 
     config::send_connector everything;
     everything.name = "internet";
@@ -581,7 +582,38 @@ TEST(connector_choice, accepted_domains_without_a_send_connector_are_unrouted) {
     cfg.send_connectors.push_back(everything);
     EXPECT_TRUE(net::unrouted_domains(cfg).empty());
     cfg.send_connectors.clear();
-    EXPECT_EQ(net::policy_for(cfg, config::receive_connector{}).unrouted_domains, cfg.server.accepted_domains);
+    EXPECT_EQ(net::policy_for(cfg, config::receive_connector{}).unrouted_domains,
+              (std::vector<std::string>{"example.test", "mail.partner.test", "partner.test", "other.test"}));
+
+    // A domain whose recipients only a list routes is covered; [[accepted_domain]] names count.
+    config::accepted_domain shared;
+    shared.name = "Corp.Test";
+    cfg.accepted_domains.push_back(shared);
+    cfg.server.accepted_domains.clear();
+    EXPECT_EQ(net::unrouted_domains(cfg), (std::vector<std::string>{"corp.test"}));
+    config::send_connector listed;
+    listed.name = "to-exchange";
+    listed.recipients = config::recipient_list::parse("alice@corp.test\n");
+    cfg.send_connectors.push_back(listed);
+    EXPECT_TRUE(net::unrouted_domains(cfg).empty());
+}
+
+TEST(connector_choice, authoritative_domains_check_recipients_and_postmaster_always_exists) {
+    config::configuration cfg;
+    config::accepted_domain corp;
+    corp.name = "corp.test";
+    corp.type = config::accepted_domain_type::authoritative;
+    corp.recipients = config::recipient_list::parse("alice@corp.test\n");
+    cfg.accepted_domains.push_back(corp);
+    cfg.server.accepted_domains = {"relay.test"};
+    const auto p = net::policy_for(cfg, config::receive_connector{});
+    ASSERT_TRUE(p.check_recipient);
+    using status = smtp::server_policy::recipient_status;
+    EXPECT_EQ(p.check_recipient("Alice@CORP.test"), status::known);
+    EXPECT_EQ(p.check_recipient("nobody@corp.test"), status::unknown);
+    EXPECT_EQ(p.check_recipient("PostMaster@corp.test"), status::known);
+    EXPECT_EQ(p.check_recipient("anyone@relay.test"), status::known);   // internal_relay
+    EXPECT_EQ(p.accepted_domains, (std::vector<std::string>{"relay.test", "corp.test"}));
 }
 
 }  // namespace

@@ -123,3 +123,43 @@ address_spaces = ["*"]
 
 }  // namespace
 }  // namespace postern::route
+
+namespace postern::route {
+namespace {
+
+TEST(choose_route, a_listed_address_comes_before_every_domain_match) {
+    config::configuration cfg;
+    config::send_connector everything, exact, wildcard, listed;
+    everything.name = "internet";
+    everything.address_spaces = {"*"};
+    exact.name = "to-domino";
+    exact.address_spaces = {"corp.test"};
+    wildcard.name = "subdomains";
+    wildcard.address_spaces = {"*.corp.test"};
+    listed.name = "to-exchange";
+    listed.recipients_file = "migrated.txt";
+    listed.recipients = config::recipient_list::parse("alice@corp.test\n");
+    cfg.send_connectors = {everything, exact, wildcard, listed};
+
+    auto alice = choose_route(cfg, "Alice@Corp.Test");
+    ASSERT_TRUE(alice.connector);
+    EXPECT_EQ(alice.connector->name, "to-exchange");
+    EXPECT_EQ(alice.why, "listed in migrated.txt");
+    auto bob = choose_route(cfg, "bob@corp.test");
+    EXPECT_EQ(bob.connector->name, "to-domino");
+    EXPECT_EQ(bob.why, "address space \"corp.test\" (exact domain)");
+    auto sub = choose_route(cfg, "carol@eu.corp.test");
+    EXPECT_EQ(sub.connector->name, "subdomains");
+    EXPECT_EQ(sub.why, "address space \"*.corp.test\" (wildcard domain)");
+    auto other = choose_route(cfg, "dave@elsewhere.test");
+    EXPECT_EQ(other.connector->name, "internet");
+    EXPECT_EQ(other.why, "address space \"*\" (everything else)");
+
+    cfg.send_connectors = {exact};
+    auto none = choose_route(cfg, "x@nowhere.test");
+    EXPECT_EQ(none.connector, nullptr);
+    EXPECT_EQ(none.why, "no send connector's address_spaces cover nowhere.test");
+}
+
+}  // namespace
+}  // namespace postern::route

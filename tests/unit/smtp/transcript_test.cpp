@@ -142,6 +142,18 @@ void run_server(const transcript& t, replay& r) {
     p.max_junk_commands = static_cast<std::uint32_t>(std::stoul(setting(t, "max_junk_commands", "100")));
     p.require_tls = setting(t, "require_tls", "false") == "true";
     for (auto& d : words(setting(t, "unrouted_domains", ""))) p.unrouted_domains.push_back(d);
+    // known_recipients=a@x,b@x: every accepted domain is authoritative and lists these;
+    // directory_down=true: the directory cannot answer.
+    const auto known = words(setting(t, "known_recipients", ""));
+    const bool directory_down = setting(t, "directory_down", "false") == "true";
+    if (!known.empty() || directory_down)
+        p.check_recipient = [known, directory_down](const std::string& address) {
+            using status = server_policy::recipient_status;
+            if (directory_down) return status::unavailable;
+            std::string folded = address;
+            for (auto& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            return std::find(known.begin(), known.end(), folded) != known.end() ? status::known : status::unknown;
+        };
     p.mutual_tls = setting(t, "mutual_tls", "false") == "true";
     const auto offer = setting(t, "tls", "starttls");
     p.tls = offer == "none" ? server_policy::tls_offer::none
