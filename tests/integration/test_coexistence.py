@@ -19,7 +19,8 @@ import json
 import os
 import unittest
 
-from postern_testlib import (PosternTestCase, SmtpConn, config_text, connector, hold_send_connector, message, run,
+from delivery_fakes import submit
+from postern_testlib import (PosternTestCase, SmtpConn, config_text, connector, hold_send_connector, run,
                              postern_bin, wait_until)
 
 DELIVERY_TIMEOUT = 30
@@ -59,17 +60,7 @@ class Coexistence(PosternTestCase):
         os.rename(tmp, os.path.join(self.base, name))
 
     def send(self, rcpt, subject):
-        c = SmtpConn("127.0.0.1", self.front.port())
-        try:
-            c.hello()
-            c.expect("250", "MAIL FROM:<partner@elsewhere.test>")
-            c.expect("250", f"RCPT TO:<{rcpt}>")
-            c.expect("354", "DATA")
-            c.send_raw(message(100, subject=subject, rcpt=rcpt) + ".\r\n")
-            c.expect("250")
-            c.expect("221", "QUIT")
-        finally:
-            c.close()
+        submit(self.front, rcpt, subject, sender="partner@elsewhere.test", size=100)
 
     def arrived(self, server, rcpt):
         return wait_until(lambda: any(r["address"] == rcpt for m in server.queue_list() or [] for r in m["recipients"]),
