@@ -118,7 +118,10 @@ nlohmann::json status_json(const config::configuration& cfg, const status_source
     status["certificates"] = certificates;
 
     const auto& m = log::metrics::global();
-    status["counters"] = {{"received", m.received()}};
+    status["counters"] = {{"received", m.received()},
+                          {"delivered", m.delivered()},
+                          {"deferred", m.deferred()},
+                          {"bounced", m.bounced()}};
     return status;
 }
 
@@ -137,6 +140,10 @@ std::string status_text(const nlohmann::json& s) {
     const auto& q = s["queue"];
     out += fmt::format("queue: {} message(s), {} deferred, {} held; store {}\n", q["messages"].get<long>(),
                        q["deferred"].get<long>(), q["held"].get<long>(), q["store"].get<std::string>());
+    const auto& c = s["counters"];
+    out += fmt::format("since start: {} received; {} delivered, {} deferred, {} bounced (per recipient)\n",
+                       c["received"].get<long>(), c["delivered"].get<long>(), c["deferred"].get<long>(),
+                       c["bounced"].get<long>());
     out += "certificates:\n";
     if (s["certificates"].empty()) out += "  (no key ring)\n";
     for (const auto& c : s["certificates"])

@@ -53,6 +53,9 @@ public:
     std::vector<certificate_expiry> certificates() const;
 
     std::uint64_t received() const { return received_.load(std::memory_order_relaxed); }
+    std::uint64_t delivered() const { return delivered_.load(std::memory_order_relaxed); }
+    std::uint64_t deferred() const { return deferred_.load(std::memory_order_relaxed); }
+    std::uint64_t bounced() const { return bounced_.load(std::memory_order_relaxed); }
 
     /// The whole exposition, with the queue gauges as given.
     std::string prometheus_text(const queue_gauges& queue) const;

@@ -124,6 +124,8 @@ class StatusAndMetrics(PosternTestCase):
         self.assertRegex(text.stdout, rf"(?m)^  inbound\s+starttls\s+127\.0\.0\.1:{self.server.port('inbound')}\s+1 "
                                       r"session\(s\)$")
         self.assertRegex(text.stdout, r"(?m)^queue: 1 message\(s\), 0 deferred, 1 held; store ok$")
+        self.assertRegex(text.stdout, r"(?m)^since start: 1 received; 0 delivered, \d+ deferred, 0 bounced")
+        self.assertEqual(s["counters"]["received"], 1)
         self.assertRegex(text.stdout, r"(?m)^  mx\s+expires \d{4}-")
         open_session.expect("221", "QUIT")
 
