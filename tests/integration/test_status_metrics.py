@@ -23,7 +23,7 @@ import unittest
 
 from delivery_fakes import NextHop, submit
 from postern_testlib import (ACCEPTED_DOMAIN, SERVER_NAME, PosternTestCase, SmtpConn, config_text, connector,
-                             message, postern_bin, require_tool, run, wait_until)
+                             postern_bin, require_tool, run, wait_until)
 
 FAMILIES = [
     "postern_messages_received_total",
@@ -78,15 +78,7 @@ class StatusAndMetrics(PosternTestCase):
         return float(m.group(1)) if m else None
 
     def send_one(self):
-        c = SmtpConn("127.0.0.1", self.server.port("inbound"))
-        c.hello()
-        c.expect("250", "MAIL FROM:<alice@client.test>")
-        c.expect("250", f"RCPT TO:<bob@{ACCEPTED_DOMAIN}>")
-        c.expect("354", "DATA")
-        c.send_raw(message(100) + ".\r\n")
-        c.expect("250")
-        c.expect("221", "QUIT")
-        c.close()
+        submit(self.server, f"bob@{ACCEPTED_DOMAIN}", size=100)
 
     # -- status -------------------------------------------------------------------------
 
