@@ -20,7 +20,7 @@ install_packages() {
         libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
         libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest libsystemd-dev
         openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
-        prometheus dpkg-dev lintian groff-base
+        prometheus dpkg-dev lintian groff-base libldap-dev slapd ldap-utils
     )
     local missing=()
     for p in "${packages[@]}"; do

@@ -57,6 +57,9 @@ std::optional<endpoint> parse_endpoint(std::string_view text, host_kind kind,
 /// "sha256:AB:CD..." or "sha256:abcd..." -> 64 lower-case hex digits.
 std::optional<std::string> normalise_fingerprint(std::string_view text, std::string& why);
 
+/// Lower case without a final dot: how domains are compared.
+std::string fold_domain(std::string_view domain);
+
 /// A host name or domain per RFC 1123 (letters, digits, hyphens; dots between labels).
 bool is_domain_name(std::string_view text);
 

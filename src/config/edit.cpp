@@ -25,7 +25,7 @@ namespace postern::config {
 namespace {
 
 bool is_connector_section(std::string_view s) {
-    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain";
+    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain" || s == "ldap_source";
 }
 
 bool is_bare_key(std::string_view key) {

@@ -340,8 +340,9 @@ void read_receive_connector(table_reader& r, receive_connector& c) {
 
 void read_send_connector(table_reader& r, send_connector& c) {
     r.require("name");
-    if (!r.has("recipients")) r.require("address_spaces");   // a list alone is enough
+    if (!r.has("recipients") && !r.has("recipients_ldap")) r.require("address_spaces");   // a list alone is enough
     r.path("recipients", c.recipients_file);
+    r.text("recipients_ldap", c.recipients_ldap);
     r.text("name", c.name);
     r.strings("address_spaces", c.address_spaces);
     r.choice("smart_host_tls", c.smart_host_tls_mode, detail::smart_host_tls_names);
@@ -365,6 +366,26 @@ void read_accepted_domain(table_reader& r, accepted_domain& d) {
     r.text("name", d.name);
     r.choice("type", d.type, detail::accepted_domain_type_names);
     r.path("recipients", d.recipients_file);
+    r.text("recipients_ldap", d.recipients_ldap);
+}
+
+void read_ldap_source(table_reader& r, ldap_source& l) {
+    r.require("name");
+    r.require("uri");
+    r.require("base");
+    r.text("name", l.name);
+    r.text("uri", l.uri);
+    r.path("ca_file", l.ca_file);
+    r.text("bind_dn", l.bind_dn);
+    r.path("bind_password_file", l.bind_password_file);
+    r.text("base", l.base);
+    r.text("filter", l.filter);
+    r.strings("attributes", l.attributes);
+    r.duration("timeout", l.timeout);
+    r.duration("positive_ttl", l.positive_ttl);
+    r.duration("negative_ttl", l.negative_ttl);
+    r.duration("max_stale", l.max_stale, /*zero_allowed=*/true);
+    r.count("connections", l.connections);
 }
 
 void read_queue(table_reader& r, queue_section& q) {
@@ -451,6 +472,10 @@ void fill_defaults(configuration& c) {
     resolve(c.tls.stash, c.server.data_dir);
     resolve(c.log.dir, c.server.data_dir);
     resolve(c.debug.save_outbound_dir, c.server.data_dir);
+    // Files an [[ldap_source]] names sit beside the configuration, as recipient lists do.
+    for (auto& l : c.ldap_sources)
+        for (auto* p : {&l.ca_file, &l.bind_password_file})
+            if (!p->empty() && p->is_relative()) *p = c.file.parent_path() / *p;
     for (auto& rc : c.receive_connectors)
         if (rc.remote_ip_ranges.empty()) {
             std::string why;
@@ -481,6 +506,7 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     read_connectors(root, "receive_connector", config.receive_connectors, &read_receive_connector, out, lines);
     read_connectors(root, "send_connector", config.send_connectors, &read_send_connector, out, lines);
     read_connectors(root, "accepted_domain", config.accepted_domains, &read_accepted_domain, out, lines);
+    read_connectors(root, "ldap_source", config.ldap_sources, &read_ldap_source, out, lines);
     read_section(root, "queue", config.queue, &read_queue, out, lines);
     read_section(root, "dns", config.dns, &read_dns, out, lines);
     read_section(root, "log", config.log, &read_log, out, lines);
@@ -488,8 +514,8 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     read_section(root, "debug", config.debug, &read_debug, out, lines);
 
     static const std::set<std::string, std::less<>> known = {
-        "server", "tls", "receive_connector", "send_connector", "accepted_domain", "queue", "dns", "log", "metrics",
-        "debug"};
+        "server", "tls", "receive_connector", "send_connector", "accepted_domain", "ldap_source", "queue", "dns", "log",
+        "metrics", "debug"};
     for (auto&& [key, node] : root)
         if (!known.count(key.str())) {
             std::string message = node.is_table() || node.is_array_of_tables() ? "unknown table" : "unknown key";

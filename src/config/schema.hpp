@@ -15,6 +15,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "config/address_lookup.hpp"
 #include "config/recipient_list.hpp"
 
 namespace postern::config {
@@ -115,6 +116,9 @@ struct send_connector {
     /// address_spaces match (relative: to the configuration file's directory).
     std::filesystem::path recipients_file;
     std::shared_ptr<const recipient_list> recipients;   // loaded with the configuration
+    /// Key `recipients_ldap`: the [[ldap_source]] whose answers take this connector (after
+    /// the file list, ahead of address_spaces).
+    std::string recipients_ldap;
     std::uint32_t max_per_destination = 10;
     /// An idle connection waits this long for more mail to the same next hop before QUIT
     /// (Postfix: smtp_connection_cache_time_limit); 0 = QUIT at once.
@@ -133,6 +137,32 @@ struct accepted_domain {
     accepted_domain_type type = accepted_domain_type::internal_relay;
     std::filesystem::path recipients_file;               // relative: to the configuration file's directory
     std::shared_ptr<const recipient_list> recipients;    // loaded with the configuration
+    std::string recipients_ldap;                         // or: the [[ldap_source]] that knows them
+};
+
+/// [[ldap_source]]: a directory (Active Directory, Domino, OpenLDAP) that says whether an
+/// address exists; [[accepted_domain]] and [[send_connector]] name it in recipients_ldap.
+struct ldap_source {
+    std::string name;
+    std::string uri;                                     // ldap://host[:port] (StartTLS required) or ldaps://
+    std::filesystem::path ca_file;                       // roots for the server's certificate; empty: system store
+    std::string bind_dn;                                 // empty: anonymous bind
+    std::filesystem::path bind_password_file;            // first line is the password; relative: config dir
+    std::string base;
+    /// %s the address, %u its local part, %d its domain, each escaped per RFC 4515; %% a %.
+    std::string filter = "(mail=%s)";
+    /// Values compared with the address (case ignored; an "smtp:" prefix is dropped).
+    std::vector<std::string> attributes{"mail"};
+    seconds timeout{5};                                  // connect, StartTLS, bind, and each search
+    seconds positive_ttl{std::chrono::minutes(10)};
+    seconds negative_ttl{std::chrono::minutes(1)};
+    /// While the directory cannot answer, a cached answer is used until it is this old.
+    seconds max_stale{std::chrono::hours(4)};
+    std::uint32_t connections = 2;
+    /// Attached after loading by the server (directory room); null in a file only read.
+    std::shared_ptr<address_lookup> lookup;
+    /// Whether two sources are the same directory asked the same way (reload keeps its cache).
+    bool same_settings(const ldap_source& other) const;
 };
 
 struct queue_section {
@@ -182,6 +212,7 @@ struct configuration {
     std::vector<receive_connector> receive_connectors;
     std::vector<send_connector> send_connectors;
     std::vector<accepted_domain> accepted_domains;   // [[accepted_domain]] tables
+    std::vector<ldap_source> ldap_sources;           // [[ldap_source]] tables
     queue_section queue;
     dns_section dns;
     log_section log;
@@ -195,6 +226,8 @@ std::vector<std::string> all_accepted_domains(const configuration& config);
 /// The [[accepted_domain]] for `domain` (case ignored); null for a plain accepted_domains
 /// entry or a domain that is not ours.
 const accepted_domain* find_accepted_domain(const configuration& config, std::string_view domain);
+/// The [[ldap_source]] called `name`; null when there is none.
+const ldap_source* find_ldap_source(const configuration& config, std::string_view name);
 
 /// One problem in a configuration file: "FILE:LINE: KEY: MESSAGE".
 /// Where the commands look for the configuration when -c is not given (the package

@@ -94,6 +94,7 @@ json send_json(const send_connector& c) {
             {"trust_system_store", c.trust_system_store},
             {"trusted_roots", strings(c.trusted_roots)},
             {"recipients", c.recipients_file.string()},
+            {"recipients_ldap", c.recipients_ldap},
             {"max_per_destination", c.max_per_destination},
             {"connection_cache_time", detail::format_duration(c.connection_cache_time)},
             {"protocol_logging", name_of(detail::protocol_logging_names, c.logging)}};
@@ -108,7 +109,23 @@ json document(const configuration& c) {
     doc["accepted_domain"] = list(c.accepted_domains, [](const accepted_domain& d) -> json {
         return {{"name", d.name},
                 {"type", name_of(detail::accepted_domain_type_names, d.type)},
-                {"recipients", d.recipients_file.string()}};
+                {"recipients", d.recipients_file.string()},
+                {"recipients_ldap", d.recipients_ldap}};
+    });
+    doc["ldap_source"] = list(c.ldap_sources, [](const ldap_source& l) -> json {
+        return {{"name", l.name},
+                {"uri", l.uri},
+                {"ca_file", l.ca_file.string()},
+                {"bind_dn", l.bind_dn},
+                {"bind_password_file", l.bind_password_file.string()},
+                {"base", l.base},
+                {"filter", l.filter},
+                {"attributes", l.attributes},
+                {"timeout", detail::format_duration(l.timeout)},
+                {"positive_ttl", detail::format_duration(l.positive_ttl)},
+                {"negative_ttl", detail::format_duration(l.negative_ttl)},
+                {"max_stale", detail::format_duration(l.max_stale)},
+                {"connections", l.connections}};
     });
     doc["queue"] = {{"retry", list(c.queue.retry, [](seconds s) { return detail::format_duration(s); })},
                     {"expire", detail::format_duration(c.queue.expire)},
@@ -133,7 +150,7 @@ json document(const configuration& c) {
 }
 
 bool is_connector_section(std::string_view s) {
-    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain";
+    return s == "receive_connector" || s == "send_connector" || s == "accepted_domain" || s == "ldap_source";
 }
 
 json only_fields(const json& table, const std::vector<std::string>& fields, bool keep_name) {
@@ -249,9 +266,9 @@ std::string to_toml(const json& doc) {
 }  // namespace
 
 const std::vector<std::string>& section_names() {
-    static const std::vector<std::string> names = {"server",          "tls",   "receive_connector", "send_connector",
-                                                   "accepted_domain", "queue", "dns",               "log",
-                                                   "metrics",         "debug"};
+    static const std::vector<std::string> names = {"server", "tls",   "receive_connector", "send_connector",
+                                                   "accepted_domain", "ldap_source", "queue", "dns", "log",
+                                                   "metrics", "debug"};
     return names;
 }
 

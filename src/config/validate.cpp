@@ -106,13 +106,6 @@ std::set<std::string> range_identities(const std::vector<ip_range>& ranges) {
     return out;
 }
 
-std::string route_fold(std::string_view domain) {
-    std::string out(domain);
-    for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (!out.empty() && out.back() == '.') out.pop_back();
-    return out;
-}
-
 // "*", "*.partner.test" or "partner.test".
 bool is_address_space(std::string_view s) {
     if (s == "*") return true;
@@ -255,9 +248,12 @@ void validate_send_connectors(const configuration& config, const source_lines& l
 
         check_connector_name("send_connector", c.name, i, names, key("name"), line("name"), out);
 
-        if (c.address_spaces.empty() && c.recipients_file.empty())
+        if (c.address_spaces.empty() && c.recipients_file.empty() && c.recipients_ldap.empty())
             out.error(key("address_spaces"), line("address_spaces"),
-                      "needs at least one domain, \"*.domain\" or \"*\" (or a recipients list)");
+                      "needs at least one domain, \"*.domain\" or \"*\" (or recipients, recipients_ldap)");
+        if (!c.recipients_ldap.empty() && !find_ldap_source(config, c.recipients_ldap))
+            out.error(key("recipients_ldap"), line("recipients_ldap"),
+                      fmt::format("no [[ldap_source]] is called \"{}\"", c.recipients_ldap));
         for (const auto& space : c.address_spaces) {
             if (!is_address_space(space)) {
                 out.error(key("address_spaces"), line("address_spaces"),
@@ -387,7 +383,7 @@ void validate_accepted_domains(const configuration& config, const source_lines& 
         const auto& d = config.accepted_domains[i];
         auto key = [&](std::string_view k) { return connector_key("accepted_domain", i, k); };
         auto line = [&](std::string_view k) { return lines.line_of(key(k)); };
-        const std::string name = route_fold(d.name);
+        const std::string name = fold_domain(d.name);
         if (!is_domain_name(name)) {
             out.error(key("name"), line("name"), fmt::format("\"{}\" is not a domain name", d.name));
             continue;
@@ -395,20 +391,85 @@ void validate_accepted_domains(const configuration& config, const source_lines& 
         if (!seen.insert(name).second)
             out.error(key("name"), line("name"), fmt::format("\"{}\" is already an [[accepted_domain]]", d.name));
         for (const auto& listed : config.server.accepted_domains)
-            if (route_fold(listed) == name)
+            if (fold_domain(listed) == name)
                 out.error(key("name"), line("name"),
                           fmt::format("\"{}\" is also in [server] accepted_domains: name it in one place only", d.name));
-        if (d.type == accepted_domain_type::authoritative && d.recipients_file.empty())
+        const bool listed = !d.recipients_file.empty(), in_directory = !d.recipients_ldap.empty();
+        if (d.type == accepted_domain_type::authoritative && !listed && !in_directory)
             out.error(key("recipients"), line("type"),
-                      "type = \"authoritative\" needs recipients: the list of addresses that exist");
-        if (d.type == accepted_domain_type::internal_relay && !d.recipients_file.empty())
-            out.warning(key("recipients"), line("recipients"),
-                        "an internal_relay domain accepts every recipient: this list is not used");
+                      "type = \"authoritative\" needs recipients (a file) or recipients_ldap (a directory): "
+                      "what says which addresses exist");
+        if (listed && in_directory)
+            out.error(key("recipients_ldap"), line("recipients_ldap"),
+                      "give recipients or recipients_ldap, not both: one source says who exists");
+        if (in_directory && !find_ldap_source(config, d.recipients_ldap))
+            out.error(key("recipients_ldap"), line("recipients_ldap"),
+                      fmt::format("no [[ldap_source]] is called \"{}\"", d.recipients_ldap));
+        if (d.type == accepted_domain_type::internal_relay && (listed || in_directory))
+            out.warning(key(listed ? "recipients" : "recipients_ldap"), line(listed ? "recipients" : "recipients_ldap"),
+                        "an internal_relay domain accepts every recipient: this source is not used");
+    }
+}
+
+// The filter's placeholders: %s, %u, %d and %%; at least one of the first three, or every
+// address would get the same answer.
+std::string check_ldap_filter(std::string_view filter) {
+    if (filter.empty() || filter.front() != '(' || filter.back() != ')')
+        return "must be an LDAP filter in parentheses (RFC 4515), e.g. \"(mail=%s)\"";
+    int depth = 0;
+    bool placeholder = false;
+    for (std::size_t i = 0; i < filter.size(); ++i) {
+        const char ch = filter[i];
+        if (ch == '(') ++depth;
+        if (ch == ')' && --depth < 0) return "has a ')' without its '('";
+        if (ch != '%') continue;
+        const char next = i + 1 < filter.size() ? filter[i + 1] : '\0';
+        if (next == 's' || next == 'u' || next == 'd') placeholder = true;
+        else if (next != '%') return fmt::format("'%{}' is not a placeholder: %s (address), %u (local part), "
+                                                 "%d (domain) or %% (a %)",
+                                                 next == '\0' ? std::string() : std::string(1, next));
+        ++i;
+    }
+    if (depth != 0) return "has a '(' without its ')'";
+    if (!placeholder) return "names no %s, %u or %d: every address would get the same answer";
+    return {};
+}
+
+void validate_ldap_sources(const configuration& config, const source_lines& lines, diagnostics& out) {
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < config.ldap_sources.size(); ++i) {
+        const auto& l = config.ldap_sources[i];
+        auto key = [&](std::string_view k) { return connector_key("ldap_source", i, k); };
+        auto line = [&](std::string_view k) { return lines.line_of(key(k)); };
+        if (l.name.empty()) out.error(key("name"), line("name"), "must not be empty");
+        else if (!names.insert(l.name).second)
+            out.error(key("name"), line("name"), fmt::format("\"{}\" is already an [[ldap_source]]", l.name));
+        const bool ldaps = l.uri.starts_with("ldaps://"), ldap = l.uri.starts_with("ldap://");
+        const std::string_view rest = std::string_view(l.uri).substr(ldaps ? 8 : ldap ? 7 : 0);
+        if (!ldap && !ldaps)
+            out.error(key("uri"), line("uri"),
+                      fmt::format("\"{}\" is not ldap://HOST[:PORT] (StartTLS) or ldaps://HOST[:PORT]", l.uri));
+        else if (rest.empty() || rest.front() == '/' || rest.find_first_of(" ,") != std::string_view::npos)
+            out.error(key("uri"), line("uri"), fmt::format("\"{}\" names no single host", l.uri));
+        if (l.base.empty()) out.error(key("base"), line("base"), "must not be empty: where the addresses are");
+        if (auto why = check_ldap_filter(l.filter); !why.empty()) out.error(key("filter"), line("filter"), why);
+        if (l.attributes.empty())
+            out.error(key("attributes"), line("attributes"), "needs at least one attribute (\"mail\")");
+        if (!l.bind_dn.empty() && l.bind_password_file.empty())
+            out.error(key("bind_password_file"), line("bind_dn"), "bind_dn needs bind_password_file");
+        if (l.bind_dn.empty() && !l.bind_password_file.empty())
+            out.error(key("bind_dn"), line("bind_password_file"), "bind_password_file needs bind_dn");
+        if (l.max_stale > std::chrono::hours(24 * 7))
+            out.warning(key("max_stale"), line("max_stale"),
+                        "answers older than a week can let mail in for people who left long ago");
+        if (l.connections == 0 || l.connections > 64)
+            out.error(key("connections"), line("connections"), "must be 1 to 64");
     }
 }
 
 void validate(const configuration& config, const source_lines& lines, diagnostics& out) {
     validate_server(config, lines, out);
+    validate_ldap_sources(config, lines, out);
     validate_accepted_domains(config, lines, out);
     validate_tls(config, lines, out);
     validate_receive_connectors(config, lines, out);

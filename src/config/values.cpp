@@ -149,13 +149,14 @@ std::string diagnostic::to_string() const {
     return out;
 }
 
-namespace {
+namespace detail {
 std::string fold_domain(std::string_view d) {
     std::string out = fold_address(d);
     if (!out.empty() && out.back() == '.') out.pop_back();
     return out;
 }
-}  // namespace
+}  // namespace detail
+using detail::fold_domain;
 
 std::vector<std::string> all_accepted_domains(const configuration& config) {
     std::vector<std::string> out;
@@ -168,6 +169,19 @@ const accepted_domain* find_accepted_domain(const configuration& config, std::st
     const auto wanted = fold_domain(domain);
     for (const auto& d : config.accepted_domains)
         if (fold_domain(d.name) == wanted) return &d;
+    return nullptr;
+}
+
+bool ldap_source::same_settings(const ldap_source& o) const {
+    return name == o.name && uri == o.uri && ca_file == o.ca_file && bind_dn == o.bind_dn &&
+           bind_password_file == o.bind_password_file && base == o.base && filter == o.filter &&
+           attributes == o.attributes && timeout == o.timeout && positive_ttl == o.positive_ttl &&
+           negative_ttl == o.negative_ttl && max_stale == o.max_stale && connections == o.connections;
+}
+
+const ldap_source* find_ldap_source(const configuration& config, std::string_view name) {
+    for (const auto& l : config.ldap_sources)
+        if (l.name == name) return &l;
     return nullptr;
 }
 

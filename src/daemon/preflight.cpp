@@ -13,6 +13,7 @@
 #include "daemon/privileges.hpp"
 #include "delivery/client_tls.hpp"
 #include "delivery/tls_policy.hpp"
+#include "directory/ldap_directory.hpp"
 #include "net/connector_choice.hpp"
 #include "tls/expiry.hpp"
 #include "tls/keyring/keyring.hpp"
@@ -203,6 +204,19 @@ void check_routes(const config::configuration& cfg, findings& out) {
                                 domain));
 }
 
+// A directory that cannot be reached is a warning, not an error: the server must still
+// start and take mail for the domains it can check; RCPT for the others gets 451 4.4.3.
+void check_directories(const config::configuration& cfg, findings& out) {
+    for (const auto& [name, why] : directory::unreachable_sources(cfg)) {
+        std::size_t index = 0;
+        while (index < cfg.ldap_sources.size() && cfg.ldap_sources[index].name != name) ++index;
+        out.warning(fmt::format("ldap_source[{}].uri", index),
+                    fmt::format("ldap_source \"{}\" cannot be reached: {}; recipients it decides get 451 4.4.3 "
+                                "until it can",
+                                name, why));
+    }
+}
+
 }  // namespace
 
 void preflight(config::load_result& loaded) {
@@ -213,6 +227,7 @@ void preflight(config::load_result& loaded) {
     check_user(cfg, out);
     check_keyring(cfg, out);
     check_routes(cfg, out);
+    check_directories(cfg, out);
     config::name_connectors(cfg, loaded.errors);
     config::name_connectors(cfg, loaded.warnings);
     if (loaded.errors.size() > errors_before) loaded.config.reset();

@@ -33,6 +33,7 @@
 #include "daemon/preflight.hpp"
 #include "daemon/privileges.hpp"
 #include "daemon/route_query.hpp"
+#include "directory/ldap_directory.hpp"
 #include "daemon/server_status.hpp"
 #include "log/metrics.hpp"
 #include "daemon/ready_file.hpp"
@@ -122,7 +123,9 @@ void publish_certificates(const config::configuration& cfg) {
 /// SIGHUP or `postern reload`: new configuration and key ring for new sessions; sessions
 /// in progress keep theirs, so no message is cut. The reply says what happened (the
 /// control socket passes it on to `postern reload`).
-control_reply reload(const std::string& file, net::server& server, mail_pipeline& pipeline) {
+/// On success `in_force` becomes the new configuration.
+control_reply reload(const std::string& file, net::server& server, mail_pipeline& pipeline,
+                     config::configuration& in_force) {
     spdlog::info("reload: reading {}", file);
     auto loaded = config::load_file(file);
     preflight(loaded);
@@ -133,7 +136,8 @@ control_reply reload(const std::string& file, net::server& server, mail_pipeline
         return {false, "", "configuration refused (" + loaded.errors.front().to_string() +
                                "); the running configuration and key ring stay in place"};
     }
-    const auto& cfg = *loaded.config;
+    auto& cfg = *loaded.config;
+    directory::attach_directories(cfg, &in_force);   // an unchanged source keeps its cache
     std::shared_ptr<tls::server_context> tls;
     try {
         tls = open_tls(cfg);
@@ -155,6 +159,11 @@ control_reply reload(const std::string& file, net::server& server, mail_pipeline
         spdlog::warn("reload: bind {} changed; it takes effect at the next restart", bind);
         message += "; bind " + bind + " changed: it takes effect at the next restart";
     }
+    if (cfg.metrics.listen != in_force.metrics.listen) {
+        spdlog::warn("reload: [metrics] listen changed; it takes effect at the next restart");
+        message += "; [metrics] listen changed: it takes effect at the next restart";
+    }
+    in_force = std::move(cfg);
     spdlog::info("reload: done");
     return {true, message, ""};
 }
@@ -223,17 +232,8 @@ public:
         std::lock_guard lock(mutex_);
         if (stopping_) return {false, "", "the server is stopping"};
         sd_notify(0, "RELOADING=1");
-        auto reply = reload(opt_.config_file, server_, pipeline_);
+        auto reply = reload(opt_.config_file, server_, pipeline_, cfg_);
         sd_notify(0, reply.ok ? "READY=1\nSTATUS=reloaded" : "READY=1\nSTATUS=reload refused; the old configuration runs");
-        if (reply.ok) {
-            if (auto loaded = config::load_file(opt_.config_file); loaded.config) {
-                if (loaded.config->metrics.listen != cfg_.metrics.listen) {
-                    spdlog::warn("reload: [metrics] listen changed; it takes effect at the next restart");
-                    reply.message += "; [metrics] listen changed: it takes effect at the next restart";
-                }
-                cfg_ = *loaded.config;
-            }
-        }
         return reply;
     }
     control_reply route_now(const nlohmann::json& request) {
@@ -284,6 +284,7 @@ public:
         h.route = [this](const nlohmann::json& request) { return route_now(request); };
         return h;
     }
+    const config::configuration& configuration_in_force() const { return cfg_; }
     /// Deliveries under way get what is left of the same grace period.
     void stop_delivery() {
         std::lock_guard lock(mutex_);
@@ -315,6 +316,7 @@ int serve(const serve_options& opt) {
         std::fprintf(stderr, "postern: %s: configuration refused\n", opt.config_file.c_str());
         return 1;
     }
+    directory::attach_directories(*cfg);
     const auto account = service_account_for(*cfg);
     raise_descriptor_limit(*cfg);
     prepare_private_directory(cfg->server.data_dir, account);
@@ -391,6 +393,8 @@ int serve(const serve_options& opt) {
     pthread_kill(signal_thread.native_handle(), SIGUSR2);
     signal_thread.join();
     pipeline->flush_logs();
+    directory::stop_directories(running.configuration_in_force());   // before the sessions' executors go
+    directory::stop_directories(*cfg);
     spdlog::info("stopped");
     return 0;
 }

@@ -110,28 +110,84 @@ std::vector<std::string> unrouted_domains(const config::configuration& cfg) {
 
 namespace {
 
-/// RCPT in an authoritative domain: listed or not (accepted_domain recipients).
-std::function<smtp::server_policy::recipient_status(const std::string&)> recipient_checker(
-    const config::configuration& cfg) {
-    std::vector<std::pair<std::string, std::shared_ptr<const config::recipient_list>>> lists;
-    for (const auto& d : cfg.accepted_domains)
-        if (d.type == config::accepted_domain_type::authoritative)
-            lists.emplace_back(config::fold_address(d.name), d.recipients);
-    if (lists.empty()) return {};
-    return [lists = std::move(lists)](const std::string& address) {
-        using status = smtp::server_policy::recipient_status;
-        const auto at = address.rfind('@');
-        const auto domain = config::fold_address(at == std::string::npos ? std::string() : address.substr(at + 1));
-        // RFC 5321 §4.5.1: postmaster exists in every domain we take mail for.
-        if (config::fold_address(address.substr(0, at == std::string::npos ? 0 : at)) == "postmaster")
-            return status::known;
-        for (const auto& [name, list] : lists)
-            if (name == domain) return list && list->contains(address) ? status::known : status::unknown;
-        return status::known;   // an internal_relay domain: everyone
+using recipient_status = smtp::server_policy::recipient_status;
+
+/// Who says whether an address of an authoritative domain exists: a list or a directory.
+struct authority {
+    std::string domain;                                      // folded
+    std::shared_ptr<const config::recipient_list> list;
+    std::shared_ptr<config::address_lookup> directory;
+    bool uses_directory = false;
+};
+
+std::vector<authority> authorities(const config::configuration& cfg) {
+    std::vector<authority> out;
+    for (const auto& d : cfg.accepted_domains) {
+        if (d.type != config::accepted_domain_type::authoritative) continue;
+        authority a{config::fold_address(d.name), d.recipients, nullptr, !d.recipients_ldap.empty()};
+        if (const auto* source = config::find_ldap_source(cfg, d.recipients_ldap)) a.directory = source->lookup;
+        out.push_back(std::move(a));
+    }
+    return out;
+}
+
+/// The authority for `address`, or null: an internal_relay domain, or postmaster, whom
+/// RFC 5321 §4.5.1 makes exist in every domain we take mail for.
+const authority* authority_for(const std::vector<authority>& all, const std::string& address) {
+    const auto at = address.rfind('@');
+    if (at == std::string::npos) return nullptr;
+    if (config::fold_address(address.substr(0, at)) == "postmaster") return nullptr;
+    const auto domain = config::fold_address(address.substr(at + 1));
+    for (const auto& a : all)
+        if (a.domain == domain) return &a;
+    return nullptr;
+}
+
+recipient_status status_of(const config::lookup_answer& a) {
+    switch (a.verdict) {
+    case config::lookup_verdict::found: return recipient_status::known;
+    case config::lookup_verdict::not_found: return recipient_status::unknown;
+    case config::lookup_verdict::unavailable: return recipient_status::unavailable;
+    }
+    return recipient_status::unavailable;
+}
+
+/// RCPT in an authoritative domain: listed or not, or, for a directory, its fresh cached
+/// answer; anything else (a miss, a stale answer, an outage) is asked through the session
+/// (recipient_asker) so the wait does not hold the thread and the log says why.
+std::function<recipient_status(const std::string&)> recipient_checker(const config::configuration& cfg) {
+    auto all = authorities(cfg);
+    if (all.empty()) return {};
+    return [all = std::move(all)](const std::string& address) {
+        const auto* a = authority_for(all, address);
+        if (!a) return recipient_status::known;
+        if (!a->uses_directory) return a->list && a->list->contains(address) ? recipient_status::known
+                                                                             : recipient_status::unknown;
+        if (!a->directory) return recipient_status::unavailable;
+        const auto answer = a->directory->answer_at_hand(address);
+        if (!answer || answer->stale || answer->verdict == config::lookup_verdict::unavailable)
+            return recipient_status::ask;
+        return status_of(*answer);
     };
 }
 
 }  // namespace
+
+std::function<void(const std::string&, session_setup::recipient_answer)> recipient_asker(
+    const config::configuration& cfg) {
+    auto all = authorities(cfg);
+    if (std::none_of(all.begin(), all.end(), [](const authority& a) { return a.uses_directory; })) return {};
+    return [all = std::move(all)](const std::string& address, session_setup::recipient_answer done) {
+        const auto* a = authority_for(all, address);
+        if (!a || !a->directory) {
+            done(a ? recipient_status::unavailable : recipient_status::known, a ? "no directory attached" : "");
+            return;
+        }
+        a->directory->ask(address, [done = std::move(done)](config::lookup_answer answer) {
+            done(status_of(answer), std::move(answer.detail));
+        });
+    };
+}
 
 smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c) {
     smtp::server_policy p;

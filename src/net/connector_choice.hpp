@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "config/schema.hpp"
+#include "net/session.hpp"
 #include "smtp/server_fsm.hpp"
 
 namespace postern::net {
@@ -46,6 +47,11 @@ bool wants_mutual_tls(const config::receive_connector& c);
 
 /// The protocol's view of a connector and of [server].
 smtp::server_policy policy_for(const config::configuration& cfg, const config::receive_connector& c);
+
+/// How a session asks a directory about a recipient the policy's check_recipient could not
+/// settle at once (session_setup::ask_directory); empty when no domain uses a directory.
+std::function<void(const std::string&, session_setup::recipient_answer)> recipient_asker(
+    const config::configuration& cfg);
 
 /// Accepted domains that no send connector's address_spaces cover (as configured: an
 /// exact name, "*.suffix" or "*"). Mail for them could only bounce, so RCPT gets 451.

@@ -230,6 +230,7 @@ void server::impl::admit(tcp::socket socket, const listener& l) {
             connector_name = rc->name;
             log_enabled = rc->logging == config::protocol_logging::verbose;
             setup.params.policy = policy_for(c, *rc);
+            if (setup.params.policy.check_recipient) setup.ask_directory = recipient_asker(c);
             setup.implicit_tls = rc->tls == config::tls_mode::implicit;
             setup.partner_names = rc->partner_names;
             setup.partner_fingerprints = rc->partner_fingerprints;

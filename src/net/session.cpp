@@ -86,6 +86,7 @@ void session::request_stop(bool now) {
     // A handshake holds no transaction: it ends at once, even on a polite stop. A read
     // ends so next_action() can report the stop; a blocked write only when the grace is over.
     if (handshaking_) deadline_.cancel();
+    if (checking_timer_ && now) checking_timer_->cancel();   // a polite stop lets the directory answer
     if (reading_ || (now && writing_)) socket_.cancel(ignored);
 }
 
@@ -207,6 +208,9 @@ asio::awaitable<void> session::run() {
                 act = fsm_.resume(smtp::event::commit_result(r.ok, std::move(r.id), std::move(r.reason), r.store_failed));
                 break;
             }
+            case smtp::action::kind::check_recipient:
+                act = fsm_.resume(co_await check_recipient(act.recipient));
+                break;
             case smtp::action::kind::close:
                 break;
             }
@@ -358,6 +362,37 @@ asio::awaitable<session::handshake_result> session::handshake() {
     // The TLS layer is unusable; the farewell closes the TCP connection without close_notify.
     tls_.reset();
     co_return result;
+}
+
+asio::awaitable<smtp::event> session::check_recipient(const std::string& address) {
+    using status = smtp::server_policy::recipient_status;
+    if (!setup_.ask_directory) co_return smtp::event::recipient_result(status::unavailable, "no directory to ask");
+    // The answer comes on the directory's thread; it is posted to this session's strand,
+    // where it stops the wait. The state is shared: an answer after the session has given
+    // up lands in it harmlessly.
+    struct waiting {
+        explicit waiting(const asio::any_io_executor& ex) : timer(ex) {}
+        asio::steady_timer timer;
+        std::optional<smtp::event> answer;
+    };
+    auto executor = co_await asio::this_coro::executor;
+    auto state = std::make_shared<waiting>(executor);
+    state->timer.expires_at(read_deadline());
+    setup_.ask_directory(address, [state, executor](status s, std::string note) {
+        asio::post(executor, [state, s, note = std::move(note)]() mutable {
+            state->answer = smtp::event::recipient_result(s, std::move(note));
+            state->timer.cancel();
+        });
+    });
+    checking_timer_ = &state->timer;
+    while (!state->answer) {
+        auto [ec] = co_await state->timer.async_wait(use_tuple);
+        if (!ec || stop_level_ == 2) break;    // the client's time is up, or the grace is over
+    }
+    checking_timer_ = nullptr;
+    if (state->answer) co_return std::move(*state->answer);
+    state->timer.cancel();
+    co_return smtp::event::recipient_result(status::unavailable, "the directory did not answer in time");
 }
 
 void session::spool(std::string chunk) {

@@ -51,6 +51,10 @@ struct session_setup {
     bool io_trace = false;                        // [debug] smtp_io_trace: every line in and out
     bool trace_tls_handshake = false;             // [debug] trace_tls_handshake
     std::function<bool()> delivery_behind;        // server_options: flow control
+    /// Asks the directory about a recipient the machine could not settle (its policy's
+    /// check_recipient said `ask`); the answer may come on any thread.
+    using recipient_answer = std::function<void(smtp::server_policy::recipient_status, std::string note)>;
+    std::function<void(const std::string& address, recipient_answer)> ask_directory;
     std::chrono::milliseconds in_flow_delay{1000};
 };
 
@@ -87,6 +91,9 @@ private:
     bool disarm();                                              // true: it was cancelled for its deadline
     boost::asio::awaitable<bool> write_all(const std::string& out, bool closing);
     boost::asio::awaitable<handshake_result> handshake();
+    /// action::check_recipient: the directory's answer, or `unavailable` when it takes
+    /// longer than the client may wait or the server stops meanwhile.
+    boost::asio::awaitable<smtp::event> check_recipient(const std::string& address);
     boost::asio::awaitable<queue::commit_result> commit(smtp::envelope env, std::string body);
     void spool(std::string chunk);                // appends a body chunk to the transaction's spool
     boost::asio::awaitable<void> farewell();
@@ -107,6 +114,7 @@ private:
     bool io_timed_out_ = false;
     bool reading_ = false;                        // request_stop cancels a pending read
     bool writing_ = false;                        // ... a blocked write, once the grace is over
+    boost::asio::steady_timer* checking_timer_ = nullptr;   // while check_recipient() waits
     bool handshaking_ = false;                    // ... and a TLS handshake, at once
     /// Once the grace is over, the last words (421, close_notify) share this deadline, so a
     /// client that does not read cannot hold the stop (DESIGN §3 shutdown_timeout).

@@ -47,6 +47,14 @@ event event::commit_result(bool ok, std::string id, std::string reason, bool sto
     e.commit_reason = std::move(reason);
     return e;
 }
+event event::recipient_result(server_policy::recipient_status status, std::string note) {
+    event e;
+    e.what = kind::recipient_checked;
+    e.status = status;
+    e.reason = std::move(note);
+    return e;
+}
+
 event event::timed_out() {
     event e;
     e.what = kind::timeout;
@@ -242,6 +250,7 @@ action server_fsm::resume(const event& ev) {
         closed_ = true;
         break;
     case event::kind::committed: on_committed(ev); break;
+    case event::kind::recipient_checked: on_recipient_checked(ev); break;
     case event::kind::timeout:
         if (in_data_) info("timeout in DATA: message discarded");
         close_with(replies::timeout(params_.policy.hostname));
@@ -280,7 +289,7 @@ void server_fsm::on_connected(const event& ev) {
 }
 
 void server_fsm::on_bytes(std::string_view data) {
-    if (committing_) {          // the driver does not read while committing; be safe
+    if (committing_ || checking_) {   // the driver does not read while committing or checking; be safe
         lines_.feed(data);
         return;
     }
@@ -319,7 +328,7 @@ void server_fsm::on_shutdown(bool now) {
     if (now) {
         if (in_data_ || mail_given_) info("shutdown grace over: transaction abandoned, nothing was acknowledged");
         close_with(replies::shutting_down(params_.policy.hostname));
-    } else if (!mail_given_ && !in_data_ && !committing_) {
+    } else if (!mail_given_ && !in_data_ && !committing_ && !checking_) {
         close_with(replies::shutting_down(params_.policy.hostname));
     } else {
         info("shutdown requested: finishing the current transaction");
@@ -332,6 +341,11 @@ action server_fsm::next_action() {
     case next::read: return take(action::kind::read);
     case next::start_tls: return take(action::kind::start_tls);
     case next::close: return take(action::kind::close);
+    case next::check_recipient: {
+        auto a = take(action::kind::check_recipient);
+        a.recipient = checking_ ? checking_->address : std::string();
+        return a;
+    }
     case next::commit: {
         auto a = take(action::kind::commit);
         a.envelope = std::move(envelope_);
@@ -555,29 +569,61 @@ void server_fsm::on_rcpt(const command& c) {
             return send(replies::no_route());
         }
         if (ours && params_.policy.check_recipient) {
-            switch (params_.policy.check_recipient(address)) {
-            case server_policy::recipient_status::known: break;
-            case server_policy::recipient_status::unknown:
-                info(fmt::format("recipient {} unknown: {} is authoritative and does not list it", sanitise(address),
-                                 sanitise(domain)));
-                return send(replies::unknown_user());
-            case server_policy::recipient_status::unavailable:
-                info(fmt::format("recipient {}: the directory cannot answer; 451 4.4.3", sanitise(address)));
-                return send(replies::directory_unavailable());
+            smtp::recipient rec;
+            rec.address = std::move(address);
+            rec.orcpt = rc.orcpt;
+            rec.notify = rc.notify;
+            const auto status = params_.policy.check_recipient(rec.address);
+            checking_ = std::move(rec);
+            if (status == server_policy::recipient_status::ask) {
+                next_ = next::check_recipient;   // the driver asks; on_recipient_checked goes on
+                return;
             }
+            return finish_rcpt(status, {});
         }
     }
-    if (params_.explain_decisions)
-        info(fmt::format("recipient {} taken: {}", sanitise(address),
-                         rc.postmaster                                                    ? "postmaster"
-                         : std::find(params_.policy.accepted_domains.begin(), params_.policy.accepted_domains.end(),
-                                     domain_of(address)) != params_.policy.accepted_domains.end()
-                             ? "accepted domain"
-                             : "relay permitted (accept_any_recipient)"));
-    smtp::recipient rec;
-    rec.address = std::move(address);
-    rec.orcpt = rc.orcpt;
-    rec.notify = rc.notify;
+    checking_ = smtp::recipient{};
+    checking_->address = std::move(address);
+    checking_->orcpt = rc.orcpt;
+    checking_->notify = rc.notify;
+    finish_rcpt(server_policy::recipient_status::known, {}, rc.postmaster);
+}
+
+void server_fsm::on_recipient_checked(const event& ev) {
+    if (!checking_) return;
+    finish_rcpt(ev.status == server_policy::recipient_status::ask ? server_policy::recipient_status::unavailable
+                                                                  : ev.status,
+                ev.reason);
+    process_input();
+}
+
+/// The end of RCPT once it is known whether the recipient exists (`note`: what the
+/// directory said beside its answer, for the log).
+void server_fsm::finish_rcpt(server_policy::recipient_status status, const std::string& note, bool postmaster) {
+    auto rec = std::move(*checking_);
+    checking_.reset();
+    const auto domain = domain_of(rec.address);
+    switch (status) {
+    case server_policy::recipient_status::known:
+    case server_policy::recipient_status::ask: break;
+    case server_policy::recipient_status::unknown:
+        if (!note.empty()) info(note);
+        info(fmt::format("recipient {} unknown: {} is authoritative and does not list it", sanitise(rec.address),
+                         sanitise(domain)));
+        return send(replies::unknown_user());
+    case server_policy::recipient_status::unavailable:
+        info(fmt::format("recipient {}: {}; 451 4.4.3", sanitise(rec.address),
+                         note.empty() ? std::string("the directory cannot answer") : note));
+        return send(replies::directory_unavailable());
+    }
+    if (!note.empty()) info(note);
+    if (params_.explain_decisions) {
+        const auto& accepted = params_.policy.accepted_domains;
+        info(fmt::format("recipient {} taken: {}", sanitise(rec.address),
+                         postmaster                                                         ? "postmaster"
+                         : std::find(accepted.begin(), accepted.end(), domain) != accepted.end() ? "accepted domain"
+                                                                                  : "relay permitted (accept_any_recipient)"));
+    }
     envelope_.recipients.push_back(std::move(rec));
     send(replies::recipient_ok());
 }

@@ -68,8 +68,10 @@ struct server_policy {
     /// them gets 451 4.4.4 and the driver is told (session_params::configuration_problem).
     std::vector<std::string> unrouted_domains;
     /// For a recipient in one of our domains: whether it exists (authoritative domains).
-    /// Empty: every recipient of ours is taken (internal_relay).
-    enum class recipient_status { known, unknown, unavailable };
+    /// Empty: every recipient of ours is taken (internal_relay). `ask`: the answer is not
+    /// at hand (a directory must be asked): the machine hands the driver
+    /// action::check_recipient and waits for event::recipient_checked.
+    enum class recipient_status { known, unknown, unavailable, ask };
     std::function<recipient_status(const std::string& address)> check_recipient;
 };
 
@@ -133,6 +135,7 @@ struct event {
         shutdown,         // polite stop: finish the transaction, then 421 4.3.2
         shutdown_now,     // grace over: 421 4.3.2 now
         peer_closed,      // EOF or read error: `reason`
+        recipient_checked,// the directory answered action::check_recipient: `status`, `reason`
     };
     kind what = kind::connected;
     std::string_view data;                        // bytes
@@ -142,6 +145,7 @@ struct event {
     std::string commit_id;                        // committed, on success
     std::string commit_reason;                    // committed, on failure (log only)
     bool commit_store_failed = false;             // committed, on failure: 451 4.3.0, not 452 4.3.1
+    server_policy::recipient_status status = server_policy::recipient_status::unavailable;   // recipient_checked
 
     static event connected(std::optional<tls_summary> implicit_tls = std::nullopt);
     static event bytes(std::string_view data);
@@ -151,6 +155,8 @@ struct event {
     static event timed_out();
     static event stop(bool now);
     static event closed(std::string reason = {});
+    /// `note`: for the protocol log (why the directory could not answer, a stale answer used).
+    static event recipient_result(server_policy::recipient_status status, std::string note = {});
 };
 
 struct action {
@@ -159,6 +165,7 @@ struct action {
         start_tls,        // handshake as server, then resume(tls_done | tls_failed)
         commit,           // store.commit(envelope, body), then resume(committed)
         close,            // close the connection (after writing `out`)
+        check_recipient,  // ask the directory about `recipient`, then resume(recipient_checked)
     };
     kind what = kind::read;
     std::string out;                              // write this first, then do `what`
@@ -169,6 +176,7 @@ struct action {
     /// Body octets to append to the transaction's spool before anything else is done;
     /// the driver drops the spool when the machine leaves DATA without a commit.
     std::string body_chunk;
+    std::string recipient;                        // check_recipient
 };
 
 /// Flags of the command table (STYLE E3, after Postfix smtpd_cmd_table).
@@ -235,6 +243,8 @@ private:
     void on_connected(const event& ev);
     void on_bytes(std::string_view data);
     void on_committed(const event& ev);
+    void on_recipient_checked(const event& ev);
+    void finish_rcpt(server_policy::recipient_status status, const std::string& note, bool postmaster = false);
     void on_shutdown(bool now);
     action next_action();
     void tls_established(const tls_summary& summary);
@@ -249,7 +259,7 @@ private:
     bool need_tls() const;
     action take(action::kind k);
 
-    enum class next { none, read, start_tls, commit, close };
+    enum class next { none, read, start_tls, commit, close, check_recipient };
 
     session_params params_;
     line_reader lines_;
@@ -264,6 +274,8 @@ private:
     std::optional<std::uint64_t> declared_size_;   // MAIL ... SIZE= (RFC 1870), a hint for the body buffer
     bool in_data_ = false;
     bool committing_ = false;
+    /// RCPT waiting for the directory (action::check_recipient); input waits meanwhile.
+    std::optional<smtp::recipient> checking_;
     bool shutting_down_ = false;
     bool closed_ = false;
     std::uint32_t errors_ = 0;
