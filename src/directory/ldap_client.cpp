@@ -119,7 +119,11 @@ bool ldap_client::connect() {
     if (s.uri.starts_with("ldap://")) {
         rc = ldap_start_tls_s(ld_, nullptr, nullptr);
         if (rc != LDAP_SUCCESS) {
-            why_ = fmt::format("{}: StartTLS failed: {}", s.uri, ldap_reason(ld_, rc));
+            why_ = fmt::format("{}: StartTLS failed: {}", s.uri,
+                               rc == LDAP_CONNECT_ERROR
+                                   ? std::string("the TLS handshake failed (is the server's certificate issued by a "
+                                                 "root in ca_file, or the system store, for the host in uri?)")
+                                   : ldap_reason(ld_, rc));
             drop();
             return false;
         }
