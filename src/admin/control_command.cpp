@@ -16,6 +16,7 @@
 #include "admin/commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/route_query.hpp"
+#include "directory/ldap_directory.hpp"
 #include "daemon/server_status.hpp"
 #include "config/schema.hpp"
 
@@ -92,7 +93,9 @@ int run_route(const std::string& config_file, const std::string& address, bool j
             std::fprintf(stderr, "postern route: %s\n", loaded.errors.front().to_string().c_str());
             return 1;
         }
+        directory::attach_directories(*loaded.config);   // asked directly, as the server would
         route = describe_route(*loaded.config, address);
+        directory::stop_directories(*loaded.config);
         source = "read from " + config_file + " (no server is running)";
     } else if (!reply.ok) {
         std::fprintf(stderr, "postern route: %s\n", reply.error.c_str());

@@ -48,7 +48,9 @@ plan plan_message(const config::configuration& cfg, const smtp::envelope& env, s
         if (r.state != smtp::recipient_state::pending || r.next_attempt > now) continue;
         if (busy && busy(i)) continue;
         const std::string domain = recipient_domain(r.address);
-        const config::send_connector* connector = route::choose_route(cfg, r.address).connector;
+        const auto route = route::choose_route(cfg, r.address);
+        if (route.undecided) continue;   // a directory is asked; the next scan decides
+        const config::send_connector* connector = route.connector;
         if (!connector) {
             p.unroutable.push_back({env.id, i, "no send connector routes " + (domain.empty() ? r.address : domain)});
             continue;

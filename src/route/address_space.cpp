@@ -53,14 +53,33 @@ const config::send_connector* choose_send_connector(const config::configuration&
     return best;
 }
 
-route_choice choose_route(const config::configuration& cfg, const std::string& address) {
+route_choice choose_route(const config::configuration& cfg, const std::string& address, directory_wait wait) {
     route_choice out;
-    for (const auto& connector : cfg.send_connectors)
+    for (const auto& connector : cfg.send_connectors) {
         if (connector.recipients && connector.recipients->contains(address)) {
             out.connector = &connector;
             out.why = "listed in " + connector.recipients_file.string();
             return out;
         }
+        if (connector.recipients_ldap.empty()) continue;
+        const auto* source = config::find_ldap_source(cfg, connector.recipients_ldap);
+        std::optional<config::lookup_answer> answer;
+        if (source && source->lookup)
+            answer = wait == directory_wait::yes ? source->lookup->ask_and_wait(address)
+                                                 : source->lookup->answer_at_hand(address);
+        else
+            answer = config::lookup_answer{config::lookup_verdict::unavailable, false, "no directory attached"};
+        if (answer && answer->verdict == config::lookup_verdict::not_found) continue;
+        if (answer && answer->verdict == config::lookup_verdict::found) {
+            out.connector = &connector;
+            out.why = "found in directory " + connector.recipients_ldap + (answer->stale ? " (" + answer->detail + ")" : "");
+            return out;
+        }
+        // Not knowing would be a guess at the next hop: wait for the directory instead.
+        out.undecided = true;
+        out.why = answer ? answer->detail : "directory " + connector.recipients_ldap + " has not answered yet";
+        return out;
+    }
     const auto at = address.rfind('@');
     const std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
     out.connector = choose_send_connector(cfg, domain);

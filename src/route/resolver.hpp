@@ -83,13 +83,18 @@ private:
 const config::send_connector* choose_send_connector(const config::configuration& cfg,
                                                     const std::string& domain);
 
-/// Which send connector one recipient takes, and why (DESIGN §3 recipients): a connector
-/// whose recipients list has the address (the first such in the file), else the domain's
-/// address_spaces match. `connector` is null when nothing routes it.
+/// Which send connector one recipient takes, and why (DESIGN §3 recipients): the first
+/// connector in the file whose recipients list has the address or whose recipients_ldap
+/// directory finds it, else the domain's address_spaces match. `connector` is null when
+/// nothing routes it, or when a directory has not answered yet (`undecided`): without
+/// `wait`, a directory miss starts a search and the recipient is decided at a later scan.
 struct route_choice {
     const config::send_connector* connector = nullptr;
     std::string why;   // "listed in FILE", "address space \"corp.test\" (exact domain)", ...
+    bool undecided = false;
 };
-route_choice choose_route(const config::configuration& cfg, const std::string& address);
+enum class directory_wait { no, yes };
+route_choice choose_route(const config::configuration& cfg, const std::string& address,
+                          directory_wait wait = directory_wait::no);
 
 }  // namespace postern::route
