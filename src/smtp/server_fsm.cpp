@@ -568,7 +568,13 @@ void server_fsm::on_rcpt(const command& c) {
             if (params_.configuration_problem) params_.configuration_problem(problem);
             return send(replies::no_route());
         }
-        if (ours && params_.policy.check_recipient) {
+        // RFC 5321 §4.5.1: postmaster exists in every domain we take mail for.
+        const auto at = address.rfind('@');
+        const bool postmaster_here = ours && at == 10 && std::equal(address.begin(), address.begin() + 10,
+                                                                    "postmaster", [](char a, char b) {
+                                                                        return std::tolower(static_cast<unsigned char>(a)) == b;
+                                                                    });
+        if (ours && !postmaster_here && params_.policy.check_recipient) {
             smtp::recipient rec;
             rec.address = std::move(address);
             rec.orcpt = rc.orcpt;

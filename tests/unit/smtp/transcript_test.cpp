@@ -143,16 +143,21 @@ void run_server(const transcript& t, replay& r) {
     p.require_tls = setting(t, "require_tls", "false") == "true";
     for (auto& d : words(setting(t, "unrouted_domains", ""))) p.unrouted_domains.push_back(d);
     // known_recipients=a@x,b@x: every accepted domain is authoritative and lists these;
-    // directory_down=true: the directory cannot answer.
+    // directory_down=true: the directory cannot answer; ask_directory=true: the answer is
+    // never at hand, so every check goes through action::check_recipient (answered below).
     const auto known = words(setting(t, "known_recipients", ""));
     const bool directory_down = setting(t, "directory_down", "false") == "true";
+    const bool ask_directory = setting(t, "ask_directory", "false") == "true";
+    using status = server_policy::recipient_status;
+    auto directory = [known, directory_down](const std::string& address) {
+        if (directory_down) return status::unavailable;
+        std::string folded = address;
+        for (auto& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return std::find(known.begin(), known.end(), folded) != known.end() ? status::known : status::unknown;
+    };
     if (!known.empty() || directory_down)
-        p.check_recipient = [known, directory_down](const std::string& address) {
-            using status = server_policy::recipient_status;
-            if (directory_down) return status::unavailable;
-            std::string folded = address;
-            for (auto& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            return std::find(known.begin(), known.end(), folded) != known.end() ? status::known : status::unknown;
+        p.check_recipient = [directory, ask_directory](const std::string& address) {
+            return ask_directory ? status::ask : directory(address);
         };
     p.mutual_tls = setting(t, "mutual_tls", "false") == "true";
     const auto offer = setting(t, "tls", "starttls");
@@ -172,7 +177,7 @@ void run_server(const transcript& t, replay& r) {
     s.configuration_problem = [&](const std::string& problem) { problems.push_back(problem); };
     server_fsm fsm(std::move(s));
 
-    int commits = 0;
+    int commits = 0, directory_questions = 0;
     bool closed = false;
     action act;
     auto perform = [&](const event& ev) {
@@ -181,6 +186,11 @@ void run_server(const transcript& t, replay& r) {
         for (;;) {
             r.written += act.out;
             if (act.what == action::kind::close) closed = true;
+            if (act.what == action::kind::check_recipient) {
+                ++directory_questions;
+                act = fsm.resume(event::recipient_result(directory(act.recipient), "asked the directory"));
+                continue;
+            }
             if (act.what != action::kind::commit) return;
             ++commits;
             act = fsm.resume(commit_fails ? event::commit_result(false, "", "rocksdb: IO error", true)
@@ -212,6 +222,8 @@ void run_server(const transcript& t, replay& r) {
         else if (w[0] == "expect-closed") EXPECT_TRUE(closed) << r.where << ":" << st.line << ": Postern should have closed";
         else if (w[0] == "expect-open") EXPECT_FALSE(closed) << r.where << ":" << st.line << ": Postern closed early";
         else if (w[0] == "expect-committed") EXPECT_EQ(std::to_string(commits), w.at(1)) << r.where << ":" << st.line;
+        else if (w[0] == "expect-directory-questions")
+            EXPECT_EQ(std::to_string(directory_questions), w.at(1)) << r.where << ":" << st.line;
         else if (w[0] == "expect-configuration-problems")
             EXPECT_EQ(std::to_string(problems.size()), w.at(1)) << r.where << ":" << st.line;
         else ADD_FAILURE() << r.where << ":" << st.line << ": unknown event " << w[0];
