@@ -16,6 +16,13 @@
 //             [--duration 10 | --count 1000] [--ca ca.pem --sni mx.example.test]
 //             [--no-tls] [--no-pipelining] [--to bob@example.test]
 //             [--from alice@client.test] [--json]
+//             [--rcpt-file FILE [--rcpts-per-mail 100]]
+//
+// --rcpt-file measures recipient checks instead: after one MAIL, RCPTs for the file's
+// addresses (one per line, taken in turn by all sessions together, round and round)
+// go out --rcpts-per-mail at a time (in one write when PIPELINING is advertised), then
+// RSET and MAIL again; no DATA. "accepted" then counts 250 replies to RCPT, "refused"
+// every other reply, and the rate is recipients per second (latency: one whole batch).
 //
 // One thread runs every session (the server gets the other cores); Boost.Asio 1.81 C++20
 // coroutines, OpenSSL through asio::ssl. Exit status 0 when at least one message was
@@ -65,6 +72,8 @@ struct options {
     std::string to = "bob@example.test";
     std::string helo = "load.client.test";
     bool json = false;
+    std::string rcpt_file;                // RCPT-only mode
+    int rcpts_per_mail = 100;
 };
 
 struct shared_state {
@@ -79,6 +88,8 @@ struct shared_state {
     long accepted = 0, refused = 0, setup_failures = 0, broken = 0;
     long pipelined_sessions = 0;          // sessions that used PIPELINING
     std::string first_error;
+    std::vector<std::string> rcpts;       // RCPT-only mode: the addresses, in turn
+    std::size_t next_rcpt = 0;
 };
 
 void note_error(shared_state& s, const std::string& what) {
@@ -163,6 +174,53 @@ awaitable<void> transactions(Stream& stream, std::string& buf, shared_state& s, 
     co_await command(stream, buf, "QUIT");
 }
 
+// The RCPT-only loop: MAIL, batches of RCPT, RSET; one latency sample per batch.
+template <class Stream>
+awaitable<void> recipients(Stream& stream, std::string& buf, shared_state& s, bool pipelined) {
+    const std::string mail = fmt::format("MAIL FROM:<{}>", s.opt.from);
+    if (pipelined) ++s.pipelined_sessions;
+    for (;;) {
+        if (s.opt.count > 0 ? s.tickets <= 0 : clock_type::now() >= s.deadline) break;
+        if (reply r = co_await command(stream, buf, mail); r.code != 250) {
+            note_error(s, r.text);
+            co_return;
+        }
+        const int batch = s.opt.count > 0 ? static_cast<int>(std::min<long>(s.tickets, s.opt.rcpts_per_mail))
+                                          : s.opt.rcpts_per_mail;
+        if (s.opt.count > 0) s.tickets -= batch;
+        std::string group;
+        for (int i = 0; i < batch; ++i)
+            group += "RCPT TO:<" + s.rcpts[s.next_rcpt++ % s.rcpts.size()] + ">\r\n";
+        const auto t0 = clock_type::now();
+        std::vector<reply> replies;
+        if (pipelined) {
+            co_await write_all(stream, asio::buffer(group));
+            for (int i = 0; i < batch; ++i) replies.push_back(co_await read_reply(stream, buf));
+        } else {
+            for (std::size_t at = 0, end; (end = group.find("\r\n", at)) != std::string::npos; at = end + 2)
+                replies.push_back(co_await command(stream, buf, group.substr(at, end - at)));
+        }
+        s.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+        for (const auto& r : replies) {
+            if (r.code == 250) {
+                ++s.accepted;
+                continue;
+            }
+            ++s.refused;
+            note_error(s, r.text);
+            if (r.code == 421) co_return;
+        }
+        if (reply r = co_await command(stream, buf, "RSET"); r.code != 250) co_return;
+    }
+    co_await command(stream, buf, "QUIT");
+}
+
+template <class Stream>
+awaitable<void> measured_loop(Stream& stream, std::string& buf, shared_state& s, bool pipelined) {
+    if (!s.rcpts.empty()) co_await recipients(stream, buf, s, pipelined);
+    else co_await transactions(stream, buf, s, pipelined);
+}
+
 awaitable<void> wait_gate(shared_state& s) {
     if (--s.not_ready == 0) {
         s.start = clock_type::now();
@@ -192,7 +250,7 @@ awaitable<void> session(shared_state& s, ssl::context& tls) {
         if (!s.opt.tls) {
             ready = true;
             co_await wait_gate(s);
-            co_await transactions(sock, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
+            co_await measured_loop(sock, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
             co_return;
         }
         expect(co_await command(sock, buf, "STARTTLS"), 220, "STARTTLS");
@@ -208,7 +266,7 @@ awaitable<void> session(shared_state& s, ssl::context& tls) {
         expect(ehlo, 250, "EHLO after STARTTLS");
         ready = true;
         co_await wait_gate(s);
-        co_await transactions(stream, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
+        co_await measured_loop(stream, buf, s, s.opt.pipelining && advertises(ehlo.text, "PIPELINING"));
         co_await stream.shutdown();
     } catch (const setup_error& e) {
         ++s.setup_failures;
@@ -225,7 +283,7 @@ int usage(const char* msg) {
     std::fprintf(stderr,
                  "usage: smtp_load --port P [--host H] [--sessions N] [--size BYTES] "
                  "[--duration SECONDS | --count M] [--ca FILE] [--sni NAME] [--no-tls] [--no-pipelining] "
-                 "[--from A] [--to A] [--json]\n");
+                 "[--from A] [--to A] [--json] [--rcpt-file FILE [--rcpts-per-mail N]]\n");
     return 2;
 }
 
@@ -256,9 +314,12 @@ int main(int argc, char** argv) {
         else if (a == "--from") o.from = v;
         else if (a == "--to") o.to = v;
         else if (a == "--helo") o.helo = v;
+        else if (a == "--rcpt-file") o.rcpt_file = v;
+        else if (a == "--rcpts-per-mail") o.rcpts_per_mail = std::atoi(v);
         else return usage("unknown option");
     }
     if (o.port.empty() || o.sessions < 1) return usage("--port and --sessions >= 1 are required");
+    if (o.rcpts_per_mail < 1) return usage("--rcpts-per-mail must be at least 1");
 
     asio::io_context io(1);
     ssl::context tls(ssl::context::tls_client);
@@ -274,6 +335,18 @@ int main(int argc, char** argv) {
     s.opt = o;
     s.body = make_body(o.size, o);
     s.tickets = o.count;
+    if (!o.rcpt_file.empty()) {
+        std::FILE* f = std::fopen(o.rcpt_file.c_str(), "r");
+        if (!f) return usage("cannot read --rcpt-file");
+        char line[1024];
+        while (std::fgets(line, sizeof line, f)) {
+            std::string a(line);
+            while (!a.empty() && (a.back() == '\n' || a.back() == '\r')) a.pop_back();
+            if (!a.empty() && a[0] != '#') s.rcpts.push_back(std::move(a));
+        }
+        std::fclose(f);
+        if (s.rcpts.empty()) return usage("--rcpt-file lists no address");
+    }
     s.not_ready = o.sessions;
     s.gate.emplace(io, clock_type::time_point::max());
     s.start = clock_type::now();
@@ -302,10 +375,10 @@ int main(int argc, char** argv) {
                     "\"setup_failures\": %ld, \"broken_sessions\": %ld, \"elapsed_s\": %.3f, "
                     "\"messages_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
                     "\"client_cpu_s\": %.3f, \"client_cpu_ms_per_message\": %.4f, \"pipelined_sessions\": %ld, "
-                    "\"first_error\": \"%s\"}\n",
+                    "\"replies_per_s\": %.1f, \"first_error\": \"%s\"}\n",
                     o.sessions, s.body.size(), s.accepted, s.refused, s.setup_failures, s.broken,
                     elapsed, rate, p50, p99, max, cpu, cpu_per_message_ms, s.pipelined_sessions,
-                    err.c_str());
+                    elapsed > 0 ? (s.accepted + s.refused) / elapsed : 0, err.c_str());
     } else {
         std::printf("sessions %d, message %zu octets: %ld accepted, %ld refused, %ld setup failures, "
                     "%ld broken sessions in %.2f s\n%.1f messages/s, latency p50 %.2f ms, p99 %.2f ms, "

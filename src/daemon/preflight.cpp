@@ -1,6 +1,10 @@
 // daemon/preflight.cpp: the machine-dependent checks of a configuration (preflight.hpp).
 #include "daemon/preflight.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -204,9 +208,38 @@ void check_routes(const config::configuration& cfg, findings& out) {
                                 domain));
 }
 
+// The bind password is read at every connect, after privileges are dropped: the service
+// user must be able to read it, and nobody else should.
+void check_password_file(const config::configuration& cfg, std::size_t index, findings& out) {
+    const auto& file = cfg.ldap_sources[index].bind_password_file;
+    if (file.empty()) return;
+    const auto key = fmt::format("ldap_source[{}].bind_password_file", index);
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+        out.warning(key, fmt::format("{} cannot be read: {}", file.string(), std::strerror(errno)));
+        return;
+    }
+    if (st.st_mode & 077)
+        out.warning(key, fmt::format("{} has mode {:04o}: a password file should be 0600", file.string(),
+                                     st.st_mode & 07777));
+    if (cfg.server.user.empty()) return;
+    try {
+        const auto account = find_service_account(cfg.server.user);
+        const bool readable = (st.st_uid == account.uid && (st.st_mode & S_IRUSR)) ||
+                              (st.st_gid == account.gid && (st.st_mode & S_IRGRP)) || (st.st_mode & S_IROTH);
+        if (!readable && account.uid != 0)
+            out.warning(key, fmt::format("{} cannot be read by the service user {} once privileges are dropped: "
+                                         "chown {} {}",
+                                         file.string(), account.name, account.name, file.string()));
+    } catch (const std::exception&) {
+        // A missing user is already an error of check_user.
+    }
+}
+
 // A directory that cannot be reached is a warning, not an error: the server must still
 // start and take mail for the domains it can check; RCPT for the others gets 451 4.4.3.
 void check_directories(const config::configuration& cfg, findings& out) {
+    for (std::size_t i = 0; i < cfg.ldap_sources.size(); ++i) check_password_file(cfg, i, out);
     for (const auto& [name, why] : directory::unreachable_sources(cfg)) {
         std::size_t index = 0;
         while (index < cfg.ldap_sources.size() && cfg.ldap_sources[index].name != name) ++index;

@@ -11,6 +11,7 @@
 #include <openssl/asn1.h>
 #include <openssl/x509.h>
 
+#include "directory/ldap_directory.hpp"
 #include "tls/keyring/keyring.hpp"
 #include "tls/keyring/stash.hpp"
 
@@ -117,6 +118,18 @@ nlohmann::json status_json(const config::configuration& cfg, const status_source
                                 {"days_left", (c.not_after - now) / 86400}});
     status["certificates"] = certificates;
 
+    json directories = json::array();
+    for (const auto& source : cfg.ldap_sources) {
+        const auto* d = dynamic_cast<const directory::ldap_directory*>(source.lookup.get());
+        if (!d) continue;
+        const auto c = d->snapshot();
+        directories.push_back({{"name", source.name}, {"uri", source.uri}, {"state", c.down ? "down" : "up"},
+                               {"cached_answers", c.cached}, {"cache_hits", c.hits}, {"searches", c.searches},
+                               {"failures", c.failures}, {"stale_answers", c.stale_answers},
+                               {"last_failure", c.last_failure}});
+    }
+    status["directories"] = directories;
+
     const auto& m = log::metrics::global();
     status["counters"] = {{"received", m.received()},
                           {"delivered", m.delivered()},
@@ -144,6 +157,17 @@ std::string status_text(const nlohmann::json& s) {
     out += fmt::format("since start: {} received; {} delivered, {} deferred, {} bounced (per recipient)\n",
                        c["received"].get<long>(), c["delivered"].get<long>(), c["deferred"].get<long>(),
                        c["bounced"].get<long>());
+    if (s.contains("directories") && !s["directories"].empty()) {
+        out += "directories:\n";
+        for (const auto& d : s["directories"]) {
+            out += fmt::format("  {:<20} {:<4} {} cached, {} hits, {} searches, {} failed, {} stale answers used\n",
+                               d["name"].get<std::string>(), d["state"].get<std::string>(),
+                               d["cached_answers"].get<long>(), d["cache_hits"].get<long>(), d["searches"].get<long>(),
+                               d["failures"].get<long>(), d["stale_answers"].get<long>());
+            if (!d["last_failure"].get<std::string>().empty())
+                out += "    last failure: " + d["last_failure"].get<std::string>() + "\n";
+        }
+    }
     out += "certificates:\n";
     if (s["certificates"].empty()) out += "  (no key ring)\n";
     for (const auto& c : s["certificates"])

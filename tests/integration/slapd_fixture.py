@@ -103,7 +103,7 @@ suffix "{BASE}"
 rootdn "cn=admin,{BASE}"
 rootpw admin-secret
 directory {self.db}
-index mail,proxyAddresses,uid eq
+index objectClass,mail,proxyAddresses,uid,businessCategory eq
 access to attrs=userPassword by anonymous auth by * none
 access to * by dn.exact="{SERVICE_DN}" read by * none
 """

@@ -19,6 +19,7 @@ Both next hops are Postern instances that keep what they get.
   verify, with the reason.
 """
 
+import json
 import os
 import unittest
 
@@ -86,7 +87,6 @@ class DirectoryRecipients(PosternTestCase):
         return sum(1 for m in server.queue_list() or [] for r in m["recipients"] if r["address"] == rcpt)
 
     def route(self, address):
-        import json
         return json.loads(run([postern_bin(), "route", "-c", self.front.config_file, address, "--json"]).stdout)
 
     def test_directory_decides_who_exists_and_where_they_go(self):
@@ -127,6 +127,11 @@ class DirectoryRecipients(PosternTestCase):
         self.assertEqual(replies["dave@corp.test"], "451 4.4.3 Recipient directory unavailable, try again later")
         self.assertEqual(replies["carol@corp.test"], "250 2.1.5 Recipient OK")     # fresh or stale: known
         self.assertEqual(replies["nobody@corp.test"], "550 5.1.1 No such user here")
+        status = json.loads(run([postern_bin(), "status", "-c", self.front.config_file, "--json"]).stdout)
+        corp = next(d for d in status["directories"] if d["name"] == "corp-directory")
+        self.assertEqual(corp["state"], "down")
+        self.assertIn("Can't contact LDAP server", corp["last_failure"])
+        self.assertGreaterEqual(corp["failures"], 1)
         # Once Carol's answer is past its TTL (1 s), it is used as a stale answer, and said so.
         def stale_answer_used():
             reply = self.rcpt_replies(["carol@corp.test"])["carol@corp.test"]
@@ -182,6 +187,11 @@ class DirectoryCheck(unittest.TestCase):
                                                                      self.slapd.path("ldap.csr")))
         self.assertIn("bind as cn=postern", wrong_password.stdout + wrong_password.stderr)
         self.assertIn("Invalid credentials", wrong_password.stdout + wrong_password.stderr)
+
+        os.chmod(self.slapd.password_file, 0o644)
+        loose = self.check(self.slapd.source_toml())
+        self.assertIn("has mode 0644: a password file should be 0600", loose.stdout + loose.stderr)
+        os.chmod(self.slapd.password_file, 0o600)
 
         self.slapd.stop()
         down = self.check(self.slapd.source_toml())

@@ -131,7 +131,8 @@ class Package(unittest.TestCase):
         with open(minimal, "w") as f:
             f.write('[server]\nhostname = "a.test"\n[[receive_connector]]\nname = "r"\nbind = ["127.0.0.1:25"]\n'
                     '[[send_connector]]\nname = "s"\naddress_spaces = ["*"]\n'
-                    '[[accepted_domain]]\nname = "corp.test"\n')
+                    '[[accepted_domain]]\nname = "corp.test"\n'
+                    '[[ldap_source]]\nname = "d"\nuri = "ldaps://dc.corp.test"\nbase = "dc=corp,dc=test"\n')
         shown = json.loads(run([postern_bin(), "config", "show", "-c", minimal, "--json"]).stdout)
         ordered = sorted(sections.items(), key=lambda kv: kv[1])
         for section, body in shown.items():
