@@ -1,6 +1,6 @@
 """A private OpenLDAP server (Debian's slapd) for the directory tests and the benchmark.
 
-Started on 127.0.0.1:<free port> with its own configuration, database and certificate
+Started on 127.0.0.1:<free port> (ldap://, StartTLS) and another (ldaps://) with its own configuration, database and certificate
 (issued by Postern's lab CA, `postern ca`), never the system's instance. StartTLS is
 offered on ldap://; anonymous users may only bind, so a search works only after the bind
 Postern is configured with. Entries carry `mail` and Active Directory's `proxyAddresses`
@@ -53,6 +53,8 @@ class Slapd:
         os.chmod(self.base, 0o755)
         self.port = free_port()
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.ldaps_port = free_port()
+        self.ldaps_uri = f"ldaps://127.0.0.1:{self.ldaps_port}"
         self.proc = None
         self.db = os.path.join(self.base, "db")
         os.makedirs(self.db, exist_ok=True)
@@ -125,10 +127,10 @@ access to * by dn.exact="{SERVICE_DN}" read by * none
     def start(self):
         log = open(self.path("slapd.log"), "ab")
         # -d 0: stay in the foreground (its pid is ours to stop), log nothing much.
-        self.proc = subprocess.Popen([SLAPD, "-d", "0", "-h", self.uri, "-f", self.conf],
+        self.proc = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{self.uri} {self.ldaps_uri}", "-f", self.conf],
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: port_accepts(self.port) or self.proc.poll() is not None, 30,
+        wait_until(lambda: (port_accepts(self.port) and port_accepts(self.ldaps_port)) or self.proc.poll() is not None, 30,
                    what=f"slapd on {self.port}")
         if self.proc.poll() is not None:
             raise RuntimeError(f"slapd exited ({self.proc.returncode}):\n{open(self.path('slapd.log')).read()}")

@@ -15,8 +15,9 @@ Both next hops are Postern instances that keep what they get.
   cached answer is used while younger than max_stale (and the protocol log says so); a
   message whose next hop depends on the directory waits in the queue, and once slapd is
   back it goes to the right place exactly once.
-- `config check` warns about a source it cannot reach, or whose certificate it cannot
-  verify, with the reason.
+- `config check` finds ldap:// with StartTLS and ldaps:// sources reachable, and warns
+  about a source it cannot reach, whose certificate it cannot verify or whose bind fails,
+  and about a password file others may read, with the reason.
 """
 
 import json
@@ -177,6 +178,13 @@ class DirectoryCheck(unittest.TestCase):
         ok = self.check(self.slapd.source_toml())
         self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
         self.assertNotIn("cannot be reached", ok.stdout + ok.stderr)
+        ldaps = self.check(self.slapd.source_toml().replace(self.slapd.uri, self.slapd.ldaps_uri))
+        self.assertEqual(ldaps.returncode, 0, ldaps.stdout + ldaps.stderr)
+        self.assertNotIn("cannot be reached", ldaps.stdout + ldaps.stderr)
+        # ldap:// to a port that speaks TLS at once: StartTLS cannot even be asked for.
+        crossed = self.check(self.slapd.source_toml().replace(self.slapd.uri,
+                                                              f"ldap://127.0.0.1:{self.slapd.ldaps_port}"))
+        self.assertIn('ldap_source "corp-directory" cannot be reached', crossed.stdout + crossed.stderr)
 
         wrong_root = self.check(self.slapd.source_toml().replace(self.slapd.ca_file, "/etc/ssl/certs/ca-certificates.crt"))
         self.assertEqual(wrong_root.returncode, 0)
