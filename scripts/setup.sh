@@ -20,7 +20,7 @@ install_packages() {
         libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
         libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest libsystemd-dev
         openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
-        prometheus dpkg-dev lintian groff-base libldap-dev slapd ldap-utils
+        prometheus dpkg-dev lintian groff-base libldap-dev slapd ldap-utils nsd ldnsutils
     )
     local missing=()
     for p in "${packages[@]}"; do
@@ -30,7 +30,7 @@ install_packages() {
         echo "Installing: ${missing[*]}"
         # Postfix is a test peer only: no system-wide configuration, never started.
         echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
-        # prometheus (for promtool) and unbound are test tools too: their services must not
+        # prometheus (for promtool), unbound, slapd and nsd are test tools too: their services must not
         # start on install. policy-rc.d (101 = action forbidden) stops invoke-rc.d for the
         # length of the install, unless the machine already has a policy of its own.
         local own_policy=0

@@ -44,6 +44,10 @@ enum class permission_group { anonymous_users, partners };
 enum class tls_auth_level { encryption_only, certificate_validation, domain_validation };
 enum class smart_host_tls { starttls, implicit };
 enum class protocol_logging { verbose, none };
+/// DANE (RFC 7672) for connectors that route by MX: off; opportunistic (TLSA records
+/// published on DNSSEC-secure hosts are enforced); required (only DANE-authenticated
+/// hosts; others defer). Not yet a key of the file: delivery does not apply it yet.
+enum class dane_mode { off, opportunistic, required };
 
 struct server_section {
     std::string hostname;                               // default: the system's FQDN

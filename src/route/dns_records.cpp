@@ -60,4 +60,14 @@ std::optional<boost::asio::ip::address> decode_aaaa(std::span<const std::uint8_t
     return boost::asio::ip::address(boost::asio::ip::address_v6(bytes));
 }
 
+std::optional<tlsa_record> decode_tlsa(std::span<const std::uint8_t> rdata) {
+    if (rdata.size() < 4) return std::nullopt;
+    tlsa_record r;
+    r.usage = rdata[0];
+    r.selector = rdata[1];
+    r.matching = rdata[2];
+    r.data.assign(rdata.begin() + 3, rdata.end());
+    return r;
+}
+
 }  // namespace postern::route

@@ -2,13 +2,15 @@
 //
 // libunbound returns each answer's rdata in wire format with names uncompressed
 // (struct ub_result, data[]/len[]). Standards: RFC 1035 §3.1 (names), §3.3.9 (MX),
-// §3.4.1 (A); RFC 3596 §2.2 (AAAA); RFC 7505 (null MX, whose exchange is the root ".").
+// §3.4.1 (A); RFC 3596 §2.2 (AAAA); RFC 7505 (null MX, whose exchange is the root ".");
+// RFC 6698 §2.1 (TLSA).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -17,6 +19,15 @@ namespace postern::route {
 struct mx_record {
     std::uint16_t preference = 0;
     std::string exchange;          // without the trailing dot; "" is the root (null MX)
+};
+
+/// RFC 6698 §2.1: certificate usage, selector, matching type, association data.
+struct tlsa_record {
+    std::uint8_t usage = 0;
+    std::uint8_t selector = 0;
+    std::uint8_t matching = 0;
+    std::vector<std::uint8_t> data;
+    friend bool operator==(const tlsa_record&, const tlsa_record&) = default;
 };
 
 /// A wire-format domain name as text, without the trailing dot ("" for the root).
@@ -28,5 +39,7 @@ std::optional<std::string> decode_wire_name(std::span<const std::uint8_t> wire, 
 std::optional<mx_record> decode_mx(std::span<const std::uint8_t> rdata);
 std::optional<boost::asio::ip::address> decode_a(std::span<const std::uint8_t> rdata);
 std::optional<boost::asio::ip::address> decode_aaaa(std::span<const std::uint8_t> rdata);
+/// Empty optional when shorter than the three fixed octets and one of data.
+std::optional<tlsa_record> decode_tlsa(std::span<const std::uint8_t> rdata);
 
 }  // namespace postern::route

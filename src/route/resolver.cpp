@@ -46,6 +46,7 @@ namespace {
 constexpr int rr_type_a = 1;
 constexpr int rr_type_mx = 15;
 constexpr int rr_type_aaaa = 28;
+constexpr int rr_type_tlsa = 52;
 constexpr int rr_class_in = 1;
 
 std::string rcode_name(int rcode) {
@@ -92,6 +93,36 @@ address_answer parse_addresses(int err, const ub_result* result, int rrtype) {
         if (address) answer.addresses.push_back(*address);
     }
     if (answer.addresses.empty()) answer.outcome = {answer_kind::failed, answer.outcome.status, "unreadable data"};
+    return answer;
+}
+
+tlsa_answer parse_tlsa(int err, const ub_result* result, const std::string& name) {
+    const auto outcome = classify(err, result);
+    tlsa_answer answer;
+    answer.status = outcome.status;
+    switch (outcome.kind) {
+    case answer_kind::data:
+        answer.what = tlsa_answer::kind::records;
+        for (int i = 0; result->data[i] != nullptr; ++i)
+            if (auto r = decode_tlsa(rdata_at(result, i))) answer.records.push_back(std::move(*r));
+        if (answer.records.empty()) {
+            answer.what = tlsa_answer::kind::failed;
+            answer.reason = fmt::format("unreadable TLSA data for {}", name);
+        }
+        return answer;
+    case answer_kind::nodata:
+    case answer_kind::nxdomain: answer.what = tlsa_answer::kind::none; return answer;
+    case answer_kind::bogus:
+        answer.what = tlsa_answer::kind::bogus;
+        answer.reason = fmt::format("DNSSEC-bogus TLSA answer for {}: {}", name, outcome.detail);
+        return answer;
+    case answer_kind::failed:
+    case answer_kind::timed_out:
+        answer.what = tlsa_answer::kind::failed;
+        answer.reason = fmt::format("{} for {} TLSA", outcome.kind == answer_kind::timed_out ? "timeout" : outcome.detail,
+                                    name);
+        return answer;
+    }
     return answer;
 }
 
@@ -176,6 +207,8 @@ struct resolver::impl {
     struct job {
         std::uint64_t id = 0;
         bool host_only = false;                 // resolve_host(): no MX round
+        std::function<void(tlsa_answer)> done_tlsa;   // resolve_tlsa(): one TLSA query
+        tlsa_answer tlsa;
         std::string domain;
         std::vector<std::string> own_names;
         std::function<void(next_hops)> done_hops;
@@ -188,6 +221,7 @@ struct resolver::impl {
 
     struct request {
         bool host_only = false;
+        std::function<void(tlsa_answer)> done_tlsa;
         std::string name;
         std::vector<std::string> own_names;
         std::function<void(next_hops)> done_hops;
@@ -345,6 +379,16 @@ private:
         j->done_hops = std::move(r.done_hops);
         j->done_host = std::move(r.done_host);
         j->deadline = clock::now() + options_.timeout;
+        if (r.done_tlsa) {
+            j->done_tlsa = std::move(r.done_tlsa);
+            j->tlsa.reason = fmt::format("timeout for {} TLSA", r.name);   // until it answers
+            const std::uint64_t id = j->id;
+            job& ref = *j;
+            jobs_.emplace(id, std::move(j));
+            start_query(ref, r.name, rr_type_tlsa, 0);
+            settle(id);
+            return;
+        }
 
         if (auto literal = r.host_only ? host_address(j->domain) : address_literal(j->domain)) {
             // An address needs no DNS: RFC 5321 §4.1.3 literals, smart hosts given by IP.
@@ -422,6 +466,10 @@ private:
     }
 
     void record(job& j, const query& q, int err, const ub_result* result) {
+        if (q.rrtype == rr_type_tlsa) {
+            j.tlsa = parse_tlsa(err, result, j.domain);
+            return;
+        }
         if (q.rrtype == rr_type_mx) {
             j.plan = plan_from_mx(j.domain, parse_mx(err, result), j.own_names, tie_order_);
             if (!j.plan.decided) start_address_round(j);
@@ -467,6 +515,13 @@ private:
         auto node = jobs_.extract(id);
         if (node.empty()) return;
         job& j = *node.mapped();
+        if (j.done_tlsa) {
+            try {
+                j.done_tlsa(std::move(j.tlsa));
+            } catch (...) {
+            }
+            return;
+        }
         if (j.host_only) {
             if (hops.status == lookup_status::ok && !hops.hosts.empty())
                 deliver_host(j.done_host, std::move(hops.hosts.front()), {});
@@ -525,6 +580,13 @@ void resolver::resolve(const std::string& domain, const std::vector<std::string>
     r.name = domain;
     r.own_names = own_names;
     r.done_hops = std::move(done);
+    impl_->submit(std::move(r));
+}
+
+void resolver::resolve_tlsa(const std::string& host, std::uint16_t port, std::function<void(tlsa_answer)> done) {
+    impl::request r;
+    r.name = fmt::format("_{}._tcp.{}", port, host);
+    r.done_tlsa = std::move(done);
     impl_->submit(std::move(r));
 }
 

@@ -18,6 +18,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "config/schema.hpp"
+#include "route/dns_records.hpp"
 
 namespace postern::route {
 
@@ -45,6 +46,20 @@ struct next_hops {
     std::string reason;                        // for logs and DSNs: "SERVFAIL for example.test MX"
 };
 
+/// The TLSA records of one host and port (RFC 7672 §2.2: _PORT._tcp.HOST), as validated.
+struct tlsa_answer {
+    enum class kind {
+        records,        // the records are in `records` (which may hold only unusable ones)
+        none,           // NXDOMAIN or NODATA: the host publishes no TLSA
+        failed,         // SERVFAIL, a timeout or any other failure: nothing is known
+        bogus,          // the answer failed DNSSEC validation
+    };
+    kind what = kind::failed;
+    dnssec status = dnssec::insecure;          // of the answer (or of the denial)
+    std::vector<tlsa_record> records;
+    std::string reason;                        // for logs: "SERVFAIL for _25._tcp.mx.example TLSA"
+};
+
 struct resolver_options {
     /// Bound on one resolve() or resolve_host() call, every query included: what is still
     /// unanswered then counts as a timeout (and defers, unless some MX host has addresses).
@@ -69,6 +84,9 @@ public:
 
     /// Address records only (for smart hosts given by name).
     virtual void resolve_host(const std::string& name, std::function<void(host, std::string error)> done);
+
+    /// TLSA records of _PORT._tcp.HOST (DANE, RFC 7672), with their DNSSEC status.
+    virtual void resolve_tlsa(const std::string& host, std::uint16_t port, std::function<void(tlsa_answer)> done);
 
 protected:
     resolver() = default;                      // for test doubles

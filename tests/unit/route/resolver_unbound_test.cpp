@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -220,7 +221,20 @@ constexpr const char* test_zones = R"(
   local-zone: "bogus.test." static
   local-data: "bogus.test. MX 10 mx.bogus.test."
   local-data: "mx.bogus.test. A 127.0.0.70"
+
+  local-zone: "dane.test." static
+  local-data: "mx.dane.test. A 127.0.0.80"
+  local-data: "_25._tcp.mx.dane.test. TLSA 3 1 1 abababababababababababababababababababababababababababababababab"
+  local-data: "_25._tcp.mx.dane.test. TLSA 2 0 2 cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
 )";
+
+tlsa_answer resolve_tlsa_now(resolver& r, const std::string& host) {
+    auto promise = std::make_shared<std::promise<tlsa_answer>>();
+    auto future = promise->get_future();
+    r.resolve_tlsa(host, 25, [promise](tlsa_answer a) { promise->set_value(std::move(a)); });
+    if (future.wait_for(60s) != std::future_status::ready) throw std::runtime_error("no TLSA answer for " + host);
+    return future.get();
+}
 
 next_hops resolve_now(resolver& r, const std::string& domain, const std::vector<std::string>& own_names = {}) {
     auto promise = std::make_shared<std::promise<next_hops>>();
@@ -537,6 +551,25 @@ TEST(resolver_settings, bad_settings_throw) {
     config::dns_section missing_file;
     missing_file.unbound_config = "/nonexistent/postern-unbound.conf";
     EXPECT_THROW(resolver{missing_file}, std::runtime_error);
+}
+
+TEST_F(resolver_with_unbound, tlsa_records_come_back_with_their_fields_and_status) {
+    auto a = resolve_tlsa_now(shared_resolver(), "mx.dane.test");
+    ASSERT_EQ(a.what, tlsa_answer::kind::records) << a.reason;
+    EXPECT_EQ(a.status, dnssec::insecure);   // no trust anchor here; tests/integration/dnssec_lab.py signs zones
+    ASSERT_EQ(a.records.size(), 2u);
+    std::sort(a.records.begin(), a.records.end(), [](const auto& x, const auto& y) { return x.usage < y.usage; });
+    EXPECT_EQ(a.records[0].usage, 2);
+    EXPECT_EQ(a.records[0].selector, 0);
+    EXPECT_EQ(a.records[0].matching, 2);
+    EXPECT_EQ(a.records[0].data, std::vector<std::uint8_t>(64, 0xcd));
+    EXPECT_EQ(a.records[1].usage, 3);
+    EXPECT_EQ(a.records[1].data, std::vector<std::uint8_t>(32, 0xab));
+
+    EXPECT_EQ(resolve_tlsa_now(shared_resolver(), "mx.ipmx.test").what, tlsa_answer::kind::none);
+    auto failed = resolve_tlsa_now(shared_resolver(), "mx.servfail.test");
+    EXPECT_EQ(failed.what, tlsa_answer::kind::failed);
+    EXPECT_NE(failed.reason.find("_25._tcp.mx.servfail.test TLSA"), std::string::npos) << failed.reason;
 }
 
 TEST(resolver_settings, forwarder_forms_are_accepted) {
