@@ -147,6 +147,15 @@ bool routes_elsewhere(std::string_view address) {
     return address.substr(0, at).find_first_of("%!@") != std::string_view::npos;
 }
 
+// RFC 5321 §4.5.1: postmaster (in any case) exists in every domain we take mail for, so a
+// directory is never asked about it.
+bool is_postmaster(std::string_view address) {
+    const auto at = address.rfind('@');
+    if (at != 10) return false;
+    return std::equal(address.begin(), address.begin() + 10, "postmaster",
+                      [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+}
+
 std::string first_word(std::string_view s) {
     auto sp = s.find_first_of(" \t");
     return std::string(s.substr(0, sp));
@@ -543,6 +552,7 @@ void server_fsm::on_rcpt(const command& c) {
         return send(replies::too_many_recipients());
     }
     std::string address = rc.address;
+    bool checked = false;   // whether the policy says if this recipient exists
     if (rc.postmaster) {
         address = "postmaster@" + params_.policy.hostname;    // RFC 5321 §4.5.1: always ours
     } else {
@@ -568,31 +578,19 @@ void server_fsm::on_rcpt(const command& c) {
             if (params_.configuration_problem) params_.configuration_problem(problem);
             return send(replies::no_route());
         }
-        // RFC 5321 §4.5.1: postmaster exists in every domain we take mail for.
-        const auto at = address.rfind('@');
-        const bool postmaster_here = ours && at == 10 && std::equal(address.begin(), address.begin() + 10,
-                                                                    "postmaster", [](char a, char b) {
-                                                                        return std::tolower(static_cast<unsigned char>(a)) == b;
-                                                                    });
-        if (ours && !postmaster_here && params_.policy.check_recipient) {
-            smtp::recipient rec;
-            rec.address = std::move(address);
-            rec.orcpt = rc.orcpt;
-            rec.notify = rc.notify;
-            const auto status = params_.policy.check_recipient(rec.address);
-            checking_ = std::move(rec);
-            if (status == server_policy::recipient_status::ask) {
-                next_ = next::check_recipient;   // the driver asks; on_recipient_checked goes on
-                return;
-            }
-            return finish_rcpt(status, {});
-        }
+        checked = ours && params_.policy.check_recipient && !is_postmaster(address);
     }
     checking_ = smtp::recipient{};
     checking_->address = std::move(address);
     checking_->orcpt = rc.orcpt;
     checking_->notify = rc.notify;
-    finish_rcpt(server_policy::recipient_status::known, {}, rc.postmaster);
+    if (!checked) return finish_rcpt(server_policy::recipient_status::known, {}, rc.postmaster);
+    const auto status = params_.policy.check_recipient(checking_->address);
+    if (status == server_policy::recipient_status::ask) {
+        next_ = next::check_recipient;   // the driver asks; on_recipient_checked goes on
+        return;
+    }
+    finish_rcpt(status, {});
 }
 
 void server_fsm::on_recipient_checked(const event& ev) {
