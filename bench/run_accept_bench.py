@@ -354,6 +354,19 @@ def markdown(rows, meta):
     return "\n".join(out) + "\n"
 
 
+def find_smtp_load(given):
+    """The load generator: `given`, else the first build directory that has it."""
+    if given is None:
+        for d in ("build-perf", "build-it", "build", "build-bench"):
+            c = os.path.join(REPO, d, "bench", "smtp_load")
+            if os.path.exists(c):
+                given = c
+                break
+    if not given or not os.path.exists(given):
+        sys.exit("smtp_load not built: cmake --build BUILD --target smtp_load")
+    return given
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--postern", default=os.environ.get("POSTERN_BIN") or lib.postern_bin())
@@ -365,14 +378,7 @@ def main():
     ap.add_argument("--only", choices=["postern", "postfix"])
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
-    if args.load is None:
-        for d in ("build-perf", "build-it", "build", "build-bench"):
-            c = os.path.join(REPO, d, "bench", "smtp_load")
-            if os.path.exists(c):
-                args.load = c
-                break
-    if not args.load or not os.path.exists(args.load):
-        sys.exit("smtp_load not built: cmake --build BUILD --target smtp_load")
+    args.load = find_smtp_load(args.load)
     if args.postern:
         os.environ["POSTERN_BIN"] = args.postern
     sessions = [int(x) for x in args.sessions.split(",")]

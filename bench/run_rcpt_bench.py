@@ -46,6 +46,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import postern_testlib as lib  # noqa: E402
 import slapd_fixture  # noqa: E402
+from run_accept_bench import find_smtp_load  # noqa: E402
+from run_memory_bench import rss_kib  # noqa: E402
 
 
 def known(i):
@@ -62,14 +64,6 @@ def write_lists(work, users):
         f.writelines(a + "\n" for a in rcpts)
     with open(os.path.join(work, "relay_recipients"), "w") as f:
         f.writelines(known(i) + " OK\n" for i in range(users))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
 
 
 class PosternTarget:
@@ -144,6 +138,18 @@ def measure(args, target, sessions, rcpt_file):
             "batch_p99_ms": r["p99_ms"], "first_error": r.get("first_error", "")}
 
 
+def measure_each(args, target, sessions, rcpt_file):
+    """One row per session count, printed as it comes; the target is stopped afterwards."""
+    rows = []
+    try:
+        for n in sessions:
+            rows.append(measure(args, target, n, rcpt_file))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        target.stop()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--postern", default=os.environ.get("POSTERN_BIN") or lib.postern_bin())
@@ -155,14 +161,7 @@ def main():
     ap.add_argument("--only", choices=["postern-file", "postern-ldap", "postfix"])
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
-    if args.load is None:
-        for d in ("build-perf", "build-it", "build", "build-bench"):
-            c = os.path.join(REPO, d, "bench", "smtp_load")
-            if os.path.exists(c):
-                args.load = c
-                break
-    if not args.load or not os.path.exists(args.load):
-        sys.exit("smtp_load not built: cmake --build BUILD --target smtp_load")
+    args.load = find_smtp_load(args.load)
     if args.postern:
         os.environ["POSTERN_BIN"] = args.postern
     sessions = [int(x) for x in args.sessions.split(",")]
@@ -174,23 +173,12 @@ def main():
     try:
         if args.only in (None, "postern-file"):
             meta.update(file_list_cost(work))
-            target = PosternTarget("postern-file", work, 'recipients = "users.txt"\n')
-            try:
-                for n in sessions:
-                    rows.append(measure(args, target, n, rcpt_file))
-                    print(json.dumps(rows[-1]), flush=True)
-            finally:
-                target.stop()
+            rows += measure_each(args, PosternTarget("postern-file", work, 'recipients = "users.txt"\n'),
+                                 sessions, rcpt_file)
         if args.only in (None, "postern-ldap"):
             rows += ldap_rows(args, work, sessions, rcpt_file, meta)
         if args.only in (None, "postfix"):
-            target = PostfixTarget(work)
-            try:
-                for n in sessions:
-                    rows.append(measure(args, target, n, rcpt_file))
-                    print(json.dumps(rows[-1]), flush=True)
-            finally:
-                target.stop()
+            rows += measure_each(args, PostfixTarget(work), sessions, rcpt_file)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta.update({"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -224,12 +212,12 @@ def file_list_cost(work):
                                     'recipients = "list.txt"\n')
         server = lib.start_postern(cfg, before_start=put)
         try:
-            rss[name] = rss_kib(server.pid)
+            rss[name] = rss_kib(server.pid)[0]
             if name == "full":
                 t0 = time.monotonic()
                 lib.run([os.environ["POSTERN_BIN"], "reload", "-c", server.config_file])
                 rss["reload_s"] = round(time.monotonic() - t0, 3)
-                rss["after_reload"] = rss_kib(server.pid)
+                rss["after_reload"] = rss_kib(server.pid)[0]
         finally:
             server.stop()
             shutil.rmtree(server.base, ignore_errors=True)
@@ -244,7 +232,6 @@ def ldap_rows(args, work, sessions, rcpt_file, meta):
     slapd = slapd_fixture.Slapd(people)
     meta["slapadd_s"] = round(time.monotonic() - t0, 1)
     slapd.start()
-    rows = []
     try:
         target = PosternTarget("postern-ldap", work, 'recipients_ldap = "corp-directory"\n',
                                slapd.source_toml(filter="(mail=%s)", attributes=("mail",),
@@ -254,17 +241,14 @@ def ldap_rows(args, work, sessions, rcpt_file, meta):
                 everyone = sum(1 for _ in f)
             t0 = time.monotonic()
             warm = load(args, target.port, 8, rcpt_file, count=everyone)
-            meta["ldap_warm_up"] = {"replies": warm["accepted"] + warm["refused"], "known": warm["accepted"],
-                                    "seconds": round(time.monotonic() - t0, 1),
-                                    "replies_per_s": warm["replies_per_s"]}
-            for n in sessions:
-                rows.append(measure(args, target, n, rcpt_file))
-                print(json.dumps(rows[-1]), flush=True)
-        finally:
+        except BaseException:
             target.stop()
+            raise
+        meta["ldap_warm_up"] = {"replies": warm["accepted"] + warm["refused"], "known": warm["accepted"],
+                                "seconds": round(time.monotonic() - t0, 1), "replies_per_s": warm["replies_per_s"]}
+        return measure_each(args, target, sessions, rcpt_file)
     finally:
         slapd.remove_files()
-    return rows
 
 
 def markdown(rows, meta):
@@ -286,7 +270,7 @@ def markdown(rows, meta):
     if ratios:
         out += ["", "Ratios: " + "; ".join(ratios) + "."]
     if "list_rss_mib" in meta:
-        out += ["", f"The 100,000-address list in Postern: {meta['list_rss_mib']} MiB resident (with the list "
+        out += ["", f"The {meta['users']:,}-address list in Postern: {meta['list_rss_mib']} MiB resident (with the list "
                     f"minus with an empty one, after start); `postern reload` with it: {meta['reload_with_list_s']} s."]
     if "ldap_warm_up" in meta:
         w = meta["ldap_warm_up"]
