@@ -353,6 +353,7 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.choice("tls_auth_level", c.auth_level, detail::tls_auth_level_names);
     r.text("tls_domain", c.tls_domain);
     r.flag("ignore_starttls", c.ignore_starttls);
+    r.choice("dane", c.dane, detail::dane_mode_names);
     r.text("client_certificate", c.client_certificate);
     r.strings("trusted_roots", c.trusted_roots);
     r.flag("trust_system_store", c.trust_system_store);

@@ -111,6 +111,9 @@ struct send_connector {
     tls_auth_level auth_level = tls_auth_level::encryption_only;     // key: tls_auth_level
     std::string tls_domain;
     bool ignore_starttls = false;
+    /// DANE for next hops found by MX (RFC 7672; no effect with smart_hosts). Without a
+    /// DNSSEC trust anchor in [dns] unbound_config it cannot apply (preflight warns).
+    dane_mode dane = dane_mode::opportunistic;
     std::string client_certificate;
     bool trust_system_store = false;
     /// Key ring labels of the roots (and pinned peers) that verify next hops here; empty:
@@ -277,6 +280,13 @@ struct load_result {
 /// Parses, fills defaults, resolves relative paths against data_dir, validates.
 /// `with_lists` false: recipient lists are not read (a client of the running server needs
 /// only where its control socket is, and a list being edited must not stop it asking).
+/// Whether an unbound configuration file names a DNSSEC trust anchor (trust-anchor:,
+/// trust-anchor-file:, auto-trust-anchor-file:, trusted-keys-file:): without one no
+/// answer is ever secure, so DANE cannot apply.
+bool names_trust_anchor(const std::filesystem::path& unbound_config);
+/// [dns] gives Postern a validating resolver (unbound_config naming a trust anchor).
+bool validates_dnssec(const dns_section& dns);
+
 load_result load_file(const std::filesystem::path& file, bool with_lists = true);
 load_result load_string(std::string_view toml_text, const std::filesystem::path& file_name, bool with_lists = true);
 

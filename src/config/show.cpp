@@ -90,6 +90,7 @@ json send_json(const send_connector& c) {
             {"tls_auth_level", name_of(detail::tls_auth_level_names, c.auth_level)},
             {"tls_domain", c.tls_domain},
             {"ignore_starttls", c.ignore_starttls},
+            {"dane", name_of(detail::dane_mode_names, c.dane)},
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
             {"trusted_roots", strings(c.trusted_roots)},

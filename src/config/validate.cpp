@@ -5,6 +5,7 @@
 // or "HIGH" cannot smuggle a CBC or anonymous suite past a list of forbidden words.
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,6 +18,27 @@
 #include <openssl/ssl.h>
 
 #include "config/detail.hpp"
+
+namespace postern::config {
+
+bool names_trust_anchor(const std::filesystem::path& unbound_config) {
+    std::ifstream in(unbound_config);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line[start] == '#') continue;
+        for (std::string_view key : {"trust-anchor:", "trust-anchor-file:", "auto-trust-anchor-file:",
+                                     "trusted-keys-file:"})
+            if (std::string_view(line).substr(start).starts_with(key)) return true;
+    }
+    return false;
+}
+
+bool validates_dnssec(const dns_section& dns) {
+    return !dns.unbound_config.empty() && names_trust_anchor(dns.unbound_config);
+}
+
+}  // namespace postern::config
 
 namespace postern::config::detail {
 
@@ -274,6 +296,15 @@ void validate_send_connectors(const configuration& config, const source_lines& l
         if (c.ignore_starttls && c.require_tls)
             out.error(key("ignore_starttls"), line("ignore_starttls"),
                       "ignore_starttls = true contradicts require_tls = true");
+        if (c.dane == dane_mode::required && !c.smart_hosts.empty())
+            out.error(key("dane"), line("dane"),
+                      "dane = \"required\" applies to routing by MX; a smart-host connector keeps the TLS rules it "
+                      "is configured with (tls_auth_level, tls_domain)");
+        if (c.dane == dane_mode::required && c.smart_hosts.empty() &&
+            !validates_dnssec(config.dns))
+            out.error(key("dane"), line("dane"),
+                      "dane = \"required\" needs DNSSEC validation: [dns] unbound_config naming a trust anchor "
+                      "(e.g. auto-trust-anchor-file: \"/var/lib/unbound/root.key\")");
         if (!c.tls_domain.empty() && !is_domain_name(c.tls_domain))
             out.error(key("tls_domain"), line("tls_domain"), fmt::format("\"{}\" is not a domain name", c.tls_domain));
     }

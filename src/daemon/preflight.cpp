@@ -206,6 +206,19 @@ void check_routes(const config::configuration& cfg, findings& out) {
                     fmt::format("accepted domain \"{}\" has no send connector whose address_spaces cover it: its "
                                 "recipients get 451 4.4.4 until one does",
                                 domain));
+    // DESIGN §3 dane: the default asks for DANE wherever a domain publishes it; without a
+    // trust anchor no answer is secure, so it is off, and the administrator should know.
+    if (config::validates_dnssec(cfg.dns)) return;
+    std::string by_mx;
+    for (const auto& c : cfg.send_connectors)
+        if (c.smart_hosts.empty() && c.dane != config::dane_mode::off)
+            by_mx += (by_mx.empty() ? "" : ", ") + c.name;
+    if (!by_mx.empty())
+        out.warning("dns.unbound_config",
+                    fmt::format("no DNSSEC trust anchor, so DANE is off for send connector(s) {}: name one in an "
+                                "unbound_config (auto-trust-anchor-file: \"/var/lib/unbound/root.key\") or set "
+                                "dane = \"off\"",
+                                by_mx));
 }
 
 // The bind password is read at every connect, after privileges are dropped: the service

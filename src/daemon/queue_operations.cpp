@@ -89,7 +89,8 @@ json message_json(const queue::store& store, const smtp::envelope& env, smtp::sy
                               {"attempts", r.attempts},
                               {"next_attempt", r.state == recipient_state::pending ? json(iso_time(r.next_attempt))
                                                                                    : json(nullptr)},
-                              {"last_reply", r.last_reply}});
+                              {"last_reply", r.last_reply},
+                              {"last_tls", r.last_tls}});
     }
     return {{"id", env.id},
             {"received_at", iso_time(env.received_at)},
@@ -166,6 +167,7 @@ void append_recipients(std::string& out, const json& message, smtp::sys_time now
         if (!dsn.empty()) out += fmt::format("{}{:<10} dsn: {}\n", indent, "", dsn);
         if (auto reply = text(r, "last_reply"); !reply.empty())
             out += fmt::format("{}{:<10} last reply: {}\n", indent, "", reply);
+        if (auto tls = text(r, "last_tls"); !tls.empty()) out += fmt::format("{}{:<10} last TLS: {}\n", indent, "", tls);
     }
 }
 

@@ -109,7 +109,12 @@ log::io_tracer& client_session::io_tracer() {
 
 void client_session::say_verdict(const tls_verdict& verdict) {
     sink_.line(transcript_line::kind::info, verdict.log_line());
+    count_verdict(verdict);
+}
+
+void client_session::count_verdict(const tls_verdict& verdict) {
     log::metrics::global().tls_verdict(log::direction::outbound, verdict.ok());
+    log::metrics::global().tls_result(verdict.result);
 }
 
 void client_session::log_disconnect() {
@@ -280,15 +285,15 @@ asio::awaitable<client_action> client_session::perform(client_action act) {
             if (!hs.ok) {
                 // DESIGN §6: a failed handshake is a TLS outcome too; its verdict line, with
                 // the reason, goes to this session's log before the '-' line.
-                verdict_ = no_tls_verdict(target_.expectation, hs.reason);
+                verdict_ = no_tls_verdict(target_.expectation, hs.reason, "validation-failure");
                 log({{transcript_line::kind::info, verdict_->log_line()}});
-                log::metrics::global().tls_verdict(log::direction::outbound, verdict_->ok());
+                count_verdict(*verdict_);
                 act = fsm_->resume(client_event::tls_failed(hs.reason));
                 break;
             }
             verdict_ = evaluate(tls_->native_handle(), target_.expectation, verify_);
             log({{transcript_line::kind::info, verdict_->log_line()}});
-            log::metrics::global().tls_verdict(log::direction::outbound, verdict_->ok());
+            count_verdict(*verdict_);
             if (!verdict_->ok()) {
                 // DESIGN §3: a verdict below the required level means no mail on this
                 // connection; the message stays queued with the reason.
@@ -350,7 +355,7 @@ asio::awaitable<open_report> client_session::open(session_target target) {
     if (target_.plan.implicit_tls) {
         auto hs = co_await handshake();
         if (!hs.ok) {
-            report.verdict = no_tls_verdict(target_.expectation, hs.reason);
+            report.verdict = no_tls_verdict(target_.expectation, hs.reason, "validation-failure");
             say_verdict(report.verdict);
             report.failure = session_failure{.stage = "TLS handshake",
                                              .remote = std::nullopt,
@@ -428,7 +433,10 @@ asio::awaitable<std::vector<recipient_result>> client_session::send(transaction 
         for (auto& rr : results)
             if (rr.what == verdict::transient && rr.reason.empty() && act.failure) rr.reason = act.failure->reason;
     }
-    for (auto& rr : results) rr.host = target_.host;
+    for (auto& rr : results) {
+        rr.host = target_.host;
+        if (verdict_) rr.tls = verdict_->result;
+    }
     if (target_.plan.plaintext_after_tls_failure &&
         std::any_of(results.begin(), results.end(), [](const auto& rr) { return rr.what == verdict::delivered; }))
         sink_.line(transcript_line::kind::info, "TLS failed (" + target_.plan.previous_tls_failure + "); sent in plaintext");

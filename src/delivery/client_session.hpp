@@ -113,6 +113,7 @@ private:
     log::io_tracer& io_tracer();
     /// The verdict line of this attempt (DESIGN §6), counted for the metrics too.
     void say_verdict(const tls_verdict& verdict);
+    void count_verdict(const tls_verdict& verdict);
 
     boost::asio::any_io_executor executor_;
     session_settings settings_;

@@ -44,6 +44,7 @@
 #include "log/metrics.hpp"
 #include "delivery/scheduler.hpp"
 #include "delivery/tls_policy.hpp"
+#include "policy/dane.hpp"
 
 namespace postern::delivery {
 
@@ -158,6 +159,19 @@ asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(next_hop
         initiation, asio::use_awaitable, std::move(name));
 }
 
+asio::awaitable<route::tlsa_answer> resolve_tlsa_async(next_hop_source& resolver, std::string host,
+                                                       std::uint16_t port) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [&resolver, executor](auto handler, std::string h, std::uint16_t p) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        resolver.resolve_tlsa(h, p, [shared, executor](route::tlsa_answer a) {
+            asio::post(executor, [shared, a = std::move(a)]() mutable { (*shared)(std::move(a)); });
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::tlsa_answer)>(
+        initiation, asio::use_awaitable, std::move(host), port);
+}
+
 /// route::resolver as a next_hop_source.
 class route_resolver_source : public next_hop_source {
 public:
@@ -168,6 +182,10 @@ public:
     }
     void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) override {
         resolver_.resolve_host(name, std::move(done));
+    }
+    void resolve_tlsa(const std::string& host, std::uint16_t port,
+                      std::function<void(route::tlsa_answer)> done) override {
+        resolver_.resolve_tlsa(host, port, std::move(done));
     }
 
 private:
@@ -194,6 +212,10 @@ struct candidate {
     bool smart_host = false;
     std::string mx_name;                   // for domain validation when the MX answer is secure
     bool mx_secure = false;
+    // DANE (RFC 7672 §2.2): the MX answer (or for the A/AAAA fallback, the denial of MX)
+    // and this host's address answer were DNSSEC-secure.
+    bool route_secure = false;
+    bool address_secure = false;
 };
 
 }  // namespace
@@ -202,6 +224,7 @@ struct engine::impl {
     impl(const config::configuration& cfg, queue::store& store, next_hop_source& resolver,
          std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log, engine_options options)
         : cfg_(std::make_shared<const config::configuration>(cfg)),
+          dnssec_(config::validates_dnssec(cfg.dns)),
           store_(store),
           resolver_(resolver),
           material_(std::move(client_tls)),
@@ -226,6 +249,7 @@ struct engine::impl {
     mutable std::mutex mutex_;
     std::condition_variable idle_cv_;
     std::shared_ptr<const config::configuration> cfg_;
+    std::atomic<bool> dnssec_;                                   // [dns] validates: DANE can apply
     queue::store& store_;
     next_hop_source& resolver_;
     std::unique_ptr<next_hop_source> owned_resolver_;            // the adapter, when given a route::resolver
@@ -518,12 +542,13 @@ struct engine::impl {
                 boost::system::error_code ec;
                 auto address = asio::ip::make_address(sh.host, ec);
                 if (!ec) {
-                    out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false});
+                    out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false, false, false});
                     continue;
                 }
                 auto resolved = co_await resolve_host_async(resolver_, sh.host);
                 if (!resolved.second.empty()) errors += (errors.empty() ? "" : "; ") + resolved.second;
-                for (const auto& a : resolved.first.addresses) out.push_back({sh.host, {a, sh.port}, true, {}, false});
+                for (const auto& a : resolved.first.addresses)
+                    out.push_back({sh.host, {a, sh.port}, true, {}, false, false, false});
             }
             if (out.empty()) failure = make_result(verdict::transient, "smart hosts unresolvable: " + errors);
             co_return out;
@@ -535,7 +560,9 @@ struct engine::impl {
             for (const auto& h : hops.hosts)
                 for (const auto& a : h.addresses)
                     out.push_back({h.name, {a, cfg.dns.mx_port}, false, hops.from_mx ? h.name : std::string(),
-                                   hops.from_mx && hops.mx_status == route::dnssec::secure});
+                                   hops.from_mx && hops.mx_status == route::dnssec::secure,
+                                   hops.mx_status == route::dnssec::secure,
+                                   h.address_status == route::dnssec::secure});
             if (out.empty()) failure = make_result(verdict::transient, "no addresses for the next hops of " + where.domain);
             break;
         case route::lookup_status::null_mx:
@@ -607,6 +634,40 @@ struct engine::impl {
         std::unique_ptr<client_session> session;
     };
 
+    /// What DANE demands of one host (DESIGN §3 `dane`): nothing for a smart host, with
+    /// dane = "off" or without a validating resolver; else as its TLSA records say. The
+    /// TLSA lookup is made only where it can count (secure MX and address answers).
+    asio::awaitable<policy::dane_requirement> dane_for(const config::send_connector& connector,
+                                                      const candidate& host) {
+        if (host.smart_host || connector.dane == config::dane_mode::off || !dnssec_) co_return policy::dane_requirement{};
+        // RFC 7672 §2.2: _25._tcp.HOST, the port MX hosts serve; [dns] mx_port only moves
+        // where tests connect (DESIGN §3).
+        constexpr std::uint16_t smtp_port = 25;
+        route::tlsa_answer tlsa;
+        if (host.route_secure && host.address_secure)
+            tlsa = co_await resolve_tlsa_async(resolver_, host.host, smtp_port);
+        co_return policy::dane_for_host(connector.dane, host.route_secure, host.address_secure, tlsa);
+    }
+
+    /// A host DANE rules out (bogus or failed TLSA lookup, or dane = "required" unmet):
+    /// not connected to, and said so in the send log with its RFC 8460 result type.
+    recipient_result host_unusable(const config::send_connector& connector, const candidate& host,
+                                   const policy::dane_requirement& dane) {
+        const std::string result = dane.reason.starts_with("dane = \"required\"") ? "dane-required" : "dnssec-invalid";
+        const std::string reason = fmt::format("{}: DANE: {} ({})", host.host, dane.reason, result);
+        log_sink sink(send_log_, connector.name, connector.logging == config::protocol_logging::verbose);
+        sink.connected(std::string(), endpoint_text(host.endpoint));
+        sink.line(transcript_line::kind::info,
+                  fmt::format("not connecting to {}: DANE: {}; verdict=fail; result={}", host.host, dane.reason, result));
+        sink.disconnected();
+        log::metrics::global().tls_verdict(log::direction::outbound, false);
+        log::metrics::global().tls_result(result);
+        auto failure = make_result(verdict::transient, reason, {4, 7, 5});
+        failure.host = host.host;
+        failure.tls = result;
+        return failure;
+    }
+
     /// Tries the hosts in order (each once more in plaintext when opportunistic TLS
     /// failed on it, DESIGN §3) until one is ready for mail; `failure` says why none was.
     asio::awaitable<std::optional<open_session>> open_first_host(const config::configuration& cfg,
@@ -622,7 +683,15 @@ struct engine::impl {
             spdlog::error("delivery: send connector {}: {}", connector.name, e.what());
         }
         const auto executor = co_await asio::this_coro::executor;
+        std::map<std::string, policy::dane_requirement> dane_by_host;   // one TLSA lookup per host name
         for (const auto& host : hosts) {
+            if (!dane_by_host.contains(host.host))
+                dane_by_host[host.host] = co_await dane_for(connector, host);
+            const auto& dane = dane_by_host[host.host];
+            if (dane.what == policy::dane_requirement::kind::host_unusable) {
+                failure = host_unusable(connector, host, dane);
+                continue;   // RFC 7672 §2.2: the next MX, else defer
+            }
             bool retry_plain = false;
             do {
                 const auto key = endpoint_text(host.endpoint);
@@ -631,6 +700,7 @@ struct engine::impl {
                 target.endpoint = host.endpoint;
                 target.plan = plan_attempt(connector, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
                 target.expectation = expectation_for(connector, first_domain, host.mx_name, host.mx_secure);
+                apply_dane(dane, host.host, first_domain, target.expectation, target.plan);
                 target.tls = ctx;
                 debug(fmt::format("{}: trying {} ({}) for {}", connector.name, host.host, key, where.to_string()));
                 open_session open;
@@ -644,11 +714,12 @@ struct engine::impl {
                 const auto& f = *report.failure;
                 failure = make_result(verdict::transient, f.reason);
                 failure.host = host.host;
+                if (report.connected) failure.tls = report.verdict.result;
                 if (f.remote) failure.remote = f.remote;   // a refusal by one host: try the others, then retry
                 debug(fmt::format("{}: {} failed at {}: {}", connector.name, host.host, f.stage, f.reason));
                 // DESIGN §3 opportunistic sending: after a 454 or a failed handshake the
                 // next attempt to that host may go in plaintext; make it at once.
-                retry_plain = f.tls_setup && !connector.require_tls && !target.plan.plaintext_after_tls_failure &&
+                retry_plain = f.tls_setup && !target.expectation.require_tls && !target.plan.plaintext_after_tls_failure &&
                               target.plan.starttls != client_settings::starttls_use::never && !retry_plain;
                 if (retry_plain) {
                     std::string reason = f.reason;
@@ -1316,6 +1387,7 @@ void engine::stop(std::chrono::seconds grace) {
 }
 
 void engine::update_configuration(const config::configuration& cfg) {
+    impl_->dnssec_ = config::validates_dnssec(cfg.dns);   // reads a file: outside the lock
     std::lock_guard lock(impl_->mutex_);
     impl_->cfg_ = std::make_shared<const config::configuration>(cfg);
     impl_->contexts_.clear();

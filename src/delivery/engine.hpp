@@ -84,6 +84,14 @@ public:
                          std::function<void(route::next_hops)> done) = 0;
     /// As route::resolver::resolve_host.
     virtual void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) = 0;
+    /// As route::resolver::resolve_tlsa. The default: no TLSA records (a source without DNSSEC).
+    virtual void resolve_tlsa(const std::string& host, std::uint16_t port, std::function<void(route::tlsa_answer)> done) {
+        (void)host;
+        (void)port;
+        route::tlsa_answer none;
+        none.what = route::tlsa_answer::kind::none;
+        done(std::move(none));
+    }
 };
 
 struct engine_stats {

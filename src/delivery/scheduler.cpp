@@ -94,6 +94,7 @@ decision apply_result(smtp::recipient& rcpt, const recipient_result& result, con
                       const config::queue_section& queue, smtp::sys_time now) {
     ++rcpt.attempts;
     rcpt.last_reply = result.describe();
+    if (!result.tls.empty()) rcpt.last_tls = result.tls;
     switch (result.what) {
     case verdict::delivered:
         rcpt.state = smtp::recipient_state::delivered;

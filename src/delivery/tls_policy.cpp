@@ -1,6 +1,7 @@
 // delivery/tls_policy.cpp: outbound TLS levels, client contexts and verdicts.
 #include "delivery/tls_policy.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <openssl/err.h>
@@ -98,6 +99,35 @@ peer_expectation expectation_for(const config::send_connector& connector, const 
     return want;
 }
 
+void apply_dane(const policy::dane_requirement& dane, const std::string& mx_host,
+                const std::string& recipient_domain, peer_expectation& want, attempt_plan& plan) {
+    using kind = policy::dane_requirement::kind;
+    if (dane.what != kind::authenticate && dane.what != kind::tls_unauthenticated) return;
+    // RFC 7672 §2.2: TLS is mandatory for this host; no fallback to plaintext, whatever
+    // an earlier failure or ignore_starttls would otherwise allow.
+    want.require_tls = true;
+    plan.starttls = client_settings::starttls_use::required;
+    plan.implicit_tls = false;
+    plan.plaintext_after_tls_failure = false;
+    plan.previous_tls_failure.clear();
+    if (dane.what == kind::tls_unauthenticated) {
+        want.required = std::max(want.required, auth_level::encryption_only);
+        want.policy = "DANE: " + dane.reason;
+        return;
+    }
+    // DANE replaces PKIX for this host (§3.1): the TLSA records are the trust anchors and
+    // the names OpenSSL checks (DANE-TA only) are the MX host and the next-hop domain.
+    const std::string mx = lower(mx_host);
+    want.required = auth_level::domain_validation;
+    want.names.clear();
+    want.dane_records = dane.records;
+    want.dane_base = mx;
+    want.dane_names = {mx};
+    if (const auto domain = lower(recipient_domain); !domain.empty() && domain != mx) want.dane_names.push_back(domain);
+    want.sni = mx;   // §8.1: the TLSA base domain
+    want.policy = "DANE: " + dane.reason;
+}
+
 attempt_plan plan_attempt(const config::send_connector& connector, bool smart_host,
                           const std::optional<std::string>& tls_failure) {
     attempt_plan plan;
@@ -135,7 +165,9 @@ std::string tls_verdict::log_line() const {
     line += fmt::format("; achieved={} required={}", to_string(achieved), to_string(required));
     if (ok()) line += "; verdict=pass";
     else line += "; verdict=fail";
+    if (!result.empty()) line += "; result=" + result;
     if (!failure.empty()) line += "; reason=" + failure;
+    if (!policy.empty()) line += "; policy=" + policy;
     return line;
 }
 
@@ -187,6 +219,8 @@ std::shared_ptr<SSL_CTX> make_client_context(const config::configuration& cfg,
         throw tls::tls_error("send connector \"" + connector.name + "\": cannot load the system CA store: " +
                              tls::openssl_errors());
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, &record_client_verify);
+    // Only makes DANE possible: a connection uses it when prepare_connection arms it.
+    if (!policy::enable_dane(c)) throw tls::tls_error("cannot enable DANE: " + tls::openssl_errors());
 
     if (!connector.client_certificate.empty()) {
         const auto* id = material ? material->find(connector.client_certificate) : nullptr;
@@ -209,6 +243,15 @@ bool prepare_connection(SSL* ssl, const peer_expectation& want, verify_record* r
         if (error) *error = "cannot set SNI \"" + want.sni + "\": " + tls::openssl_errors();
         return false;
     }
+    if (!want.dane_records.empty()) {
+        if (auto e = policy::arm_dane(ssl, want.dane_base, want.dane_names, want.dane_records); !e.empty()) {
+            if (error) *error = "DANE: " + e;
+            return false;
+        }
+        // As for PKIX, the handshake completes and the verdict says why it failed.
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, &record_client_verify);
+        return true;
+    }
     if (!want.names.empty()) {
         X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
         // RFC 6125 §6.4.3: "*" only as the whole left-most label.
@@ -226,6 +269,58 @@ bool prepare_connection(SSL* ssl, const peer_expectation& want, verify_record* r
     return true;
 }
 
+namespace {
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+}
+
+std::string name_mismatch_text(const std::vector<std::string>& wanted, const tls::session_info& info) {
+    const std::string has = joined(info.peer.dns_names);
+    return "certificate name mismatch (wanted " + joined(wanted) + "; certificate has " +
+           (has.empty() ? std::string("no DNS names") : has) + ")";
+}
+
+/// RFC 8460 §4.3.2.2 result type of a certificate chain error.
+std::string chain_failure_result(long error) {
+    switch (error) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID: return "certificate-expired";
+    case X509_V_ERR_DANE_NO_MATCH: return "tlsa-invalid";
+    default: return "certificate-not-trusted";
+    }
+}
+
+/// DANE (RFC 7672 §3): a TLSA record authenticated the peer, or why none did. No PKIX
+/// fallback: a chain a public CA would accept counts for nothing here.
+void judge_dane(const SSL* ssl, const peer_expectation& want, const verify_record& record,
+                const tls::session_info& info, tls_verdict& v) {
+    const std::string word = policy::dane_verdict(const_cast<SSL*>(ssl));
+    if (!word.empty() && record.first_chain_error == X509_V_OK && !record.name_mismatch) {
+        v.achieved = auth_level::domain_validation;
+        v.result = word;
+        return;
+    }
+    if (!info.peer.presented) {
+        v.failure = "no certificate presented";
+        v.result = "validation-failure";
+    } else if (record.name_mismatch) {
+        v.failure = "DANE-TA: " + name_mismatch_text(want.dane_names, info);
+        v.result = "certificate-host-mismatch";
+    } else if (record.first_chain_error == X509_V_OK || record.first_chain_error == X509_V_ERR_DANE_NO_MATCH) {
+        v.failure = fmt::format("DANE: no TLSA record of {} matches the certificate chain", want.dane_base);
+        v.result = "tlsa-invalid";
+    } else {
+        v.failure = fmt::format("DANE: {} (depth {})", X509_verify_cert_error_string(record.first_chain_error),
+                                record.chain_error_depth);
+        v.result = chain_failure_result(record.first_chain_error);
+    }
+}
+
+}  // namespace
+
 tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_record& record) {
     tls_verdict v;
     v.tls = true;
@@ -237,38 +332,52 @@ tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_
     v.issuer = info.peer.issuer;
     v.sha256 = info.peer.sha256;
     v.achieved = auth_level::encryption_only;
-    std::string failure;
+    v.policy = want.policy;
+    if (!want.dane_records.empty()) {
+        judge_dane(ssl, want, record, info, v);
+        return v;
+    }
+    std::string failure, result;
     if (!info.peer.presented) {
         failure = "no certificate presented";
+        result = "validation-failure";
     } else if (record.first_chain_error != X509_V_OK) {
         failure = fmt::format("certificate not trusted: {} (depth {})",
                               X509_verify_cert_error_string(record.first_chain_error), record.chain_error_depth);
+        result = chain_failure_result(record.first_chain_error);
     } else if (SSL_get_verify_result(ssl) != X509_V_OK && !record.name_mismatch) {
         failure = std::string("certificate not trusted: ") + X509_verify_cert_error_string(SSL_get_verify_result(ssl));
+        result = chain_failure_result(SSL_get_verify_result(ssl));
     } else {
         v.achieved = auth_level::certificate_validation;
         if (!want.names.empty()) {
             if (record.name_mismatch) {
-                std::string wanted;
-                for (const auto& n : want.names) wanted += (wanted.empty() ? "" : ", ") + n;
-                std::string has;
-                for (const auto& n : info.peer.dns_names) has += (has.empty() ? "" : ", ") + n;
-                failure = "certificate name mismatch (wanted " + wanted + "; certificate has " +
-                          (has.empty() ? std::string("no DNS names") : has) + ")";
+                failure = name_mismatch_text(want.names, info);
+                result = "certificate-host-mismatch";
             } else {
                 v.achieved = auth_level::domain_validation;
             }
         }
     }
-    if (v.achieved < v.required) v.failure = failure;
+    if (v.achieved < v.required) {
+        v.failure = failure;
+        v.result = result;
+    } else {
+        // "pkix" only when the connector asked for a verified certificate and got one;
+        // TLS that happened to verify where nothing was required proves nothing to anyone.
+        v.result = v.required >= auth_level::certificate_validation ? "pkix" : "opportunistic";
+    }
     return v;
 }
 
-tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure) {
+tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure, std::string result) {
     tls_verdict v;
     v.required = want.required;
     v.achieved = auth_level::none;
     v.failure = std::move(failure);
+    v.policy = want.policy;
+    if (v.ok()) v.result = "cleartext";
+    else v.result = result.empty() ? std::string("starttls-not-supported") : std::move(result);
     return v;
 }
 

@@ -31,6 +31,8 @@
 
 #include "config/schema.hpp"
 #include "delivery/protocol_terms.hpp"
+#include "policy/dane.hpp"
+#include "route/resolver.hpp"
 
 namespace postern::delivery {
 
@@ -47,6 +49,15 @@ struct peer_expectation {
     bool require_tls = false;
     std::vector<std::string> names;      // domain_validation: acceptable names (".d" = below d)
     std::string sni;                     // server name indication
+    /// DANE (RFC 7672): the usable TLSA records that must authenticate the peer, instead
+    /// of PKIX; the TLSA base domain (the MX host) and every reference identifier for
+    /// DANE-TA (the MX host and the recipient domain). Empty records: no DANE.
+    std::vector<route::tlsa_record> dane_records;
+    std::string dane_base;
+    std::vector<std::string> dane_names;
+    /// What published policy demands beyond the connector ("DANE: 2 usable TLSA
+    /// record(s)"), for the verdict line; empty when only the connector's rules apply.
+    std::string policy;
 };
 
 /// The names a certificate may carry under domain_validation (DESIGN §3): tls_domain
@@ -54,6 +65,14 @@ struct peer_expectation {
 /// only when the MX answer was DNSSEC-secure.
 peer_expectation expectation_for(const config::send_connector& connector, const std::string& recipient_domain,
                                  const std::string& mx_host, bool mx_dnssec_secure);
+
+struct attempt_plan;
+
+/// Raises `want` and `plan` to what DANE demands of one MX host (DESIGN §3 `dane`):
+/// authenticate, or TLS without authentication; TLS either way, never plaintext.
+/// Published policy only raises: a requirement of kind not_applicable changes nothing.
+void apply_dane(const policy::dane_requirement& dane, const std::string& mx_host,
+                const std::string& recipient_domain, peer_expectation& want, attempt_plan& plan);
 
 /// How one attempt uses TLS.
 struct attempt_plan {
@@ -75,6 +94,10 @@ struct tls_verdict {
     auth_level achieved = auth_level::none;
     auth_level required = auth_level::none;
     std::string failure;                 // why achieved < required (or why TLS failed)
+    /// DESIGN §6 verdict word: dane-ee, dane-ta, mta-sts, pkix, opportunistic, cleartext,
+    /// or for a failure its RFC 8460 result type (certificate-host-mismatch, ...).
+    std::string result;
+    std::string policy;                  // peer_expectation::policy: what published policy demanded
     bool ok() const { return achieved >= required; }
     std::string log_line() const;
 };
@@ -104,8 +127,9 @@ bool prepare_connection(SSL* ssl, const peer_expectation& want, verify_record* r
 /// The verdict of a completed handshake.
 tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_record& record);
 /// The verdict of an attempt that did not get TLS (not offered, 454, handshake failure,
-/// or TLS not tried at all).
-tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure);
+/// or TLS not tried at all). `result`: the RFC 8460 result type when the caller knows it
+/// (else starttls-not-supported, or validation-failure for a failed handshake).
+tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure, std::string result = {});
 
 /// Hosts whose last TLS attempt failed (opportunistic fallback memory, chasquid style).
 /// Thread-safe.

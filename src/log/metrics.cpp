@@ -36,6 +36,13 @@ void metrics::tls_verdict(direction d, bool pass) {
     verdicts_[static_cast<std::size_t>(d)][pass ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
 }
 
+void metrics::tls_result(std::string_view word) {
+    std::size_t i = 0;
+    while (i < tls_result_words.size() && tls_result_words[i] != word) ++i;
+    if (i == tls_result_words.size()) i = 10;   // validation-failure
+    tls_results_[i].fetch_add(1, std::memory_order_relaxed);
+}
+
 void metrics::set_certificates(std::vector<certificate_expiry> certificates) {
     std::lock_guard lock(certificates_mutex_);
     certificates_ = std::move(certificates);
@@ -94,6 +101,13 @@ std::string metrics::prometheus_text(const queue_gauges& queue) const {
             out += fmt::format("postern_tls_verdicts_total{{direction=\"{}\",verdict=\"{}\"}} {}\n",
                                direction_names[d], v == 1 ? "pass" : "fail",
                                verdicts_[d][v].load(std::memory_order_relaxed));
+
+    family(out, "postern_tls_results_total", "counter",
+           "Outbound TLS verdicts by word: how each next hop was authenticated (dane-ee, dane-ta, mta-sts, pkix), "
+           "that it was not (opportunistic, cleartext), or the RFC 8460 result type of a failure.");
+    for (std::size_t i = 0; i < tls_result_words.size(); ++i)
+        out += fmt::format("postern_tls_results_total{{direction=\"outbound\",result=\"{}\"}} {}\n",
+                           tls_result_words[i], tls_results_[i].load(std::memory_order_relaxed));
 
     family(out, "postern_certificate_expiry_timestamp_seconds", "gauge",
            "When each certificate of the key ring expires (notAfter), by label.");

@@ -48,6 +48,10 @@ public:
     /// The verdict of one TLS handshake: inbound, whether it completed; outbound, the send
     /// connector's verdict (the level it requires was reached).
     void tls_verdict(direction d, bool pass);
+    /// The word of one outbound TLS verdict (DESIGN §6: dane-ee, dane-ta, mta-sts, pkix,
+    /// opportunistic, cleartext, or an RFC 8460 result type); a word not in
+    /// tls_result_words counts as "validation-failure".
+    void tls_result(std::string_view word);
     /// The key ring's certificates, replaced as a whole at start and at reload.
     void set_certificates(std::vector<certificate_expiry> certificates);
     std::vector<certificate_expiry> certificates() const;
@@ -65,9 +69,18 @@ private:
     std::atomic<std::uint64_t> received_{0}, delivered_{0}, deferred_{0}, bounced_{0};
     std::array<std::array<std::atomic<std::uint64_t>, tls_kinds>, 2> sessions_{};
     std::array<std::array<std::atomic<std::uint64_t>, 2>, 2> verdicts_{};   // [direction][fail, pass]
+    std::array<std::atomic<std::uint64_t>, 17> tls_results_{};               // by tls_result_words
     mutable std::mutex certificates_mutex_;
     std::vector<certificate_expiry> certificates_;
 };
+
+/// The fixed set of outbound TLS verdict words, the label values of postern_tls_results_total.
+inline constexpr std::array<std::string_view, 17> tls_result_words = {
+    "dane-ee", "dane-ta", "mta-sts", "pkix", "opportunistic", "cleartext",
+    // RFC 8460 §4.3 result types
+    "starttls-not-supported", "certificate-host-mismatch", "certificate-expired", "certificate-not-trusted",
+    "validation-failure", "tlsa-invalid", "dnssec-invalid", "dane-required", "sts-policy-fetch-error",
+    "sts-policy-invalid", "sts-webpki-invalid"};
 
 /// A label value escaped for the text format (backslash, double quote, line feed).
 std::string escape_label_value(std::string_view value);

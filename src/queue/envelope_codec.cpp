@@ -121,6 +121,7 @@ std::string encode(const envelope& env, unsigned char format) {
         put_varint(out, r.attempts);
         put_time(out, r.next_attempt);
         put_string(out, r.last_reply);
+        if (format >= envelope_format_v5) put_string(out, r.last_tls);
     }
     return out;
 }
@@ -135,10 +136,12 @@ std::string encode_envelope_v2(const envelope& env) { return encode(env, envelop
 
 std::string encode_envelope_v3(const envelope& env) { return encode(env, envelope_format_v3); }
 
+std::string encode_envelope_v4(const envelope& env) { return encode(env, envelope_format_v4); }
+
 std::optional<envelope> decode_envelope(std::string_view bytes) {
     reader in(bytes);
     unsigned char format;
-    if (!in.byte(format) || format < envelope_format_v1 || format > envelope_format_v4) return std::nullopt;
+    if (!in.byte(format) || format < envelope_format_v1 || format > envelope_format_v5) return std::nullopt;
     envelope env;
     std::uint64_t count;
     bool ok = in.string(env.id) && in.string(env.mail_from) && in.boolean(env.body_8bit) &&
@@ -159,7 +162,8 @@ std::optional<envelope> decode_envelope(std::string_view bytes) {
         if (!in.string(r.address) || !in.string(r.orcpt) ||
             (format >= envelope_format_v3 && !in.string(r.notify)) || !in.byte(state) ||
             state > static_cast<unsigned char>(recipient_state::failed) || !in.u32(r.attempts) ||
-            !in.time(r.next_attempt) || !in.string(r.last_reply))
+            !in.time(r.next_attempt) || !in.string(r.last_reply) ||
+            (format >= envelope_format_v5 && !in.string(r.last_tls)))
             return std::nullopt;
         r.state = static_cast<recipient_state>(state);
         env.recipients.push_back(std::move(r));

@@ -28,11 +28,13 @@ using smtp::sys_time;
 ///   v3: v2 + each recipient's `notify` after its orcpt (v1 and v2 records read as
 ///       notify = "", which RFC 3461 §4.1 treats as NOTIFY absent).
 ///   v4: v3 + `body_in_file` after body_size (older records: false, the body is in the store).
+///   v5: v4 + each recipient's `last_tls` after its last_reply (older records: "").
 inline constexpr unsigned char envelope_format_v1 = 1;
 inline constexpr unsigned char envelope_format_v2 = 2;
 inline constexpr unsigned char envelope_format_v3 = 3;
 inline constexpr unsigned char envelope_format_v4 = 4;
-inline constexpr unsigned char envelope_format_current = envelope_format_v4;
+inline constexpr unsigned char envelope_format_v5 = 5;
+inline constexpr unsigned char envelope_format_current = envelope_format_v5;
 
 std::string encode_envelope(const envelope& env);
 /// The v1 form (no `held`, no `body_size`): kept so tests can prove old records still read.
@@ -41,6 +43,8 @@ std::string encode_envelope_v1(const envelope& env);
 std::string encode_envelope_v2(const envelope& env);
 /// The v3 form (no `body_in_file`), for the same reason.
 std::string encode_envelope_v3(const envelope& env);
+/// The v4 form (no recipient `last_tls`), for the same reason.
+std::string encode_envelope_v4(const envelope& env);
 std::optional<envelope> decode_envelope(std::string_view bytes);
 
 }  // namespace postern::queue

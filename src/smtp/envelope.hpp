@@ -22,6 +22,7 @@ struct recipient {
     std::uint32_t attempts = 0;
     sys_time next_attempt{};
     std::string last_reply;              // the next hop's reply or our reason, for DSN and queue show
+    std::string last_tls;                // the last attempt's TLS verdict word (DESIGN §6: dane-ee, pkix, ...)
 };
 
 /// The envelope: everything about a message but its body.

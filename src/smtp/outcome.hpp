@@ -22,6 +22,7 @@ struct recipient_result {
     std::string reason;                  // ours: "tls: certificate name mismatch (wanted partner.test)"
     smtp::enhanced_code status;          // ours, for a reason that has an RFC 3463 code (5.6.3)
     std::string host;                    // which smart host / MX host answered ("" before any)
+    std::string tls;                     // the attempt's TLS verdict word ("" when not connected)
     /// The next hop advertised DSN, so NOTIFY and ORCPT went with the RCPT and any later
     /// notice is its job. When false, a delivered recipient that asked for NOTIFY=SUCCESS
     /// is owed a "relayed" DSN from us (RFC 3461 §5.2.2).

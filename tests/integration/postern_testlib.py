@@ -191,6 +191,11 @@ class Pki:
                       "-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext,
                       "-out", self.path(name + ".pem"))
 
+    def issue(self, name, cn, sans):
+        """A further leaf from the test CA: <name>.pem and <name>.key."""
+        self._leaf(name, cn, sans)
+        return self.path(name + ".pem")
+
     def _selfsigned(self, name, cn):
         key = self._genkey(name)
         self._openssl("req", "-x509", "-new", "-key", key, "-out", self.path(name + ".pem"),

@@ -1,4 +1,6 @@
 // Loading: defaults, value syntax, and every error of DESIGN.md §3 naming its line and key.
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 
@@ -145,6 +147,7 @@ tls_domain = "partner.test"
     EXPECT_EQ(c.auth_level, tls_auth_level::domain_validation);
     EXPECT_EQ(c.smart_host_tls_mode, smart_host_tls::starttls);
     EXPECT_FALSE(c.ignore_starttls);
+    EXPECT_EQ(c.dane, dane_mode::opportunistic);
     EXPECT_FALSE(c.trust_system_store);
     EXPECT_EQ(c.max_per_destination, 10u);
     EXPECT_EQ(c.connection_cache_time, 2s);
@@ -425,6 +428,29 @@ TEST(config_errors, ignore_starttls_with_require_tls) {
     EXPECT_TRUE(has_error(load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"*\"]\nrequire_tls = true\n"
                                "ignore_starttls = true\n"),
                           "send_connector[0].ignore_starttls", 5, "contradicts"));
+}
+
+TEST(config_errors, dane_required_needs_mx_routing_and_a_trust_anchor) {
+    EXPECT_TRUE(has_error(load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"*\"]\n"
+                               "smart_hosts = [\"192.0.2.1\"]\ndane = \"required\"\n"),
+                          "send_connector[0].dane", 5, "smart-host connector"));
+    EXPECT_TRUE(has_error(load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"*\"]\ndane = \"required\"\n"),
+                          "send_connector[0].dane", 4, "trust anchor"));
+    EXPECT_TRUE(has_error(load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"*\"]\ndane = \"always\"\n"),
+                          "send_connector[0].dane", 4));
+
+    const auto dir = std::filesystem::temp_directory_path() / ("postern-dane-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto anchored = dir / "anchored.conf";
+    std::ofstream(anchored) << "server:\n  # trust-anchor-file: not this one\n  auto-trust-anchor-file: \"root.key\"\n";
+    const auto bare = dir / "bare.conf";
+    std::ofstream(bare) << "server:\n  # auto-trust-anchor-file: \"root.key\"\n";
+    EXPECT_TRUE(names_trust_anchor(anchored));
+    EXPECT_FALSE(names_trust_anchor(bare));
+    auto ok = load("[[send_connector]]\nname = \"x\"\naddress_spaces = [\"*\"]\ndane = \"required\"\n"
+                   "[dns]\nunbound_config = \"" + anchored.string() + "\"\n");
+    EXPECT_TRUE(ok.ok()) << all(ok.errors);
+    std::filesystem::remove_all(dir);
 }
 
 TEST(config_errors, address_space_routed_twice_or_malformed) {

@@ -234,7 +234,7 @@ TEST(client_session, failed_handshake_logs_its_verdict_with_the_reason_before_th
     EXPECT_TRUE(report.failure->tls_setup);
     // DESIGN §6: every session logs its TLS outcome, on failure with the exact reason.
     auto verdict = std::find_if(sink.lines.begin(), sink.lines.end(), [](const std::string& l) {
-        return l.rfind("* TLS not used", 0) == 0 && l.find("verdict=fail; reason=TLS handshake failed") != std::string::npos;
+        return l.rfind("* TLS not used", 0) == 0 && l.find("verdict=fail; result=validation-failure; reason=TLS handshake failed") != std::string::npos;
     });
     ASSERT_NE(verdict, sink.lines.end()) << ::testing::PrintToString(sink.lines);
     auto end = std::find(sink.lines.begin(), sink.lines.end(), "-");

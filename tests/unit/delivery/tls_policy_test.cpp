@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "delivery/client_tls.hpp"
 #include "tls/keyring/certificate_request.hpp"
@@ -92,6 +94,50 @@ TEST(tls_policy, no_tls_verdict_fails_when_tls_was_required) {
     EXPECT_NE(v.log_line().find("reason=STARTTLS not offered"), std::string::npos);
     want.required = auth_level::none;
     EXPECT_TRUE(no_tls_verdict(want, "").ok());
+}
+
+TEST(tls_policy, a_verdict_without_tls_has_its_word) {
+    peer_expectation want;
+    want.required = auth_level::none;
+    EXPECT_EQ(no_tls_verdict(want, "STARTTLS not offered").result, "cleartext");
+    want.required = auth_level::encryption_only;
+    EXPECT_EQ(no_tls_verdict(want, "STARTTLS not offered").result, "starttls-not-supported");
+    auto failed = no_tls_verdict(want, "TLS handshake failed", "validation-failure");
+    EXPECT_NE(failed.log_line().find("verdict=fail; result=validation-failure; reason=TLS handshake failed"),
+              std::string::npos)
+        << failed.log_line();
+}
+
+TEST(tls_policy, dane_raises_the_plan_and_never_lowers_it) {
+    using kind = policy::dane_requirement::kind;
+    auto opportunistic = connector(false, config::tls_auth_level::encryption_only);
+    auto plan = plan_attempt(opportunistic, false, std::string("454 4.7.0 TLS not available"));
+    auto want = expectation_for(opportunistic, "partner.test", "MX.Partner.Test.", true);
+    ASSERT_TRUE(plan.plaintext_after_tls_failure);
+
+    policy::dane_requirement none;
+    apply_dane(none, "mx.partner.test", "partner.test", want, plan);
+    EXPECT_TRUE(plan.plaintext_after_tls_failure);   // not applicable: nothing changes
+    EXPECT_EQ(want.required, auth_level::none);
+
+    policy::dane_requirement dane{kind::authenticate, {route::tlsa_record{3, 1, 1, std::vector<std::uint8_t>(32, 'x')}}, "1 usable"};
+    apply_dane(dane, "MX.Partner.Test.", "partner.test", want, plan);
+    EXPECT_FALSE(plan.plaintext_after_tls_failure);
+    EXPECT_EQ(plan.starttls, client_settings::starttls_use::required);
+    EXPECT_TRUE(want.require_tls);
+    EXPECT_EQ(want.required, auth_level::domain_validation);
+    EXPECT_EQ(want.dane_base, "mx.partner.test");
+    EXPECT_EQ(want.dane_names, (std::vector<std::string>{"mx.partner.test", "partner.test"}));
+    EXPECT_EQ(want.sni, "mx.partner.test");
+    EXPECT_TRUE(want.names.empty());   // no PKIX names: DANE decides
+
+    auto unusable_plan = plan_attempt(opportunistic, false, std::nullopt);
+    auto unusable_want = expectation_for(opportunistic, "partner.test", "mx.partner.test", true);
+    apply_dane({kind::tls_unauthenticated, {}, "none usable"}, "mx.partner.test", "partner.test", unusable_want,
+               unusable_plan);
+    EXPECT_EQ(unusable_want.required, auth_level::encryption_only);
+    EXPECT_TRUE(unusable_want.dane_records.empty());
+    EXPECT_EQ(unusable_plan.starttls, client_settings::starttls_use::required);
 }
 
 /// A lab CA, a server certificate issued by it, and a handshake over a BIO pair.
@@ -180,6 +226,48 @@ TEST_F(handshake_test, trusted_certificate_with_the_wrong_name_is_certificate_va
     EXPECT_EQ(v.achieved, auth_level::certificate_validation);
     EXPECT_NE(v.failure.find("name mismatch"), std::string::npos) << v.failure;
     EXPECT_NE(v.failure.find("mx.wrong.test"), std::string::npos) << v.failure;
+}
+
+TEST_F(handshake_test, verdict_words_name_pkix_and_its_failures) {
+    EXPECT_EQ(handshake(issue(*ca_, "mx.partner.test"), domain_validation("partner.test")).result, "pkix");
+    EXPECT_EQ(handshake(issue(*ca_, "mx.wrong.test"), domain_validation("partner.test")).result,
+              "certificate-host-mismatch");
+    EXPECT_EQ(handshake(issue(*other_ca_, "mx.partner.test"), domain_validation("partner.test")).result,
+              "certificate-not-trusted");
+    peer_expectation nothing;   // opportunistic: a certificate that verifies proves nothing asked for
+    nothing.required = auth_level::none;
+    EXPECT_EQ(handshake(issue(*ca_, "mx.partner.test"), nothing).result, "opportunistic");
+}
+
+/// The SHA-256 of a certificate's public key (TLSA selector 1, matching type 1).
+std::vector<std::uint8_t> spki_sha256(X509* cert) {
+    unsigned char* der = nullptr;
+    const int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    std::vector<std::uint8_t> out(32);
+    SHA256(der, static_cast<std::size_t>(len), out.data());
+    OPENSSL_free(der);
+    return out;
+}
+
+peer_expectation dane_expectation(std::vector<route::tlsa_record> records) {
+    auto want = expectation_for(connector(false, config::tls_auth_level::encryption_only), "partner.test",
+                                "mx.partner.test", true);
+    attempt_plan plan;
+    apply_dane({policy::dane_requirement::kind::authenticate, std::move(records), "test"}, "mx.partner.test",
+               "partner.test", want, plan);
+    return want;
+}
+
+TEST_F(handshake_test, dane_ee_authenticates_any_certificate_its_record_names_and_nothing_else) {
+    auto untrusted = issue(*other_ca_, "anything.test");
+    auto v = handshake(untrusted, dane_expectation({{3, 1, 1, spki_sha256(untrusted.cert.get())}}));
+    EXPECT_TRUE(v.ok()) << v.log_line();
+    EXPECT_EQ(v.result, "dane-ee");
+    // A certificate PKIX would accept, with the right name, fails when no record matches.
+    auto pkix_valid = issue(*ca_, "mx.partner.test");
+    auto wrong = handshake(pkix_valid, dane_expectation({{3, 1, 1, spki_sha256(untrusted.cert.get())}}));
+    EXPECT_FALSE(wrong.ok());
+    EXPECT_EQ(wrong.result, "tlsa-invalid") << wrong.log_line();
 }
 
 TEST_F(handshake_test, partial_wildcards_do_not_match) {

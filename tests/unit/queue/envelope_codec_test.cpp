@@ -72,7 +72,7 @@ TEST(envelope_codec, trailing_bytes_unknown_format_and_bad_state_are_rejected) {
     auto bytes = encode_envelope(rich_envelope());
     EXPECT_FALSE(decode_envelope(bytes + "x"));
     auto other_format = bytes;
-    other_format[0] = 5;
+    other_format[0] = static_cast<char>(envelope_format_current + 1);
     EXPECT_FALSE(decode_envelope(other_format));
     other_format[0] = 0;
     EXPECT_FALSE(decode_envelope(other_format));
@@ -80,7 +80,7 @@ TEST(envelope_codec, trailing_bytes_unknown_format_and_bad_state_are_rejected) {
     envelope env;
     env.recipients.push_back(testing::make_recipient("a@b.test"));
     auto one = encode_envelope(env);
-    auto state_at = one.size() - 1 /*last_reply len*/ - 8 /*time*/ - 1 /*attempts*/ - 1;
+    auto state_at = one.size() - 1 /*last_tls len*/ - 1 /*last_reply len*/ - 8 /*time*/ - 1 /*attempts*/ - 1;
     ASSERT_EQ(one[state_at], 0);
     one[state_at] = 7;
     EXPECT_FALSE(decode_envelope(one));
@@ -99,7 +99,7 @@ TEST(envelope_codec, writes_the_current_format) {
     auto bytes = encode_envelope(rich_envelope());
     ASSERT_FALSE(bytes.empty());
     EXPECT_EQ(static_cast<unsigned char>(bytes[0]), envelope_format_current);
-    EXPECT_EQ(envelope_format_current, envelope_format_v4);
+    EXPECT_EQ(envelope_format_current, envelope_format_v5);
 }
 
 TEST(envelope_codec, body_in_file_round_trips_and_v3_records_read_as_in_the_store) {
@@ -112,6 +112,18 @@ TEST(envelope_codec, body_in_file_round_trips_and_v3_records_read_as_in_the_stor
     ASSERT_TRUE(old);
     EXPECT_FALSE(old->body_in_file);
     EXPECT_EQ(old->recipients.size(), env.recipients.size());
+}
+
+TEST(envelope_codec, last_tls_round_trips_and_v4_records_read_without_it) {
+    auto env = rich_envelope();
+    env.recipients[0].last_tls = "dane-ee";
+    auto back = decode_envelope(encode_envelope(env));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->recipients[0].last_tls, "dane-ee");
+    auto old = decode_envelope(encode_envelope_v4(env));
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->recipients[0].last_tls, "");
+    EXPECT_EQ(old->recipients[0].last_reply, env.recipients[0].last_reply);
 }
 
 // A v1 record as the first release wrote it, byte for byte: it must still read, as a
