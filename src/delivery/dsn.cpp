@@ -260,8 +260,11 @@ dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_reci
 
     const std::string boundary = "postern-dsn-" + (unique ? unique() : random_token());
     const bool failure = kind == dsn_kind::failure;
-    // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only.
-    const auto returned = content_to_return(message, failure && original.ret == "FULL", size_limit);
+    // RFC 3461 §4.3: RET=FULL asks for the whole message in a "failed" DSN only. RFC 8689
+    // §5: a REQUIRETLS message's notice goes back with REQUIRETLS and without its body.
+    env.requiretls = original.requiretls;
+    const auto returned =
+        content_to_return(message, failure && original.ret == "FULL" && !original.requiretls, size_limit);
     const bool global = needs_global_types(original, recipients);
 
     const std::string top_headers = notice_headers(original, kind, reporting_mta, now, boundary);

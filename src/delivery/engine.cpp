@@ -649,27 +649,98 @@ struct engine::impl {
         co_return policy::dane_for_host(connector.dane, host.route_secure, host.address_secure, tlsa);
     }
 
-    /// A host DANE rules out (bogus or failed TLSA lookup, or dane = "required" unmet):
-    /// not connected to, and said so in the send log with its RFC 8460 result type.
-    recipient_result host_unusable(const config::send_connector& connector, const candidate& host,
-                                   const policy::dane_requirement& dane) {
-        const std::string result = dane.reason.starts_with("dane = \"required\"") ? "dane-required" : "dnssec-invalid";
-        const std::string reason = fmt::format("{}: DANE: {} ({})", host.host, dane.reason, result);
+    /// A host not connected to (DANE rules it out, or it is no protected path for a
+    /// REQUIRETLS message): a session line of its own says why, with its verdict word.
+    recipient_result skip_host(const config::send_connector& connector, const candidate& host, verdict what,
+                               smtp::enhanced_code status, const std::string& why, const std::string& result) {
         log_sink sink(send_log_, connector.name, connector.logging == config::protocol_logging::verbose);
         sink.connected(std::string(), endpoint_text(host.endpoint));
         sink.line(transcript_line::kind::info,
-                  fmt::format("not connecting to {}: DANE: {}; verdict=fail; result={}", host.host, dane.reason, result));
+                  fmt::format("not connecting to {}: {}; verdict=fail; result={}", host.host, why, result));
         sink.disconnected();
         log::metrics::global().tls_verdict(log::direction::outbound, false);
         log::metrics::global().tls_result(result);
-        auto failure = make_result(verdict::transient, reason, {4, 7, 5});
+        auto failure = make_result(what, fmt::format("{}: {} ({})", host.host, why, result), status);
         failure.host = host.host;
         failure.tls = result;
         return failure;
     }
 
+    /// RFC 8689 §4.2.1: why `host` is no protected path for a REQUIRETLS message (an MX
+    /// name from DNS that is not DNSSEC-secure, TLSA that allows no authentication, a
+    /// smart host the administrator did not name for verified TLS); empty when it is one.
+    static std::string requiretls_path_problem(const config::send_connector& connector, const candidate& host,
+                                               const policy::dane_requirement& dane) {
+        if (host.smart_host)
+            return connector.require_tls && connector.auth_level == config::tls_auth_level::domain_validation &&
+                           !connector.tls_domain.empty()
+                       ? std::string()
+                       : "REQUIRETLS: send connector " + connector.name +
+                             " is no verified path (it needs require_tls, domain_validation and tls_domain)";
+        if (!host.route_secure) return "REQUIRETLS: the MX answer is not DNSSEC-secure";
+        if (dane.what == policy::dane_requirement::kind::tls_unauthenticated)
+            return "REQUIRETLS: its TLSA records allow no authentication";
+        return {};
+    }
+
+    /// One host's session target: the connector's rules, raised by DANE (unless the
+    /// message says TLS-Required: No) and, for REQUIRETLS, to STARTTLS with a certificate
+    /// verified with a name (the recipient domain, or the MX name from secure DNS).
+    session_target target_for(const config::send_connector& connector, const destination& where,
+                              const std::string& first_domain, const candidate& host,
+                              const policy::dane_requirement& dane, std::shared_ptr<SSL_CTX> ctx) {
+        config::send_connector strict = connector;
+        if (where.tls == tls_demand::requiretls) {
+            strict.require_tls = true;
+            strict.ignore_starttls = false;
+            strict.auth_level = config::tls_auth_level::domain_validation;
+        }
+        const auto key = endpoint_text(host.endpoint);
+        session_target target;
+        target.host = host.host;
+        target.endpoint = host.endpoint;
+        target.plan = plan_attempt(strict, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
+        target.expectation = expectation_for(strict, first_domain, host.mx_name, host.mx_secure);
+        if (where.tls == tls_demand::optional && dane.what != policy::dane_requirement::kind::not_applicable)
+            target.expectation.policy = "TLS-Required: No: DANE not enforced (" + dane.reason + ")";
+        else
+            apply_dane(dane, host.host, first_domain, target.expectation, target.plan);
+        target.tls = std::move(ctx);
+        return target;
+    }
+
+    /// RFC 8689 §4.2.1 / DESIGN §3: a REQUIRETLS message that met a host's verified TLS
+    /// refusing it for good (wrong certificate, no STARTTLS) is returned, not retried.
+    static bool requiretls_refused_for_good(const session_failure& f) {
+        return f.reason.starts_with("TLS verdict") || f.reason == "STARTTLS not offered";
+    }
+
+    /// What one host's failed opening means for the message (DESIGN §3): REQUIRETLS
+    /// refused for good, or worth another try.
+    struct host_outcome {
+        recipient_result failure;
+        bool permanent = false;
+    };
+    static host_outcome judge_failed_open(const open_report& report, const candidate& host, bool requiretls) {
+        const auto& f = *report.failure;
+        host_outcome out;
+        out.failure = make_result(verdict::transient, f.reason);
+        out.failure.host = host.host;
+        if (report.connected) out.failure.tls = report.verdict.result;
+        if (f.remote) out.failure.remote = f.remote;   // a refusal by one host: try the others, then retry
+        if (requiretls && requiretls_refused_for_good(f)) {
+            out.failure.what = verdict::permanent;
+            out.failure.status = {5, 7, 10};
+            out.failure.reason = "REQUIRETLS: " + f.reason;
+            out.permanent = true;
+        }
+        return out;
+    }
+
     /// Tries the hosts in order (each once more in plaintext when opportunistic TLS
     /// failed on it, DESIGN §3) until one is ready for mail; `failure` says why none was.
+    /// For a REQUIRETLS message that found no protected path and no transient failure,
+    /// `failure` is permanent (5.7.10, or 5.7.30 when the hops do not offer REQUIRETLS).
     asio::awaitable<std::optional<open_session>> open_first_host(const config::configuration& cfg,
                                                                  const config::send_connector& connector,
                                                                  const destination& where,
@@ -678,30 +749,35 @@ struct engine::impl {
         auto hosts = co_await candidates_for(cfg, connector, where, failure);
         std::shared_ptr<SSL_CTX> ctx;
         try {
-            if (!connector.ignore_starttls) ctx = context_for(cfg, connector);
+            ctx = context_for(cfg, connector);
         } catch (const std::exception& e) {
             spdlog::error("delivery: send connector {}: {}", connector.name, e.what());
         }
+        const bool requiretls = where.tls == tls_demand::requiretls;
+        std::optional<recipient_result> refusal;   // REQUIRETLS: the last reason to return it
+        bool transient_seen = false;
         const auto executor = co_await asio::this_coro::executor;
         std::map<std::string, policy::dane_requirement> dane_by_host;   // one TLSA lookup per host name
         for (const auto& host : hosts) {
-            if (!dane_by_host.contains(host.host))
-                dane_by_host[host.host] = co_await dane_for(connector, host);
+            if (!dane_by_host.contains(host.host)) dane_by_host[host.host] = co_await dane_for(connector, host);
             const auto& dane = dane_by_host[host.host];
-            if (dane.what == policy::dane_requirement::kind::host_unusable) {
-                failure = host_unusable(connector, host, dane);
+            if (auto problem = requiretls ? requiretls_path_problem(connector, host, dane) : ""; !problem.empty()) {
+                refusal = skip_host(connector, host, verdict::permanent, {5, 7, 10}, problem, "validation-failure");
+                continue;
+            }
+            if (dane.what == policy::dane_requirement::kind::host_unusable && where.tls != tls_demand::optional) {
+                const auto word = dane.reason.starts_with("dane = \"required\"") ? "dane-required" : "dnssec-invalid";
+                failure = skip_host(connector, host, verdict::transient, {4, 7, 5}, "DANE: " + dane.reason, word);
+                transient_seen = true;
                 continue;   // RFC 7672 §2.2: the next MX, else defer
             }
             bool retry_plain = false;
             do {
+                auto target = target_for(connector, where, first_domain, host, dane, ctx);
                 const auto key = endpoint_text(host.endpoint);
-                session_target target;
-                target.host = host.host;
-                target.endpoint = host.endpoint;
-                target.plan = plan_attempt(connector, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
-                target.expectation = expectation_for(connector, first_domain, host.mx_name, host.mx_secure);
-                apply_dane(dane, host.host, first_domain, target.expectation, target.plan);
-                target.tls = ctx;
+                const bool may_retry_plain = !target.expectation.require_tls &&
+                                             !target.plan.plaintext_after_tls_failure &&
+                                             target.plan.starttls != client_settings::starttls_use::never;
                 debug(fmt::format("{}: trying {} ({}) for {}", connector.name, host.host, key, where.to_string()));
                 open_session open;
                 open.sink = std::make_unique<log_sink>(send_log_, connector.name,
@@ -709,18 +785,26 @@ struct engine::impl {
                 open.session = std::make_unique<client_session>(executor, settings_for(cfg), *open.sink);
                 register_session(open.session.get(), executor);
                 auto report = co_await open.session->open(std::move(target));
+                if (report.ready && requiretls && !open.session->offered().requiretls) {
+                    co_await open.session->close();   // RFC 8689 §4.2.1: the hop must offer REQUIRETLS
+                    unregister_session(open.session.get());
+                    refusal = make_result(verdict::permanent,
+                                          host.host + " does not offer REQUIRETLS, needed for this message", {5, 7, 30});
+                    refusal->host = host.host;
+                    refusal->tls = report.verdict.result;
+                    break;
+                }
                 if (report.ready) co_return open;
                 unregister_session(open.session.get());
-                const auto& f = *report.failure;
-                failure = make_result(verdict::transient, f.reason);
-                failure.host = host.host;
-                if (report.connected) failure.tls = report.verdict.result;
-                if (f.remote) failure.remote = f.remote;   // a refusal by one host: try the others, then retry
-                debug(fmt::format("{}: {} failed at {}: {}", connector.name, host.host, f.stage, f.reason));
+                auto outcome = judge_failed_open(report, host, requiretls);
+                debug(fmt::format("{}: {} failed: {}", connector.name, host.host, outcome.failure.reason));
+                if (outcome.permanent) refusal = outcome.failure;
+                else transient_seen = true;
+                failure = std::move(outcome.failure);
                 // DESIGN §3 opportunistic sending: after a 454 or a failed handshake the
                 // next attempt to that host may go in plaintext; make it at once.
-                retry_plain = f.tls_setup && !target.expectation.require_tls && !target.plan.plaintext_after_tls_failure &&
-                              target.plan.starttls != client_settings::starttls_use::never && !retry_plain;
+                const auto& f = *report.failure;
+                retry_plain = f.tls_setup && may_retry_plain && !retry_plain;
                 if (retry_plain) {
                     std::string reason = f.reason;
                     if (f.remote && !f.remote->lines().empty()) reason += ": " + f.remote->lines().front();
@@ -728,6 +812,7 @@ struct engine::impl {
                 }
             } while (retry_plain);
         }
+        if (requiretls && refusal && !transient_seen) failure = *refusal;
         co_return std::nullopt;
     }
 

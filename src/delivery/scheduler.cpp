@@ -60,7 +60,11 @@ plan plan_message(const config::configuration& cfg, const smtp::envelope& env, s
         const bool per_domain = connector->smart_hosts.empty() ||
                                 (connector->require_tls && connector->tls_domain.empty() &&
                                  connector->auth_level == config::tls_auth_level::domain_validation);
-        destination d{connector->name, per_domain ? domain : std::string()};
+        // RFC 8689 §5: TLS-Required: No is ignored on a message that also asks REQUIRETLS.
+        const tls_demand demand = env.requiretls     ? tls_demand::requiretls
+                                  : env.tls_optional ? tls_demand::optional
+                                                     : tls_demand::usual;
+        destination d{connector->name, per_domain ? domain : std::string(), demand};
         auto [it, inserted] = index.try_emplace(d, p.jobs.size());
         if (inserted) p.jobs.push_back(job{env.id, d, {}});
         p.jobs[it->second].recipients.push_back(i);
@@ -138,6 +142,7 @@ transaction transaction_for(const smtp::envelope& env, const std::vector<std::si
     tx.mail_from = env.mail_from;
     tx.body_8bit = env.body_8bit;
     tx.smtputf8 = env.smtputf8;
+    tx.requiretls = env.requiretls;
     tx.envid = env.envid;
     tx.ret = env.ret;
     tx.body = std::move(body);

@@ -25,11 +25,25 @@ namespace postern::delivery {
 
 /// A next hop as the scheduler sees it: the send connector, and for MX routing the
 /// recipient domain (smart hosts take every domain of the connector on one connection).
+/// What a message asks of TLS beyond the connector (RFC 8689): messages that differ here
+/// never share a connection, so none travels on one whose verdict it would not accept.
+enum class tls_demand : std::uint8_t {
+    usual,          // the connector's rules, raised by published policy (DANE)
+    requiretls,     // REQUIRETLS: a verified path to a hop that offers REQUIRETLS, or returned
+    optional,       // "TLS-Required: No": published policy is not enforced for it
+};
+
 struct destination {
     std::string connector;
     std::string domain;              // "" when smart hosts take every domain on one connection
+    tls_demand tls = tls_demand::usual;
     auto operator<=>(const destination&) const = default;
-    std::string to_string() const { return domain.empty() ? connector : connector + "/" + domain; }
+    std::string to_string() const {
+        std::string s = domain.empty() ? connector : connector + "/" + domain;
+        if (tls == tls_demand::requiretls) s += " (REQUIRETLS)";
+        else if (tls == tls_demand::optional) s += " (TLS-Required: No)";
+        return s;
+    }
 };
 
 /// One message's recipients for one destination: they go in one transaction.

@@ -112,6 +112,10 @@ std::string encode(const envelope& env, unsigned char format) {
         put_varint(out, env.body_size);
     }
     if (format >= envelope_format_v4) put_bool(out, env.body_in_file);
+    if (format >= envelope_format_v5) {
+        put_bool(out, env.requiretls);
+        put_bool(out, env.tls_optional);
+    }
     put_varint(out, env.recipients.size());
     for (const auto& r : env.recipients) {
         put_string(out, r.address);
@@ -151,6 +155,7 @@ std::optional<envelope> decode_envelope(std::string_view bytes) {
               in.time(env.received_at) && in.boolean(env.delay_notice_sent) &&
               (format < envelope_format_v2 || (in.boolean(env.held) && in.varint(env.body_size))) &&
               (format < envelope_format_v4 || in.boolean(env.body_in_file)) &&
+              (format < envelope_format_v5 || (in.boolean(env.requiretls) && in.boolean(env.tls_optional))) &&
               in.varint(count);
     // Each recipient takes at least 12 bytes (four empty strings, state, attempts, time),
     // so a count the remaining bytes cannot hold is damage, caught before reserve().

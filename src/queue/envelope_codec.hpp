@@ -28,7 +28,8 @@ using smtp::sys_time;
 ///   v3: v2 + each recipient's `notify` after its orcpt (v1 and v2 records read as
 ///       notify = "", which RFC 3461 §4.1 treats as NOTIFY absent).
 ///   v4: v3 + `body_in_file` after body_size (older records: false, the body is in the store).
-///   v5: v4 + each recipient's `last_tls` after its last_reply (older records: "").
+///   v5: v4 + `requiretls` and `tls_optional` after body_in_file (older records: false) and
+///       each recipient's `last_tls` after its last_reply (older records: "").
 inline constexpr unsigned char envelope_format_v1 = 1;
 inline constexpr unsigned char envelope_format_v2 = 2;
 inline constexpr unsigned char envelope_format_v3 = 3;

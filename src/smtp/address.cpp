@@ -360,6 +360,9 @@ parse_result<mail_from_args> parse_mail_from(std::string_view argument) {
         } else if (p.keyword == "SMTPUTF8") {                    // RFC 6531 §3.4
             if (p.has_value) return fail<R>(address_error::bad_parameter, "SMTPUTF8 takes no value");
             r.value.smtputf8 = true;
+        } else if (p.keyword == "REQUIRETLS") {                  // RFC 8689 §4.1
+            if (p.has_value) return fail<R>(address_error::bad_parameter, "REQUIRETLS takes no value");
+            r.value.requiretls = true;
         } else if (p.keyword == "RET") {                         // RFC 3461 §4.3
             if (iequals(p.value, "FULL")) r.value.ret = "FULL";
             else if (iequals(p.value, "HDRS")) r.value.ret = "HDRS";

@@ -32,6 +32,7 @@ struct mail_from_args {
     std::optional<std::uint64_t> size;     // SIZE=
     body_type body = body_type::unspecified;
     bool smtputf8 = false;
+    bool requiretls = false;               // REQUIRETLS (RFC 8689)
     std::string ret;                       // "FULL" | "HDRS" | ""
     std::string envid;                     // xtext as sent
 };

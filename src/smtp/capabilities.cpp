@@ -38,6 +38,7 @@ capabilities parse_ehlo(const smtp::reply& reply) {
         else if (keyword == "PIPELINING") caps.pipelining = true;
         else if (keyword == "8BITMIME") caps.eightbitmime = true;
         else if (keyword == "SMTPUTF8") caps.smtputf8 = true;
+        else if (keyword == "REQUIRETLS") caps.requiretls = true;
         else if (keyword == "ENHANCEDSTATUSCODES") caps.enhanced_status_codes = true;
         else if (keyword == "DSN") caps.dsn = true;
         else if (keyword == "SIZE") {

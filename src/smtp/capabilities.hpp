@@ -14,6 +14,7 @@ struct capabilities {
     bool pipelining = false;
     bool eightbitmime = false;
     bool smtputf8 = false;
+    bool requiretls = false;             // RFC 8689
     bool enhanced_status_codes = false;
     bool size = false;
     std::uint64_t size_limit = 0;       // 0: SIZE without a limit

@@ -291,6 +291,9 @@ client_action client_fsm::begin_transaction(transaction tx) {
     // RFC 6531 §3.2: without SMTPUTF8 at the next hop the message cannot go on: 5.6.7.
     if (tx.smtputf8 && !caps_.smtputf8)
         return refuse_all({5, 6, 7}, "the next hop does not support SMTPUTF8, needed for this message");
+    // RFC 8689 §4.2.1: a REQUIRETLS message goes only to a hop that offers REQUIRETLS.
+    if (tx.requiretls && !caps_.requiretls)
+        return refuse_all({5, 7, 30}, "the next hop does not offer REQUIRETLS, needed for this message");
     // RFC 1870 §6: a message larger than the advertised SIZE would be refused anyway.
     if (caps_.size && caps_.size_limit > 0 && tx.body.size() > caps_.size_limit)
         return refuse_all({5, 3, 4}, fmt::format("message size {} exceeds the next hop's SIZE limit {}",
@@ -315,6 +318,7 @@ std::string client_fsm::mail_command() const {
     if (caps_.size) line += fmt::format(" SIZE={}", tx_->body.size());
     if (tx_->body_8bit) line += " BODY=8BITMIME";
     if (tx_->smtputf8) line += " SMTPUTF8";
+    if (tx_->requiretls) line += " REQUIRETLS";
     // RFC 3461 §4.3-4.4: only to a next hop that advertised DSN; RFC 3461 §5.2.2 (relay to
     // a non-DSN MTA) has us leave them off, and the engine owes NOTIFY=SUCCESS a notice.
     if (caps_.dsn) {

@@ -53,6 +53,7 @@ struct transaction {
     std::string ret;                    // RET= "FULL" | "HDRS"; "" = absent
     bool body_8bit = false;             // BODY=8BITMIME was given when we received it
     bool smtputf8 = false;
+    bool requiretls = false;            // RFC 8689: MAIL FROM carries REQUIRETLS (the hop must offer it)
     std::string body;                   // as queued: CRLF lines, not dot-stuffed
     /// Or, for a large body kept in a file (smtp::envelope::body_in_file): its path and
     /// size; the driver streams it, a block at a time, dot-stuffing as it goes.

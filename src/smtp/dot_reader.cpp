@@ -91,12 +91,24 @@ void dot_reader::end_of_line() {
         if (header_size_ > limits_.max_header_size) mark(data_verdict::header_too_big);
         if (prefix_length_ == 0) {
             in_header_ = false;             // RFC 5322 §2.1: an empty line ends the header
-        } else if (prefix_length_ == sizeof prefix_) {
-            static constexpr char received[] = "received:";
-            bool match = true;
-            for (std::size_t i = 0; i < sizeof prefix_; ++i)
-                if (std::tolower(static_cast<unsigned char>(prefix_[i])) != received[i]) match = false;
-            if (match && ++hops_ > limits_.max_hop_count) mark(data_verdict::too_many_hops);
+        } else {
+            const std::string_view line(prefix_, prefix_length_);
+            auto starts = [&](std::string_view name) {
+                if (line.size() < name.size()) return false;
+                for (std::size_t i = 0; i < name.size(); ++i)
+                    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+                return true;
+            };
+            if (starts("received:") && ++hops_ > limits_.max_hop_count) mark(data_verdict::too_many_hops);
+            // RFC 8689 §5: "TLS-Required: No" (the value alone on the field's first line).
+            if (starts("tls-required:") && prefix_length_ < sizeof prefix_) {
+                auto value = line.substr(13);
+                while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+                while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+                if (value.size() == 2 && std::tolower(static_cast<unsigned char>(value[0])) == 'n' &&
+                    std::tolower(static_cast<unsigned char>(value[1])) == 'o')
+                    tls_required_no_ = true;
+            }
         }
     }
     if (keeping_) body_.append("\r\n");

@@ -66,6 +66,8 @@ public:
 
     std::uint64_t size() const { return size_; }               // unstuffed octets
     std::uint32_t received_headers() const { return hops_; }
+    /// The header section has "TLS-Required: No" (RFC 8689 §5).
+    bool tls_required_no() const { return tls_required_no_; }
     std::uint64_t header_size() const { return header_size_; }
 
 private:
@@ -92,7 +94,8 @@ private:
     std::uint64_t header_size_ = 0;
     std::uint32_t hops_ = 0;
     bool in_header_ = true;
-    char prefix_[9] = {};                  // first octets of the line: "Received:"
+    char prefix_[32] = {};                 // first octets of a header line: "Received:", "TLS-Required: No"
+    bool tls_required_no_ = false;
     std::size_t prefix_length_ = 0;
 };
 

@@ -32,6 +32,8 @@ struct envelope {
     std::vector<recipient> recipients;
     bool body_8bit = false;              // BODY=8BITMIME
     bool smtputf8 = false;               // SMTPUTF8
+    bool requiretls = false;             // REQUIRETLS (RFC 8689): only over verified TLS, or returned
+    bool tls_optional = false;           // a "TLS-Required: No" header (RFC 8689 §5): DANE failures do not hold it
     std::string envid;                   // ENVID= (RFC 3461)
     std::string ret;                     // RET=FULL|HDRS
     std::string client_address;          // "IP:port" of the client that handed it to us

@@ -72,6 +72,8 @@ inline reply bad_parameter() { return {501, {5, 5, 4}, "Invalid parameter value"
 inline reply unsupported_parameter() { return {555, {5, 5, 4}, "Unsupported parameter"}; }
 /// RFC 6531 §3.7.4.1: a UTF-8 address in a transaction without SMTPUTF8.
 inline reply utf8_needs_smtputf8() { return {553, {5, 6, 7}, "Non-ASCII address requires SMTPUTF8"}; }
+/// RFC 8689 §4.1 and RFC 3207 §4: REQUIRETLS is only for a transaction over TLS.
+inline reply requiretls_needs_tls() { return {530, {5, 7, 10}, "REQUIRETLS needs TLS: STARTTLS first"}; }
 inline reply helo_first() { return {503, {5, 5, 1}, "Send EHLO or HELO first"}; }
 inline reply nested_mail() { return {503, {5, 5, 1}, "Nested MAIL command"}; }
 inline reply mail_first() { return {503, {5, 5, 1}, "Need MAIL command first"}; }

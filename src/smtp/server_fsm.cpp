@@ -476,6 +476,8 @@ void server_fsm::on_ehlo(const command& c) {
     text += fmt::format("\nSIZE {}", p.max_message_size);
     text += "\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN";
     if (p.tls == server_policy::tls_offer::starttls && !tls_ && params_.tls_available) text += "\nSTARTTLS";
+    // RFC 8689 §4.1: offered only where it can be honoured, over TLS.
+    if (tls_) text += "\nREQUIRETLS";
     send(reply{250, {}, std::move(text)});
 }
 
@@ -502,8 +504,12 @@ void server_fsm::on_mail(const command& c) {
     }
     const auto& m = r.value;
     const bool any_parameter = m.size || m.body != body_type::unspecified || m.smtputf8 || !m.ret.empty() ||
-                               !m.envid.empty();
+                               !m.envid.empty() || m.requiretls;
     if (!esmtp_ && any_parameter) return send_error(replies::unsupported_parameter());   // HELO: no extensions
+    if (m.requiretls && !tls_) {
+        info("MAIL: REQUIRETLS without TLS");
+        return send_error(replies::requiretls_needs_tls());
+    }
     if (m.size && *m.size > params_.policy.max_message_size) {
         info(fmt::format("SIZE={} over max_message_size {}", *m.size, params_.policy.max_message_size));
         return send(replies::message_too_big());
@@ -522,6 +528,7 @@ void server_fsm::on_mail(const command& c) {
     envelope_.mail_from = m.address;
     envelope_.body_8bit = m.body == body_type::eight_bit_mime;
     envelope_.smtputf8 = m.smtputf8;
+    envelope_.requiretls = m.requiretls;
     envelope_.envid = m.envid;
     envelope_.ret = m.ret;
     envelope_.client_address = params_.client_ip.find(':') != std::string::npos
@@ -673,6 +680,7 @@ void server_fsm::finish_data() {
     }
     ++transactions_;
     envelope_.received_at = params_.clock();
+    envelope_.tls_optional = data_->tls_required_no();
     commit_body_ = data_->take_body();   // begins with our Received: header
     data_.reset();
     info(fmt::format("message received: {} octets, {} recipients", size, envelope_.recipients.size()));

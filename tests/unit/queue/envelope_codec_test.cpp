@@ -117,12 +117,17 @@ TEST(envelope_codec, body_in_file_round_trips_and_v3_records_read_as_in_the_stor
 TEST(envelope_codec, last_tls_round_trips_and_v4_records_read_without_it) {
     auto env = rich_envelope();
     env.recipients[0].last_tls = "dane-ee";
+    env.requiretls = true;
+    env.tls_optional = true;
     auto back = decode_envelope(encode_envelope(env));
     ASSERT_TRUE(back);
     EXPECT_EQ(back->recipients[0].last_tls, "dane-ee");
+    EXPECT_TRUE(back->requiretls);
+    EXPECT_TRUE(back->tls_optional);
     auto old = decode_envelope(encode_envelope_v4(env));
     ASSERT_TRUE(old);
     EXPECT_EQ(old->recipients[0].last_tls, "");
+    EXPECT_FALSE(old->requiretls);
     EXPECT_EQ(old->recipients[0].last_reply, env.recipients[0].last_reply);
 }
 

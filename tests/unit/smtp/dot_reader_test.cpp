@@ -110,6 +110,21 @@ TEST(dot_reader, syntax_problem_wins_over_size) {
     EXPECT_EQ(r.verdict, data_verdict::bare_line_ending);
 }
 
+TEST(dot_reader, tls_required_no_is_seen_in_the_header_section_only) {
+    auto seen = [](const std::string& msg) {
+        dot_reader r({});
+        r.feed(msg);
+        EXPECT_TRUE(r.done());
+        return r.tls_required_no();
+    };
+    EXPECT_TRUE(seen("Subject: x\r\nTLS-Required:  no \r\n\r\nbody\r\n.\r\n"));
+    EXPECT_TRUE(seen("tls-required:No\r\n\r\n.\r\n"));
+    EXPECT_FALSE(seen("TLS-Required: Yes\r\n\r\n.\r\n"));
+    EXPECT_FALSE(seen("TLS-Required: Nope\r\n\r\n.\r\n"));
+    EXPECT_FALSE(seen("X-TLS-Required: No\r\n\r\n.\r\n"));
+    EXPECT_FALSE(seen("Subject: x\r\n\r\nTLS-Required: No\r\n.\r\n"));   // in the body
+}
+
 TEST(dot_reader, received_headers_are_counted_in_the_header_section_only) {
     std::string msg;
     for (int i = 0; i < 3; ++i) msg += "Received: from hop" + std::to_string(i) + "\r\n";

@@ -287,7 +287,7 @@ void run_client(const transcript& t, replay& r) {
         else if (w[0] == "timeout") perform(client_event::timed_out());
         else if (w[0] == "close") perform(client_event::closed("connection reset"));
         else if (w[0] == "send") {
-            // ! send FROM TO[,TO...] [8bit] [body=ESCAPED]
+            // ! send FROM TO[,TO...] [8bit] [smtputf8] [requiretls] [body=ESCAPED]
             ASSERT_TRUE(act.what == client_action::kind::idle || act.what == client_action::kind::transaction_done)
                 << r.where << ":" << st.line << ": the client is not ready for a transaction";
             transaction tx;
@@ -302,6 +302,7 @@ void run_client(const transcript& t, replay& r) {
             for (std::size_t i = 3; i < w.size(); ++i) {
                 if (w[i] == "8bit") tx.body_8bit = true;
                 else if (w[i] == "smtputf8") tx.smtputf8 = true;
+                else if (w[i] == "requiretls") tx.requiretls = true;
                 else if (w[i].rfind("body=", 0) == 0) tx.body = unescape(w[i].substr(5));
             }
             results.clear();
