@@ -15,15 +15,27 @@ trusts the lab CA, so "server" is a certificate PKIX would accept for mx.postern
   two.test        signed, MX 10 wrong TLSA, MX 20 right TLSA   selfsigned x2  delivered by MX 20, dane-ee
   pkixonly.test   signed, TLSA 1 1 1 only (unusable for SMTP)  no STARTTLS    deferred, starttls-not-supported
   strict.test     unsigned, send connector dane = "required"   selfsigned     deferred, dane-required
+
+The same lab for REQUIRETLS messages (RFC 8689), handed to Postern over STARTTLS:
+  ee.test         hop offers REQUIRETLS                        delivered, MAIL FROM ... REQUIRETLS
+  ta.test         hop does not offer REQUIRETLS                returned at once, 5.7.30
+  mismatch.test   TLSA mismatch                                returned at once, 5.7.10
+  plain.test      MX from insecure DNS                         returned at once, 5.7.10
+  two.test        MX 10 fails DANE, MX 20 offers REQUIRETLS    delivered by MX 20
+  bogus.test      bogus TLSA (temporary)                       deferred
+and "TLS-Required: No" to mismatch.test: delivered despite the TLSA mismatch, and said so.
+Returned messages' notices go back with REQUIRETLS, without the body, over a smart host
+verified by name (the only path a REQUIRETLS notice may take to client.test).
 """
 
 import hashlib
 import os
 import shutil
+import smtplib
 import subprocess
 import unittest
 
-from delivery_fakes import (DELIVERY_TIMEOUT, hops_on_one_port, queued_recipient, relay_connector,
+from delivery_fakes import (DELIVERY_TIMEOUT, NextHop, hops_on_one_port, queued_recipient, relay_connector,
                             require_delivery, send_log_rows, submit)
 from dnssec_lab import DnssecLab, Zone
 from postern_testlib import PosternTestCase, config_text, pki, postern_bin, run, wait_until
@@ -101,16 +113,21 @@ class Dane(PosternTestCase):
     def setUpClass(cls):
         make_ta_chain()
         cls.port, cls.hops = hops_on_one_port(HOPS)
+        for address in ("127.0.0.2", "127.0.0.4", "127.0.0.7", "127.0.0.9"):
+            cls.hops[address].offer_requiretls = True
+        # Notices to client.test: a smart host verified by name that offers REQUIRETLS.
+        cls.notices = NextHop("server", "127.0.0.1", 0)
+        cls.notices.offer_requiretls = True
         try:
             cls.lab = DnssecLab(zones())
         except BaseException:
-            for h in cls.hops.values():
+            for h in [*cls.hops.values(), cls.notices]:
                 h.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        for h in cls.hops.values():
+        for h in [*cls.hops.values(), cls.notices]:
             h.stop()
         cls.lab.stop()
 
@@ -121,10 +138,30 @@ class Dane(PosternTestCase):
             queue={"retry": ["10m"]},
             send_connectors=[
                 {"name": "by-mx", "address_spaces": DOMAINS},
-                {"name": "strict", "address_spaces": ["strict.test"], "dane": "required"}],
+                {"name": "strict", "address_spaces": ["strict.test"], "dane": "required"},
+                {"name": "notices", "address_spaces": ["client.test"],
+                 "smart_hosts": [f"127.0.0.1:{self.notices.port}"], "require_tls": True,
+                 "tls_auth_level": "domain_validation", "tls_domain": "mx.postern.test"}],
             extra=f'\n[dns]\nunbound_config = "{self.lab.unbound_config()}"\nmx_port = {self.port}\n'))
         require_delivery(self, sender)
         return sender
+
+    def submit_over_tls(self, server, rcpt, requiretls=False, headers=""):
+        """One message over STARTTLS (REQUIRETLS needs TLS to us too)."""
+        body = (f"From: alice@client.test\r\nTo: {rcpt}\r\nSubject: to {rcpt}\r\n{headers}\r\n"
+                f"SECRET BODY for {rcpt}\r\n")
+        with smtplib.SMTP("127.0.0.1", server.port(), timeout=30) as c:
+            c.starttls(context=pki().client_context())
+            c.ehlo("client.postern.test")
+            self.assertEqual(c.has_extn("requiretls"), True)
+            c.sendmail("alice@client.test", [rcpt], body, mail_options=["REQUIRETLS"] if requiretls else [])
+
+    def notice_for(self, rcpt):
+        """The notice client.test got about `rcpt`: (MAIL FROM line, text)."""
+        for _, mail_from, _, data in self.notices.received():
+            if rcpt in data:
+                return mail_from, data
+        return None
 
     def received_by(self, address, rcpt):
         return [r for r, _ in self.hops[address].rcpts() if r == rcpt]
@@ -217,6 +254,60 @@ class Dane(PosternTestCase):
         refused = check(cfg.replace('name = "by-mx"', 'name = "by-mx"\ndane = "required"'))
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn('dane = "required" needs DNSSEC validation', refused.stderr)
+
+
+class RequireTls(Dane):
+    """REQUIRETLS messages through the same DNSSEC lab (the Dane fixture, not its tests)."""
+
+    test_dane_outcomes_and_verdict_words = None
+    test_without_a_trust_anchor_dane_is_off_with_a_warning = None
+
+    def test_requiretls_goes_only_over_verified_tls_to_hops_that_offer_it(self):
+        sender = self.start_sender()
+        rcpts = {d: f"rt@{d}" for d in ["ee.test", "ta.test", "mismatch.test", "plain.test", "two.test",
+                                        "bogus.test"]}
+        for rcpt in rcpts.values():
+            self.submit_over_tls(sender, rcpt, requiretls=True)
+        optional = "optional@mismatch.test"
+        self.submit_over_tls(sender, optional, headers="TLS-Required: No\r\n")
+
+        for d, address in {"ee.test": "127.0.0.2", "two.test": "127.0.0.9"}.items():
+            wait_until(lambda: self.received_by(address, rcpts[d]), DELIVERY_TIMEOUT, what=f"{d} delivered")
+            mail_from = next(m for _, m, r, _ in self.hops[address].received() if any(rcpts[d] in x for x in r))
+            self.assertIn("REQUIRETLS", mail_from)
+            self.assertTrue(any("result=dane-ee" in l for l in self.verdicts_to(sender, address)))
+        self.assertEqual(self.received_by("127.0.0.8", rcpts["two.test"]), [])
+
+        # Returned at once, each notice with the reason, REQUIRETLS, and no body.
+        for d, status in {"ta.test": "5.7.30", "mismatch.test": "5.7.10", "plain.test": "5.7.10"}.items():
+            mail_from, text = wait_until(lambda: self.notice_for(rcpts[d]), DELIVERY_TIMEOUT,
+                                         what=f"the notice about {d}")
+            self.assertIn(f"Status: {status}", text, d)
+            self.assertIn("REQUIRETLS", mail_from, d)
+            self.assertNotIn("SECRET BODY", text, d)
+            self.assertIsNone(queued_recipient(sender, rcpts[d]), d)
+        self.assertEqual(self.received_by("127.0.0.3", rcpts["ta.test"]), [])
+        self.assertEqual(self.received_by("127.0.0.4", rcpts["mismatch.test"]), [])
+        self.assertEqual(self.received_by("127.0.0.7", rcpts["plain.test"]), [])
+
+        # A temporary DNSSEC failure defers, as for any message.
+        bogus = self.wait_attempted(sender, rcpts["bogus.test"])
+        self.assertEqual(bogus["state"], "pending")
+        self.assertIsNone(self.notice_for(rcpts["bogus.test"]))
+
+        # TLS-Required: No: the TLSA mismatch does not hold it back, and the log says why.
+        wait_until(lambda: self.received_by("127.0.0.4", optional), DELIVERY_TIMEOUT,
+                   what="the TLS-Required: No message delivered")
+        self.assertTrue(any("policy=TLS-Required: No: DANE not enforced" in l and "verdict=pass" in l
+                            for l in self.verdicts_to(sender, "127.0.0.4")))
+
+    def test_requiretls_before_starttls_is_refused(self):
+        sender = self.start_sender()
+        with smtplib.SMTP("127.0.0.1", sender.port(), timeout=30) as c:
+            c.ehlo("client.postern.test")
+            self.assertFalse(c.has_extn("requiretls"))
+            code, text = c.mail("alice@client.test", ["REQUIRETLS"])
+            self.assertEqual((code, text[:6]), (530, b"5.7.10"))
 
 
 def queued_recipient_id(server, address):

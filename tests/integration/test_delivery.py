@@ -35,6 +35,8 @@ class FakeNextHop:
     Records every message it accepted with whether TLS was on.
     """
 
+    offer_requiretls = False           # advertise REQUIRETLS after STARTTLS
+
     def __init__(self, mode):
         self.mode = mode
         self.messages = []             # (tls_version or None, mail_from, rcpts, data)
@@ -106,6 +108,8 @@ class FakeNextHop:
                     caps = ["fake.next.hop", "8BITMIME", "PIPELINING"]
                     if tls is None and self.mode != "no-starttls":
                         caps.append("STARTTLS")
+                    if tls is not None and self.offer_requiretls:
+                        caps.append("REQUIRETLS")   # RFC 8689: only over TLS
                     say("".join(f"250-{c}\r\n" for c in caps[:-1]) + f"250 {caps[-1]}\r\n")
                 elif verb == "STARTTLS":
                     if self.mode == "454":
