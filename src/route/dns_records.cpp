@@ -70,4 +70,16 @@ std::optional<tlsa_record> decode_tlsa(std::span<const std::uint8_t> rdata) {
     return r;
 }
 
+std::optional<std::string> decode_txt(std::span<const std::uint8_t> rdata) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < rdata.size()) {
+        const std::size_t length = rdata[at++];
+        if (length > rdata.size() - at) return std::nullopt;
+        out.append(reinterpret_cast<const char*>(rdata.data() + at), length);
+        at += length;
+    }
+    return out;
+}
+
 }  // namespace postern::route

@@ -41,5 +41,8 @@ std::optional<boost::asio::ip::address> decode_a(std::span<const std::uint8_t> r
 std::optional<boost::asio::ip::address> decode_aaaa(std::span<const std::uint8_t> rdata);
 /// Empty optional when shorter than the three fixed octets and one of data.
 std::optional<tlsa_record> decode_tlsa(std::span<const std::uint8_t> rdata);
+/// RFC 1035 §3.3.14: one or more <character-string>s, concatenated (as RFC 8461 §3.1
+/// reads a TXT record). Empty optional when a length runs past the end.
+std::optional<std::string> decode_txt(std::span<const std::uint8_t> rdata);
 
 }  // namespace postern::route

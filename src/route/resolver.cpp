@@ -47,6 +47,7 @@ constexpr int rr_type_a = 1;
 constexpr int rr_type_mx = 15;
 constexpr int rr_type_aaaa = 28;
 constexpr int rr_type_tlsa = 52;
+constexpr int rr_type_txt = 16;
 constexpr int rr_class_in = 1;
 
 std::string rcode_name(int rcode) {
@@ -120,6 +121,30 @@ tlsa_answer parse_tlsa(int err, const ub_result* result, const std::string& name
     case answer_kind::timed_out:
         answer.what = tlsa_answer::kind::failed;
         answer.reason = fmt::format("{} for {} TLSA", outcome.kind == answer_kind::timed_out ? "timeout" : outcome.detail,
+                                    name);
+        return answer;
+    }
+    return answer;
+}
+
+txt_answer parse_txt(int err, const ub_result* result, const std::string& name) {
+    const auto outcome = classify(err, result);
+    txt_answer answer;
+    answer.status = outcome.status;
+    switch (outcome.kind) {
+    case answer_kind::data:
+        answer.what = txt_answer::kind::records;
+        for (int i = 0; result->data[i] != nullptr; ++i)
+            if (auto t = decode_txt(rdata_at(result, i))) answer.texts.push_back(std::move(*t));
+        return answer;
+    case answer_kind::nodata:
+    case answer_kind::nxdomain: answer.what = txt_answer::kind::none; return answer;
+    case answer_kind::bogus:
+        answer.reason = fmt::format("DNSSEC-bogus TXT answer for {}: {}", name, outcome.detail);
+        return answer;
+    case answer_kind::failed:
+    case answer_kind::timed_out:
+        answer.reason = fmt::format("{} for {} TXT", outcome.kind == answer_kind::timed_out ? "timeout" : outcome.detail,
                                     name);
         return answer;
     }
@@ -209,6 +234,8 @@ struct resolver::impl {
         bool host_only = false;                 // resolve_host(): no MX round
         std::function<void(tlsa_answer)> done_tlsa;   // resolve_tlsa(): one TLSA query
         tlsa_answer tlsa;
+        std::function<void(txt_answer)> done_txt;     // resolve_txt(): one TXT query
+        txt_answer txt;
         std::string domain;
         std::vector<std::string> own_names;
         std::function<void(next_hops)> done_hops;
@@ -222,6 +249,7 @@ struct resolver::impl {
     struct request {
         bool host_only = false;
         std::function<void(tlsa_answer)> done_tlsa;
+        std::function<void(txt_answer)> done_txt;
         std::string name;
         std::vector<std::string> own_names;
         std::function<void(next_hops)> done_hops;
@@ -389,6 +417,16 @@ private:
             settle(id);
             return;
         }
+        if (r.done_txt) {
+            j->done_txt = std::move(r.done_txt);
+            j->txt.reason = fmt::format("timeout for {} TXT", r.name);   // until it answers
+            const std::uint64_t id = j->id;
+            job& ref = *j;
+            jobs_.emplace(id, std::move(j));
+            start_query(ref, r.name, rr_type_txt, 0);
+            settle(id);
+            return;
+        }
 
         if (auto literal = r.host_only ? host_address(j->domain) : address_literal(j->domain)) {
             // An address needs no DNS: RFC 5321 §4.1.3 literals, smart hosts given by IP.
@@ -470,6 +508,10 @@ private:
             j.tlsa = parse_tlsa(err, result, j.domain);
             return;
         }
+        if (q.rrtype == rr_type_txt) {
+            j.txt = parse_txt(err, result, j.domain);
+            return;
+        }
         if (q.rrtype == rr_type_mx) {
             j.plan = plan_from_mx(j.domain, parse_mx(err, result), j.own_names, tie_order_);
             if (!j.plan.decided) start_address_round(j);
@@ -518,6 +560,13 @@ private:
         if (j.done_tlsa) {
             try {
                 j.done_tlsa(std::move(j.tlsa));
+            } catch (...) {
+            }
+            return;
+        }
+        if (j.done_txt) {
+            try {
+                j.done_txt(std::move(j.txt));
             } catch (...) {
             }
             return;
@@ -587,6 +636,13 @@ void resolver::resolve_tlsa(const std::string& host, std::uint16_t port, std::fu
     impl::request r;
     r.name = fmt::format("_{}._tcp.{}", port, host);
     r.done_tlsa = std::move(done);
+    impl_->submit(std::move(r));
+}
+
+void resolver::resolve_txt(const std::string& name, std::function<void(txt_answer)> done) {
+    impl::request r;
+    r.name = name;
+    r.done_txt = std::move(done);
     impl_->submit(std::move(r));
 }
 

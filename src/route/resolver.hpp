@@ -60,6 +60,15 @@ struct tlsa_answer {
     std::string reason;                        // for logs: "SERVFAIL for _25._tcp.mx.example TLSA"
 };
 
+/// The TXT records of one name, each record's strings joined (RFC 8461 §3.1).
+struct txt_answer {
+    enum class kind { records, none, failed };   // failed: SERVFAIL, bogus, timeout
+    kind what = kind::failed;
+    dnssec status = dnssec::insecure;
+    std::vector<std::string> texts;
+    std::string reason;
+};
+
 struct resolver_options {
     /// Bound on one resolve() or resolve_host() call, every query included: what is still
     /// unanswered then counts as a timeout (and defers, unless some MX host has addresses).
@@ -87,6 +96,9 @@ public:
 
     /// TLSA records of _PORT._tcp.HOST (DANE, RFC 7672), with their DNSSEC status.
     virtual void resolve_tlsa(const std::string& host, std::uint16_t port, std::function<void(tlsa_answer)> done);
+
+    /// TXT records of `name` (MTA-STS's _mta-sts.DOMAIN, RFC 8461 §3.1).
+    virtual void resolve_txt(const std::string& name, std::function<void(txt_answer)> done);
 
 protected:
     resolver() = default;                      // for test doubles

@@ -226,7 +226,16 @@ constexpr const char* test_zones = R"(
   local-data: "mx.dane.test. A 127.0.0.80"
   local-data: "_25._tcp.mx.dane.test. TLSA 3 1 1 abababababababababababababababababababababababababababababababab"
   local-data: "_25._tcp.mx.dane.test. TLSA 2 0 2 cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+  local-data: '_mta-sts.dane.test. TXT "v=STSv1; " "id=20261203;"'
 )";
+
+txt_answer resolve_txt_now(resolver& r, const std::string& name) {
+    auto promise = std::make_shared<std::promise<txt_answer>>();
+    auto future = promise->get_future();
+    r.resolve_txt(name, [promise](txt_answer a) { promise->set_value(std::move(a)); });
+    if (future.wait_for(60s) != std::future_status::ready) throw std::runtime_error("no TXT answer for " + name);
+    return future.get();
+}
 
 tlsa_answer resolve_tlsa_now(resolver& r, const std::string& host) {
     auto promise = std::make_shared<std::promise<tlsa_answer>>();
@@ -570,6 +579,14 @@ TEST_F(resolver_with_unbound, tlsa_records_come_back_with_their_fields_and_statu
     auto failed = resolve_tlsa_now(shared_resolver(), "mx.servfail.test");
     EXPECT_EQ(failed.what, tlsa_answer::kind::failed);
     EXPECT_NE(failed.reason.find("_25._tcp.mx.servfail.test TLSA"), std::string::npos) << failed.reason;
+}
+
+TEST_F(resolver_with_unbound, txt_strings_of_a_record_are_joined) {
+    auto a = resolve_txt_now(shared_resolver(), "_mta-sts.dane.test");
+    ASSERT_EQ(a.what, txt_answer::kind::records) << a.reason;
+    EXPECT_EQ(a.texts, std::vector<std::string>{"v=STSv1; id=20261203;"});
+    EXPECT_EQ(resolve_txt_now(shared_resolver(), "_mta-sts.ipmx.test").what, txt_answer::kind::none);
+    EXPECT_EQ(resolve_txt_now(shared_resolver(), "_mta-sts.servfail.test").what, txt_answer::kind::failed);
 }
 
 TEST(resolver_settings, forwarder_forms_are_accepted) {

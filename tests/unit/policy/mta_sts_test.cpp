@@ -1,0 +1,50 @@
+// Unit tests for policy/mta_sts: the TXT record, the policy file, MX patterns (RFC 8461).
+#include "policy/mta_sts.hpp"
+
+#include <gtest/gtest.h>
+
+namespace postern::policy {
+namespace {
+
+TEST(mta_sts, the_txt_record_gives_its_id_only_when_it_is_the_one_valid_stsv1_record) {
+    EXPECT_EQ(sts_record_id({"v=STSv1; id=20160831085700Z;"}), "20160831085700Z");
+    EXPECT_EQ(sts_record_id({"v=STSv1;id=abc", "some other text"}), "abc");
+    EXPECT_EQ(sts_record_id({"v=STSv1; id=abc; ext=1"}), "abc");
+    EXPECT_FALSE(sts_record_id({}));
+    EXPECT_FALSE(sts_record_id({"v=STSv1; id=a; ", "v=STSv1; id=b"}));   // two records: none
+    EXPECT_FALSE(sts_record_id({"id=abc; v=STSv1"}));                   // v must come first
+    EXPECT_FALSE(sts_record_id({"v=STSv1; id=has-dash"}));
+    EXPECT_FALSE(sts_record_id({"v=STSv1; id=" + std::string(33, 'a')}));
+    EXPECT_FALSE(sts_record_id({"v=STSv1;"}));
+}
+
+TEST(mta_sts, a_policy_file_is_read_as_rfc_8461_writes_it) {
+    std::string error;
+    auto p = parse_sts_policy("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.Example.NET.\r\n"
+                              "max_age: 86400\r\nfuture: ignored\r\n",
+                              error);
+    ASSERT_TRUE(p) << error;
+    EXPECT_EQ(p->what, sts_policy::mode::enforce);
+    EXPECT_EQ(p->mx, (std::vector<std::string>{"mail.example.com", "*.example.net"}));
+    EXPECT_EQ(p->max_age, std::chrono::seconds(86400));
+    EXPECT_TRUE(p->lists("MAIL.example.com."));
+    EXPECT_TRUE(p->lists("mx1.example.net"));
+    EXPECT_FALSE(p->lists("a.b.example.net"));   // one label only
+    EXPECT_FALSE(p->lists("example.net"));
+    EXPECT_FALSE(p->lists("mail.example.com.evil.test"));
+
+    auto capped = parse_sts_policy("version: STSv1\nmode: testing\nmx: a.test\nmax_age: 99999999\n", error);
+    ASSERT_TRUE(capped) << error;
+    EXPECT_EQ(capped->max_age, std::chrono::seconds(31557600));
+
+    EXPECT_FALSE(parse_sts_policy("version: STSv2\nmode: enforce\nmx: a.test\nmax_age: 1\n", error));
+    EXPECT_FALSE(parse_sts_policy("version: STSv1\nmode: strict\nmx: a.test\nmax_age: 1\n", error));
+    EXPECT_FALSE(parse_sts_policy("version: STSv1\nmode: enforce\nmax_age: 1\n", error));
+    EXPECT_EQ(error, "no mx in an enforce or testing policy");
+    EXPECT_FALSE(parse_sts_policy("version: STSv1\nmode: enforce\nmx: a.test\n", error));
+    EXPECT_FALSE(parse_sts_policy("<html>not a policy</html>", error));
+    EXPECT_TRUE(parse_sts_policy("version: STSv1\nmode: none\nmax_age: 1\n", error));
+}
+
+}  // namespace
+}  // namespace postern::policy
