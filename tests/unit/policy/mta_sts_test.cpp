@@ -1,7 +1,14 @@
 // Unit tests for policy/mta_sts: the TXT record, the policy file, MX patterns (RFC 8461).
 #include "policy/mta_sts.hpp"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "policy/sts_store.hpp"
 
 namespace postern::policy {
 namespace {
@@ -44,6 +51,45 @@ TEST(mta_sts, a_policy_file_is_read_as_rfc_8461_writes_it) {
     EXPECT_FALSE(parse_sts_policy("version: STSv1\nmode: enforce\nmx: a.test\n", error));
     EXPECT_FALSE(parse_sts_policy("<html>not a policy</html>", error));
     EXPECT_TRUE(parse_sts_policy("version: STSv1\nmode: none\nmax_age: 1\n", error));
+}
+
+TEST(sts_store, policies_survive_a_restart_and_a_damaged_file_is_not_fatal) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("postern-sts-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const auto file = dir / "mta-sts.json";
+    sts_policy p;
+    p.what = sts_policy::mode::enforce;
+    p.mx = {"mx.example.test"};
+    p.max_age = std::chrono::seconds(86400);
+    p.id = "abc";
+    p.fetched_at = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+    {
+        sts_store store(file);
+        store.put("example.test", p);
+    }
+    EXPECT_EQ(fs::status(file).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+    sts_store again(file);
+    auto back = again.find("example.test");
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->id, "abc");
+    EXPECT_EQ(back->mx, p.mx);
+    EXPECT_EQ(back->fetched_at, p.fetched_at);
+    EXPECT_EQ(back->what, sts_policy::mode::enforce);
+    EXPECT_FALSE(again.find("other.test"));
+
+    std::ofstream(file) << "{not json";
+    sts_store damaged(file);
+    EXPECT_EQ(damaged.size(), 0u);
+
+    sts_store small(dir / "small.json", 2);
+    for (int i = 0; i < 3; ++i) {
+        p.fetched_at += std::chrono::hours(1);
+        small.put("d" + std::to_string(i) + ".test", p);
+    }
+    EXPECT_EQ(small.size(), 2u);
+    EXPECT_FALSE(small.find("d0.test"));   // closest to expiry went first
+    fs::remove_all(dir);
 }
 
 }  // namespace
