@@ -354,6 +354,7 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.text("tls_domain", c.tls_domain);
     r.flag("ignore_starttls", c.ignore_starttls);
     r.choice("dane", c.dane, detail::dane_mode_names);
+    r.flag("mta_sts", c.mta_sts);
     r.text("client_certificate", c.client_certificate);
     r.strings("trusted_roots", c.trusted_roots);
     r.flag("trust_system_store", c.trust_system_store);
@@ -402,6 +403,7 @@ void read_dns(table_reader& r, dns_section& d) {
     r.text("resolver", d.resolver);
     r.path("unbound_config", d.unbound_config);
     r.count("mx_port", d.mx_port);
+    r.count("mta_sts_port", d.mta_sts_port);
 }
 
 void read_log(table_reader& r, log_section& l) {

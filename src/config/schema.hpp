@@ -114,6 +114,8 @@ struct send_connector {
     /// DANE for next hops found by MX (RFC 7672; no effect with smart_hosts). Without a
     /// DNSSEC trust anchor in [dns] unbound_config it cannot apply (preflight warns).
     dane_mode dane = dane_mode::opportunistic;
+    /// MTA-STS (RFC 8461) for next hops found by MX: honour the policies domains publish.
+    bool mta_sts = true;
     std::string client_certificate;
     bool trust_system_store = false;
     /// Key ring labels of the roots (and pinned peers) that verify next hops here; empty:
@@ -191,6 +193,7 @@ struct dns_section {
     std::string resolver;
     std::filesystem::path unbound_config;
     std::uint16_t mx_port = 25;
+    std::uint16_t mta_sts_port = 443;                   // where MTA-STS policy hosts are asked (tests move it)
 };
 
 struct log_section {

@@ -91,6 +91,7 @@ json send_json(const send_connector& c) {
             {"tls_domain", c.tls_domain},
             {"ignore_starttls", c.ignore_starttls},
             {"dane", name_of(detail::dane_mode_names, c.dane)},
+            {"mta_sts", c.mta_sts},
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
             {"trusted_roots", strings(c.trusted_roots)},
@@ -136,7 +137,8 @@ json document(const configuration& c) {
                     {"double_bounce_recipient", c.queue.double_bounce_recipient}};
     doc["dns"] = {{"resolver", c.dns.resolver},
                   {"unbound_config", c.dns.unbound_config.string()},
-                  {"mx_port", c.dns.mx_port}};
+                  {"mx_port", c.dns.mx_port},
+                  {"mta_sts_port", c.dns.mta_sts_port}};
     doc["log"] = {{"dir", c.log.dir.string()},
                   {"max_age", detail::format_duration(c.log.max_age)},
                   {"max_size", detail::format_size(c.log.max_size)}};

@@ -41,6 +41,7 @@
 
 #include "delivery/client_session.hpp"
 #include "delivery/dsn.hpp"
+#include "delivery/mta_sts_source.hpp"
 #include "log/metrics.hpp"
 #include "delivery/scheduler.hpp"
 #include "delivery/tls_policy.hpp"
@@ -145,20 +146,6 @@ asio::awaitable<route::next_hops> resolve_async(next_hop_source& resolver, std::
         initiation, asio::use_awaitable, std::move(domain), std::move(own_names));
 }
 
-asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(next_hop_source& resolver, std::string name) {
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&resolver, executor](auto handler, std::string n) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
-            asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
-                (*shared)(std::move(p));
-            });
-        });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
-        initiation, asio::use_awaitable, std::move(name));
-}
-
 asio::awaitable<route::tlsa_answer> resolve_tlsa_async(next_hop_source& resolver, std::string host,
                                                        std::uint16_t port) {
     auto executor = co_await asio::this_coro::executor;
@@ -186,6 +173,9 @@ public:
     void resolve_tlsa(const std::string& host, std::uint16_t port,
                       std::function<void(route::tlsa_answer)> done) override {
         resolver_.resolve_tlsa(host, port, std::move(done));
+    }
+    void resolve_txt(const std::string& name, std::function<void(route::txt_answer)> done) override {
+        resolver_.resolve_txt(name, std::move(done));
     }
 
 private:
@@ -232,7 +222,10 @@ struct engine::impl {
           options_(options),
           tls_memory_(options.plaintext_memory),
           strand_(asio::make_strand(io_)),
-          timer_(strand_) {}
+          timer_(strand_) {
+        if (!cfg.server.data_dir.empty())
+            sts_ = std::make_unique<mta_sts_source>(cfg.server.data_dir / "mta-sts.json");
+    }
 
     // --- state shared between threads (mutex_) ---------------------------------------
     /// A connection with nothing to send, waiting (connection_cache_time) for more mail to
@@ -254,7 +247,8 @@ struct engine::impl {
     next_hop_source& resolver_;
     std::unique_ptr<next_hop_source> owned_resolver_;            // the adapter, when given a route::resolver
     std::shared_ptr<const client_tls_material> material_;
-    std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector
+    std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector (and MTA-STS variants)
+    std::unique_ptr<mta_sts_source> sts_;                         // null without a data_dir (tests)
     log::protocol_log& send_log_;
     engine_options options_;
     tls_failure_memory tls_memory_;
@@ -520,6 +514,39 @@ struct engine::impl {
         return ctx;
     }
 
+    /// MTA-STS verifies against the system store and the key ring's roots (RFC 8461 §4.2),
+    /// whatever the connector trusts; `https` is the policy fetch's (no client certificate).
+    std::shared_ptr<SSL_CTX> sts_context_for(const config::configuration& cfg, const config::send_connector& c,
+                                             bool https) {
+        const std::string key = c.name + (https ? "\x01https" : "\x01mta-sts");
+        std::lock_guard lock(mutex_);
+        if (auto it = contexts_.find(key); it != contexts_.end()) return it->second;
+        config::send_connector wide = c;
+        wide.trust_system_store = true;
+        wide.trusted_roots.clear();
+        if (https) wide.client_certificate.clear();
+        auto ctx = make_client_context(cfg, wide, material_.get());
+        contexts_[key] = ctx;
+        return ctx;
+    }
+
+    /// The MTA-STS policy for an MX-routed destination whose connector honours it (and
+    /// whose message does not say TLS-Required: No).
+    asio::awaitable<sts_view> sts_for(const config::configuration& cfg, const config::send_connector& connector,
+                                      const destination& where) {
+        if (!sts_ || !connector.mta_sts || !connector.smart_hosts.empty() || where.domain.empty() ||
+            where.tls == tls_demand::optional)
+            co_return sts_view{};
+        std::shared_ptr<SSL_CTX> https;
+        try {
+            https = sts_context_for(cfg, connector, true);
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: MTA-STS for {}: {}", connector.name, e.what());
+            co_return sts_view{};
+        }
+        co_return co_await sts_->lookup(resolver_, where.domain, cfg.dns.mta_sts_port, std::move(https));
+    }
+
     session_settings settings_for(const config::configuration& cfg) const {
         session_settings s;
         s.helo_name = cfg.server.hostname.empty() ? "localhost" : cfg.server.hostname;
@@ -670,14 +697,15 @@ struct engine::impl {
     /// name from DNS that is not DNSSEC-secure, TLSA that allows no authentication, a
     /// smart host the administrator did not name for verified TLS); empty when it is one.
     static std::string requiretls_path_problem(const config::send_connector& connector, const candidate& host,
-                                               const policy::dane_requirement& dane) {
+                                               const policy::dane_requirement& dane, const sts_view& sts) {
         if (host.smart_host)
             return connector.require_tls && connector.auth_level == config::tls_auth_level::domain_validation &&
                            !connector.tls_domain.empty()
                        ? std::string()
                        : "REQUIRETLS: send connector " + connector.name +
                              " is no verified path (it needs require_tls, domain_validation and tls_domain)";
-        if (!host.route_secure) return "REQUIRETLS: the MX answer is not DNSSEC-secure";
+        if (!host.route_secure && !(sts.enforce() && sts.policy->lists(host.host)))
+            return "REQUIRETLS: the MX answer is not DNSSEC-secure and no enforced MTA-STS policy lists it";
         if (dane.what == policy::dane_requirement::kind::tls_unauthenticated)
             return "REQUIRETLS: its TLSA records allow no authentication";
         return {};
@@ -686,9 +714,9 @@ struct engine::impl {
     /// One host's session target: the connector's rules, raised by DANE (unless the
     /// message says TLS-Required: No) and, for REQUIRETLS, to STARTTLS with a certificate
     /// verified with a name (the recipient domain, or the MX name from secure DNS).
-    session_target target_for(const config::send_connector& connector, const destination& where,
-                              const std::string& first_domain, const candidate& host,
-                              const policy::dane_requirement& dane, std::shared_ptr<SSL_CTX> ctx) {
+    session_target target_for(const config::configuration& cfg, const config::send_connector& connector,
+                              const destination& where, const std::string& first_domain, const candidate& host,
+                              const policy::dane_requirement& dane, const sts_view& sts, std::shared_ptr<SSL_CTX> ctx) {
         config::send_connector strict = connector;
         if (where.tls == tls_demand::requiretls) {
             strict.require_tls = true;
@@ -701,12 +729,48 @@ struct engine::impl {
         target.endpoint = host.endpoint;
         target.plan = plan_attempt(strict, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
         target.expectation = expectation_for(strict, first_domain, host.mx_name, host.mx_secure);
+        target.tls = std::move(ctx);
         if (where.tls == tls_demand::optional && dane.what != policy::dane_requirement::kind::not_applicable)
             target.expectation.policy = "TLS-Required: No: DANE not enforced (" + dane.reason + ")";
         else
             apply_dane(dane, host.host, first_domain, target.expectation, target.plan);
-        target.tls = std::move(ctx);
+        if (dane.what == policy::dane_requirement::kind::not_applicable) apply_sts(cfg, connector, host, sts, target);
         return target;
+    }
+
+    /// RFC 8461 §4.2 and §5: an enforced policy that lists this MX demands STARTTLS and a
+    /// certificate valid for the MX name from the system store or the key ring's roots;
+    /// a testing policy, or a fetch that failed, is only noted. DANE wins where it applies.
+    void apply_sts(const config::configuration& cfg, const config::send_connector& connector, const candidate& host,
+                   const sts_view& sts, session_target& target) {
+        if (!sts.problem.empty() && !sts.policy) {
+            target.expectation.policy = sts.problem + " (" + sts.result + ")";
+            return;
+        }
+        if (sts.testing()) {
+            target.expectation.policy = fmt::format("MTA-STS testing (id {}): not enforced", sts.policy->id);
+            return;
+        }
+        if (!sts.enforce()) return;
+        std::string mx = host.host;
+        for (auto& c : mx) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        while (!mx.empty() && mx.back() == '.') mx.pop_back();
+        auto& want = target.expectation;
+        want.require_tls = true;
+        want.required = auth_level::domain_validation;
+        want.names = {mx};
+        want.sni = mx;
+        want.mta_sts = true;
+        want.policy = fmt::format("MTA-STS enforce (id {})", sts.policy->id);
+        target.plan.starttls = client_settings::starttls_use::required;
+        target.plan.implicit_tls = false;
+        target.plan.plaintext_after_tls_failure = false;
+        target.plan.previous_tls_failure.clear();
+        try {
+            target.tls = sts_context_for(cfg, connector, false);
+        } catch (const std::exception& e) {
+            spdlog::error("delivery: MTA-STS for {}: {}", connector.name, e.what());
+        }
     }
 
     /// RFC 8689 §4.2.1 / DESIGN §3: a REQUIRETLS message that met a host's verified TLS
@@ -754,6 +818,8 @@ struct engine::impl {
             spdlog::error("delivery: send connector {}: {}", connector.name, e.what());
         }
         const bool requiretls = where.tls == tls_demand::requiretls;
+        sts_view sts;
+        if (!hosts.empty()) sts = co_await sts_for(cfg, connector, where);
         std::optional<recipient_result> refusal;   // REQUIRETLS: the last reason to return it
         bool transient_seen = false;
         const auto executor = co_await asio::this_coro::executor;
@@ -761,7 +827,8 @@ struct engine::impl {
         for (const auto& host : hosts) {
             if (!dane_by_host.contains(host.host)) dane_by_host[host.host] = co_await dane_for(connector, host);
             const auto& dane = dane_by_host[host.host];
-            if (auto problem = requiretls ? requiretls_path_problem(connector, host, dane) : ""; !problem.empty()) {
+            if (auto problem = requiretls ? requiretls_path_problem(connector, host, dane, sts) : "";
+                !problem.empty()) {
                 refusal = skip_host(connector, host, verdict::permanent, {5, 7, 10}, problem, "validation-failure");
                 continue;
             }
@@ -771,9 +838,19 @@ struct engine::impl {
                 transient_seen = true;
                 continue;   // RFC 7672 §2.2: the next MX, else defer
             }
+            if (sts.enforce() && dane.what == policy::dane_requirement::kind::not_applicable &&
+                !sts.policy->lists(host.host)) {
+                // RFC 8461 §5: an MX the enforced policy does not list is not used.
+                failure = skip_host(connector, host, verdict::transient, {4, 7, 5},
+                                    fmt::format("MTA-STS: the enforced policy (id {}) does not list this MX",
+                                                sts.policy->id),
+                                    "validation-failure");
+                transient_seen = true;
+                continue;
+            }
             bool retry_plain = false;
             do {
-                auto target = target_for(connector, where, first_domain, host, dane, ctx);
+                auto target = target_for(cfg, connector, where, first_domain, host, dane, sts, ctx);
                 const auto key = endpoint_text(host.endpoint);
                 const bool may_retry_plain = !target.expectation.require_tls &&
                                              !target.plan.plaintext_after_tls_failure &&

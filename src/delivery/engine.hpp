@@ -92,6 +92,13 @@ public:
         none.what = route::tlsa_answer::kind::none;
         done(std::move(none));
     }
+    /// As route::resolver::resolve_txt. The default: no records.
+    virtual void resolve_txt(const std::string& name, std::function<void(route::txt_answer)> done) {
+        (void)name;
+        route::txt_answer none;
+        none.what = route::txt_answer::kind::none;
+        done(std::move(none));
+    }
 };
 
 struct engine_stats {

@@ -365,7 +365,9 @@ tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_
     } else {
         // "pkix" only when the connector asked for a verified certificate and got one;
         // TLS that happened to verify where nothing was required proves nothing to anyone.
-        v.result = v.required >= auth_level::certificate_validation ? "pkix" : "opportunistic";
+        v.result = want.mta_sts ? "mta-sts"
+                   : v.required >= auth_level::certificate_validation ? "pkix"
+                                                                      : "opportunistic";
     }
     return v;
 }

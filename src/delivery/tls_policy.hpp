@@ -55,6 +55,8 @@ struct peer_expectation {
     std::vector<route::tlsa_record> dane_records;
     std::string dane_base;
     std::vector<std::string> dane_names;
+    /// An enforced MTA-STS policy lists this MX: a pass is the word "mta-sts".
+    bool mta_sts = false;
     /// What published policy demands beyond the connector ("DANE: 2 usable TLSA
     /// record(s)"), for the verdict line; empty when only the connector's rules apply.
     std::string policy;

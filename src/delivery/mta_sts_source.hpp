@@ -1,0 +1,76 @@
+// delivery/mta_sts_source.hpp: the MTA-STS policy of a recipient domain at the moment of
+// a delivery (RFC 8461 §3, §5.1), from the cache or fetched.
+//
+// The _mta-sts TXT record is asked every time (cheap, cached by libunbound); the policy
+// is fetched from https://mta-sts.DOMAIN/.well-known/mta-sts.txt when nothing is cached,
+// when the record's id differs from the cached policy's, or when half its max_age has
+// passed. A failed fetch keeps a cached policy until it expires; without one the domain
+// has no policy for this delivery, and the failure is said (RFC 8460 result type). The
+// policy host is resolved through [dns] like every other name Postern looks up, and asked
+// on [dns] mta_sts_port (443).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "delivery/engine.hpp"
+#include "policy/mta_sts.hpp"
+#include "policy/sts_store.hpp"
+
+namespace postern::delivery {
+
+/// next_hop_source::resolve_host as an awaitable, resumed on the awaiting coroutine's executor.
+inline boost::asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(next_hop_source& resolver,
+                                                                                      std::string name) {
+    namespace asio = boost::asio;
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [&resolver, executor](auto handler, std::string n) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
+            asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
+                (*shared)(std::move(p));
+            });
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
+        initiation, asio::use_awaitable, std::move(name));
+}
+
+/// What MTA-STS says about one domain for this delivery.
+struct sts_view {
+    std::optional<policy::sts_policy> policy;   // in force (not expired); none when the domain has none
+    std::string problem;                        // a fetch or parse failure, for the verdict line
+    std::string result;                         // its RFC 8460 result type (sts-policy-fetch-error, ...)
+    bool enforce() const { return policy && policy->what == policy::sts_policy::mode::enforce; }
+    bool testing() const { return policy && policy->what == policy::sts_policy::mode::testing; }
+};
+
+class mta_sts_source {
+public:
+    /// `cache_file`: where policies are kept across restarts (data_dir/mta-sts.json).
+    explicit mta_sts_source(std::filesystem::path cache_file) : store_(std::move(cache_file)) {}
+
+    /// `https`: the TLS client context that verifies policy hosts (system store and the
+    /// key ring's roots).
+    boost::asio::awaitable<sts_view> lookup(next_hop_source& dns, const std::string& domain, std::uint16_t port,
+                                            std::shared_ptr<SSL_CTX> https);
+
+private:
+    boost::asio::awaitable<std::optional<policy::sts_policy>> fetch(next_hop_source& dns, const std::string& domain,
+                                                                    std::uint16_t port, std::shared_ptr<SSL_CTX> https,
+                                                                    sts_view& view);
+    policy::sts_store store_;
+};
+
+}  // namespace postern::delivery
