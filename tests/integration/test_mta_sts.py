@@ -14,18 +14,22 @@ hops listen on 127.0.0.x at the one [dns] mx_port.
   nofetch.test    TXT record, the policy answers 404     valid                    delivered, sts-policy-fetch-error noted
   both.test       enforce and DANE-EE (signed zone)      self-signed, TLSA match  delivered, dane-ee (DANE wins)
 The fetched enforce policy is in data_dir/mta-sts.json after the server stopped.
+REQUIRETLS (RFC 8689 §4.2.1): an MX listed by an enforced policy is a protected path even
+from insecure DNS (delivered, REQUIRETLS passed on); one under a testing policy is not
+(returned at once, never connected to).
 """
 
 import hashlib
 import http.server
 import json
 import os
-import socket
+import smtplib
 import ssl
 import threading
 import unittest
 
-from delivery_fakes import DELIVERY_TIMEOUT, hops_on_one_port, queued_recipient, relay_connector, require_delivery
+from delivery_fakes import (DELIVERY_TIMEOUT, hops_on_one_port, queued_recipient, relay_connector,
+                            require_delivery, submit)
 from dnssec_lab import DnssecLab, Zone
 from postern_testlib import PosternTestCase, config_text, pki, wait_until
 from test_dane import der_sha256
@@ -112,6 +116,7 @@ class MtaSts(PosternTestCase):
     def setUpClass(cls):
         cls.policy_host = start_policy_host()
         cls.port, cls.hops = hops_on_one_port(HOPS)
+        cls.hops["127.0.0.21"].offer_requiretls = True
         try:
             cls.lab = DnssecLab(zones())
         except BaseException:
@@ -140,7 +145,7 @@ class MtaSts(PosternTestCase):
     def received_by(self, address, rcpt):
         return [r for r, _ in self.hops[address].rcpts() if r == rcpt]
 
-    def test_policies_decide_where_mail_goes_and_say_so(self):
+    def start_sender(self):
         sender = self.start(config_text(
             [relay_connector()],
             server={"hostname": "sender.postern.test"},
@@ -149,7 +154,10 @@ class MtaSts(PosternTestCase):
             extra=(f'\n[dns]\nunbound_config = "{self.lab.unbound_config()}"\nmx_port = {self.port}\n'
                    f'mta_sts_port = {self.policy_host.server_address[1]}\n')))
         require_delivery(self, sender)
-        from delivery_fakes import submit
+        return sender
+
+    def test_policies_decide_where_mail_goes_and_say_so(self):
+        sender = self.start_sender()
         rcpts = {d: f"user@{d}" for d in DOMAINS}
         for rcpt in rcpts.values():
             submit(sender, rcpt, f"mta-sts {rcpt}")
@@ -184,6 +192,25 @@ class MtaSts(PosternTestCase):
         self.assertEqual(cached["enforce.test"]["mx"], ["mx.postern.test"])
         self.assertNotIn("nofetch.test", cached)
         self.assertEqual(os.stat(os.path.join(sender.data_dir, "mta-sts.json")).st_mode & 0o777, 0o600)
+
+    def test_requiretls_takes_an_mx_an_enforced_policy_lists(self):
+        sender = self.start_sender()
+        for rcpt in ("rt@enforce.test", "rt@testing.test"):
+            with smtplib.SMTP("127.0.0.1", sender.port(), timeout=30) as c:
+                c.starttls(context=pki().client_context())
+                c.ehlo("client.postern.test")
+                c.sendmail("alice@client.test", [rcpt], f"Subject: to {rcpt}\r\n\r\nhi\r\n",
+                           mail_options=["REQUIRETLS"])
+        wait_until(lambda: self.received_by("127.0.0.21", "rt@enforce.test"), DELIVERY_TIMEOUT,
+                   what="the REQUIRETLS message at the listed MX")
+        mail_from = next(m for _, m, r, _ in self.hops["127.0.0.21"].received() if any("rt@enforce" in x for x in r))
+        self.assertIn("REQUIRETLS", mail_from)
+        wait_until(lambda: any("not connecting to mx.testing.test: REQUIRETLS" in l
+                               for l in self.verdicts_to(sender, "127.0.0.24")),
+                   DELIVERY_TIMEOUT, what="the REQUIRETLS refusal for testing.test")
+        wait_until(lambda: queued_recipient(sender, "rt@testing.test") is None, DELIVERY_TIMEOUT,
+                   what="rt@testing.test returned")
+        self.assertEqual(self.received_by("127.0.0.24", "rt@testing.test"), [])
 
 
 if __name__ == "__main__":
