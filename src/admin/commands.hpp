@@ -12,5 +12,6 @@ void add_keyring_command(CLI::App& app, int& exit_code);   // admin/keyring_comm
 void add_ca_command(CLI::App& app, int& exit_code);        // admin/ca_command.cpp
 void add_control_commands(CLI::App& app, int& exit_code);  // admin/control_command.cpp: reload, stop
 void add_queue_command(CLI::App& app, int& exit_code);     // admin/queue_command.cpp
+void add_policy_command(CLI::App& app, int& exit_code);    // admin/policy_command.cpp: the downgrade memory
 
 }  // namespace postern::admin

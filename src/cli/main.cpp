@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     postern::admin::add_keyring_command(app, exit_code);
     postern::admin::add_ca_command(app, exit_code);
     postern::admin::add_control_commands(app, exit_code);
+    postern::admin::add_policy_command(app, exit_code);
     postern::admin::add_queue_command(app, exit_code);
     postern::lab::add_send_command(app, exit_code);
     postern::lab::add_probe_command(app, exit_code);

@@ -93,6 +93,9 @@ inline constexpr enum_name<smart_host_tls> smart_host_tls_names[] = {
     {"starttls", smart_host_tls::starttls}, {"implicit", smart_host_tls::implicit}};
 inline constexpr enum_name<dane_mode> dane_mode_names[] = {
     {"off", dane_mode::off}, {"opportunistic", dane_mode::opportunistic}, {"required", dane_mode::required}};
+inline constexpr enum_name<downgrade_protection> downgrade_protection_names[] = {
+    {"off", downgrade_protection::off}, {"report", downgrade_protection::report},
+    {"enforce", downgrade_protection::enforce}};
 inline constexpr enum_name<protocol_logging> protocol_logging_names[] = {
     {"verbose", protocol_logging::verbose}, {"none", protocol_logging::none}};
 inline constexpr enum_name<accepted_domain_type> accepted_domain_type_names[] = {

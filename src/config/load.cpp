@@ -355,6 +355,7 @@ void read_send_connector(table_reader& r, send_connector& c) {
     r.flag("ignore_starttls", c.ignore_starttls);
     r.choice("dane", c.dane, detail::dane_mode_names);
     r.flag("mta_sts", c.mta_sts);
+    r.choice("downgrade_protection", c.downgrades, detail::downgrade_protection_names);
     r.text("client_certificate", c.client_certificate);
     r.strings("trusted_roots", c.trusted_roots);
     r.flag("trust_system_store", c.trust_system_store);

@@ -48,6 +48,7 @@ enum class protocol_logging { verbose, none };
 /// published on DNSSEC-secure hosts are enforced); required (only DANE-authenticated
 /// hosts; others defer). Not yet a key of the file: delivery does not apply it yet.
 enum class dane_mode { off, opportunistic, required };
+enum class downgrade_protection { off, report, enforce };
 
 struct server_section {
     std::string hostname;                               // default: the system's FQDN
@@ -116,6 +117,9 @@ struct send_connector {
     dane_mode dane = dane_mode::opportunistic;
     /// MTA-STS (RFC 8461) for next hops found by MX: honour the policies domains publish.
     bool mta_sts = true;
+    /// A domain once reached with DANE or MTA-STS that now offers less: delivered and
+    /// reported, deferred, or not looked at (DESIGN §3 downgrade memory).
+    downgrade_protection downgrades = downgrade_protection::report;   // key: downgrade_protection
     std::string client_certificate;
     bool trust_system_store = false;
     /// Key ring labels of the roots (and pinned peers) that verify next hops here; empty:

@@ -92,6 +92,7 @@ json send_json(const send_connector& c) {
             {"ignore_starttls", c.ignore_starttls},
             {"dane", name_of(detail::dane_mode_names, c.dane)},
             {"mta_sts", c.mta_sts},
+            {"downgrade_protection", name_of(detail::downgrade_protection_names, c.downgrades)},
             {"client_certificate", c.client_certificate},
             {"trust_system_store", c.trust_system_store},
             {"trusted_roots", strings(c.trusted_roots)},

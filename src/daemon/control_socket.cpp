@@ -316,6 +316,17 @@ void control_socket::impl::answer(fd_owner connection) {
         } catch (const std::exception& e) {
             reply = failure(e.what());
         }
+    } else if (command == "policy") {
+        const auto action = request.value("action", std::string());
+        if (action == "forget")
+            spdlog::info("control socket: policy forget {}{} requested by uid {} (pid {})",
+                         request.value("domain", std::string()), request.value("dry_run", false) ? " (dry run)" : "",
+                         peer.uid, peer.pid);
+        try {
+            reply = handlers.policy ? handlers.policy(request) : failure("policy is not available");
+        } catch (const std::exception& e) {
+            reply = failure(e.what());
+        }
     } else if (command.starts_with("queue-")) {
         // Changes are logged; looking is not worth a line each time.
         if (command == "queue-list" || command == "queue-show")
@@ -330,7 +341,7 @@ void control_socket::impl::answer(fd_owner connection) {
         }
     } else {
         reply = failure("unknown command \"" + command +
-                        "\" (known: reload, stop, status, route, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
+                        "\" (known: reload, stop, status, route, policy, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
                         "queue-delete)");
     }
     write_all(connection.fd, reply_line(reply));

@@ -67,6 +67,8 @@ struct control_handlers {
     std::function<control_reply()> status;
     /// "route" with "address": where that address goes under the running configuration.
     std::function<control_reply(const nlohmann::json& request)> route;
+    /// "policy" with "action" (show, forget, report): the downgrade memory (`postern policy`).
+    std::function<control_reply(const nlohmann::json& request)> policy;
 };
 
 struct control_socket_options {

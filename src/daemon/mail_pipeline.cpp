@@ -1,4 +1,5 @@
 #include "daemon/mail_pipeline.hpp"
+#include "daemon/policy_operations.hpp"
 
 #include <unistd.h>
 
@@ -129,6 +130,10 @@ queue_result mail_pipeline::queue_request(const nlohmann::json& request) {
     spdlog::info("queue: {}", result.message);
     if (command == "queue-retry" || command == "queue-release") engine_->wake();
     return result;
+}
+
+queue_result mail_pipeline::policy_request(const nlohmann::json& request) {
+    return handle_policy_request(engine_->downgrades(), request, std::chrono::system_clock::now());
 }
 
 bool mail_pipeline::delivery_behind() const { return engine_->waiting_bytes() > in_flow_backlog; }

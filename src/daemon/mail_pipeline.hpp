@@ -60,6 +60,8 @@ public:
     /// One queue-* request of the control socket; changes go to the server log, and
     /// retry and release wake the delivery engine.
     queue_result queue_request(const nlohmann::json& request);
+    /// `postern policy` against the engine's downgrade memory.
+    queue_result policy_request(const nlohmann::json& request);
 
 private:
     std::unique_ptr<queue::store> store_;

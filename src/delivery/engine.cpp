@@ -225,6 +225,8 @@ struct engine::impl {
           timer_(strand_) {
         if (!cfg.server.data_dir.empty())
             sts_ = std::make_unique<mta_sts_source>(cfg.server.data_dir / "mta-sts.json");
+        downgrades_ = std::make_unique<policy::downgrade_memory>(
+            cfg.server.data_dir.empty() ? std::filesystem::path() : cfg.server.data_dir / "downgrade.json");
     }
 
     // --- state shared between threads (mutex_) ---------------------------------------
@@ -249,6 +251,7 @@ struct engine::impl {
     std::shared_ptr<const client_tls_material> material_;
     std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector (and MTA-STS variants)
     std::unique_ptr<mta_sts_source> sts_;                         // null without a data_dir (tests)
+    std::unique_ptr<policy::downgrade_memory> downgrades_;        // in memory only without a data_dir
     log::protocol_log& send_log_;
     engine_options options_;
     tls_failure_memory tls_memory_;
@@ -801,6 +804,42 @@ struct engine::impl {
         return out;
     }
 
+    /// DESIGN §3 downgrade memory, after a host is ready: an authenticating verdict renews
+    /// the domain's entry; a lower one than remembered is reported in the session's log,
+    /// or (enforce) refused: the return value is then why, and the session is not used.
+    std::optional<std::string> check_downgrade(const config::send_connector& connector, const destination& where,
+                                               const candidate& host, const std::string& verdict, log_sink& sink) {
+        if (connector.downgrades == config::downgrade_protection::off || host.smart_host || where.domain.empty() ||
+            where.tls == tls_demand::optional)
+            return std::nullopt;
+        const auto now = std::chrono::system_clock::now();
+        if (policy::downgrade_memory::rank(verdict) > 0) {
+            downgrades_->seen(where.domain, verdict, host.host, now);
+            return std::nullopt;
+        }
+        const auto before = downgrades_->would_lower(where.domain, verdict, now);
+        if (!before) return std::nullopt;
+        const bool enforce = connector.downgrades == config::downgrade_protection::enforce;
+        const auto why = fmt::format("downgrade: {} was reached with {} at {} (last {}); {} offers only {}", where.domain,
+                                     before->verdict, before->mx, iso_day(before->last_seen), host.host, verdict);
+        downgrades_->note(where.domain, {now, host.host, verdict, enforce ? "deferred" : "reported"});
+        sink.line(transcript_line::kind::info,
+                  why + (enforce ? "; deferred (downgrade_protection = \"enforce\")"
+                                 : "; delivered (downgrade_protection = \"report\": enforce would defer)"));
+        spdlog::warn("delivery: {} {}", why, enforce ? "(deferred)" : "(reported)");
+        if (!enforce) return std::nullopt;
+        return why;
+    }
+
+    static std::string iso_day(std::chrono::system_clock::time_point t) {
+        const auto seconds = std::chrono::system_clock::to_time_t(t);
+        std::tm utc{};
+        ::gmtime_r(&seconds, &utc);
+        char buf[32];
+        std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+        return buf;
+    }
+
     /// Tries the hosts in order (each once more in plaintext when opportunistic TLS
     /// failed on it, DESIGN §3) until one is ready for mail; `failure` says why none was.
     /// For a REQUIRETLS message that found no protected path and no transient failure,
@@ -871,7 +910,17 @@ struct engine::impl {
                     refusal->tls = report.verdict.result;
                     break;
                 }
-                if (report.ready) co_return open;
+                if (report.ready) {
+                    auto held = check_downgrade(connector, where, host, report.verdict.result, *open.sink);
+                    if (!held) co_return open;
+                    co_await open.session->close();
+                    unregister_session(open.session.get());
+                    failure = make_result(verdict::transient, *held, {4, 7, 5});
+                    failure.host = host.host;
+                    failure.tls = report.verdict.result;
+                    transient_seen = true;
+                    break;
+                }
                 unregister_session(open.session.get());
                 auto outcome = judge_failed_open(report, host, requiretls);
                 debug(fmt::format("{}: {} failed: {}", connector.name, host.host, outcome.failure.reason));
@@ -1562,6 +1611,8 @@ void engine::set_client_tls(std::shared_ptr<const client_tls_material> client_tl
 }
 
 std::uint64_t engine::waiting_bytes() const { return impl_->waiting_bytes_.load(std::memory_order_relaxed); }
+
+policy::downgrade_memory& engine::downgrades() { return *impl_->downgrades_; }
 
 engine_stats engine::stats() const {
     std::lock_guard lock(impl_->mutex_);

@@ -42,6 +42,7 @@
 #include "config/schema.hpp"
 #include "delivery/client_tls.hpp"
 #include "log/protocol_log.hpp"
+#include "policy/downgrade_memory.hpp"
 #include "queue/store.hpp"
 #include "route/resolver.hpp"
 
@@ -147,6 +148,9 @@ public:
     void set_client_tls(std::shared_ptr<const client_tls_material> client_tls);
 
     engine_stats stats() const;
+
+    /// The downgrade memory (DESIGN §3), for `postern policy`: thread-safe.
+    policy::downgrade_memory& downgrades();
 
     /// Thread-safe, cheap: octets of message bodies whose delivery is due and not yet
     /// started. Arrival outpacing delivery shows here first (flow control in net/).

@@ -147,7 +147,7 @@ void downgrade_memory::save_locked() const {
     json doc = {{"version", 1}, {"domains", json::object()}};
     for (const auto& [domain, e] : entries_) doc["domains"][domain] = to_json(e);
     try {
-        files::replace_file(file_, doc.dump(1), {.mode = 0600});
+        files::replace_file(file_, doc.dump(1), {.mode = 0600, .keep_owner = true});
     } catch (const std::exception& e) {
         spdlog::warn("downgrade memory: cannot save {}: {}", file_.string(), e.what());
     }

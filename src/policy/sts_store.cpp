@@ -84,7 +84,7 @@ void sts_store::save_locked() const {
     json doc = {{"version", 1}, {"policies", json::object()}};
     for (const auto& [domain, p] : policies_) doc["policies"][domain] = to_json(p);
     try {
-        files::replace_file(file_, doc.dump(1), {.mode = 0600});
+        files::replace_file(file_, doc.dump(1), {.mode = 0600, .keep_owner = true});
     } catch (const std::exception& e) {
         spdlog::warn("MTA-STS: cannot save the policy cache: {}", e.what());
     }
