@@ -55,6 +55,11 @@ class FakeNextHop:
     def stop(self):
         self.stopping = True
         try:
+            # close() alone leaves a socket blocked in accept() listening (Linux): shut it down.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.sock.close()
         except OSError:
             pass
