@@ -80,6 +80,16 @@ asio::awaitable<sts_view> mta_sts_source::lookup(next_hop_source& dns, const std
     // §5.1: fetch when the record names a policy we do not hold, or ours is half-aged.
     const bool stale = cached && now >= cached->fetched_at + cached->max_age / 2;
     if (id && (!cached || cached->id != *id || stale)) {
+        {
+            std::lock_guard lock(failures_mutex_);
+            auto failed = failures_.find(domain + "\n" + *id);
+            if (failed != failures_.end() && failed->second.until > std::chrono::steady_clock::now()) {
+                view.problem = failed->second.problem + " (not asked again yet)";
+                view.result = failed->second.result;
+                view.policy = std::move(cached);
+                co_return view;
+            }
+        }
         if (auto fresh = co_await fetch(dns, domain, port, std::move(https), view)) {
             fresh->id = *id;
             fresh->fetched_at = now;
@@ -90,6 +100,10 @@ asio::awaitable<sts_view> mta_sts_source::lookup(next_hop_source& dns, const std
             co_return view;
         }
         spdlog::warn("MTA-STS: {}{}", view.problem, cached ? "; the cached policy stays in force" : "");
+        std::lock_guard lock(failures_mutex_);
+        if (failures_.size() > 10000) failures_.clear();   // bounded; a cleared entry only means one more fetch
+        failures_[domain + "\n" + *id] = {std::chrono::steady_clock::now() + std::chrono::minutes(5), view.problem,
+                                          view.result};
     }
     // A record that is gone, or a failed DNS answer, leaves a cached policy in force (§5.1).
     view.policy = std::move(cached);

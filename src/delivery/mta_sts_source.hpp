@@ -10,8 +10,11 @@
 // on [dns] mta_sts_port (443).
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -71,6 +74,11 @@ private:
                                                                     std::uint16_t port, std::shared_ptr<SSL_CTX> https,
                                                                     sts_view& view);
     policy::sts_store store_;
+    /// A fetch that failed is not tried again for a few minutes (per domain), so a busy
+    /// destination does not ask a broken policy host at every connection.
+    struct failed_fetch { std::chrono::steady_clock::time_point until; std::string problem, result; };
+    std::mutex failures_mutex_;
+    std::map<std::string, failed_fetch> failures_;
 };
 
 }  // namespace postern::delivery
