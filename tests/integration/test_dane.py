@@ -23,6 +23,7 @@ The same lab for REQUIRETLS messages (RFC 8689), handed to Postern over STARTTLS
   plain.test      MX from insecure DNS                         returned at once, 5.7.10
   two.test        MX 10 fails DANE, MX 20 offers REQUIRETLS    delivered by MX 20
   bogus.test      bogus TLSA (temporary)                       deferred
+  old.test        expired signatures: the MX answer is bogus   deferred (a DNS failure, not a verdict)
 and "TLS-Required: No" to mismatch.test: delivered despite the TLSA mismatch, and said so.
 Returned messages' notices go back with REQUIRETLS, without the body, over a smart host
 verified by name (the only path a REQUIRETLS notice may take to client.test).
@@ -265,7 +266,7 @@ class RequireTls(Dane):
     def test_requiretls_goes_only_over_verified_tls_to_hops_that_offer_it(self):
         sender = self.start_sender()
         rcpts = {d: f"rt@{d}" for d in ["ee.test", "ta.test", "mismatch.test", "plain.test", "two.test",
-                                        "bogus.test"]}
+                                        "bogus.test", "old.test"]}
         for rcpt in rcpts.values():
             self.submit_over_tls(sender, rcpt, requiretls=True)
         optional = "optional@mismatch.test"
@@ -291,9 +292,10 @@ class RequireTls(Dane):
         self.assertEqual(self.received_by("127.0.0.7", rcpts["plain.test"]), [])
 
         # A temporary DNSSEC failure defers, as for any message.
-        bogus = self.wait_attempted(sender, rcpts["bogus.test"])
-        self.assertEqual(bogus["state"], "pending")
-        self.assertIsNone(self.notice_for(rcpts["bogus.test"]))
+        for d in ("bogus.test", "old.test"):
+            waiting = self.wait_attempted(sender, rcpts[d])
+            self.assertEqual(waiting["state"], "pending", d)
+            self.assertIsNone(self.notice_for(rcpts[d]), d)
 
         # TLS-Required: No: the TLSA mismatch does not hold it back, and the log says why.
         wait_until(lambda: self.received_by("127.0.0.4", optional), DELIVERY_TIMEOUT,

@@ -15,8 +15,9 @@ hops listen on 127.0.0.x at the one [dns] mx_port.
   both.test       enforce and DANE-EE (signed zone)      self-signed, TLSA match  delivered, dane-ee (DANE wins)
 The fetched enforce policy is in data_dir/mta-sts.json after the server stopped.
 REQUIRETLS (RFC 8689 §4.2.1): an MX listed by an enforced policy is a protected path even
-from insecure DNS (delivered, REQUIRETLS passed on); one under a testing policy is not
-(returned at once, never connected to).
+from insecure DNS (delivered, REQUIRETLS passed on); one under a testing policy, or one the
+enforced policy does not list, is not (returned at once, never connected to); a listed MX
+with the wrong certificate name returns the message at once.
 """
 
 import hashlib
@@ -195,7 +196,7 @@ class MtaSts(PosternTestCase):
 
     def test_requiretls_takes_an_mx_an_enforced_policy_lists(self):
         sender = self.start_sender()
-        for rcpt in ("rt@enforce.test", "rt@testing.test"):
+        for rcpt in ("rt@enforce.test", "rt@testing.test", "rt@wrongname.test", "rt@unlisted.test"):
             with smtplib.SMTP("127.0.0.1", sender.port(), timeout=30) as c:
                 c.starttls(context=pki().client_context())
                 c.ehlo("client.postern.test")
@@ -211,6 +212,15 @@ class MtaSts(PosternTestCase):
         wait_until(lambda: queued_recipient(sender, "rt@testing.test") is None, DELIVERY_TIMEOUT,
                    what="rt@testing.test returned")
         self.assertEqual(self.received_by("127.0.0.24", "rt@testing.test"), [])
+        # A listed MX whose certificate has the wrong name: returned (5.7.10), not retried.
+        wait_until(lambda: queued_recipient(sender, "rt@wrongname.test") is None, DELIVERY_TIMEOUT,
+                   what="rt@wrongname.test returned")
+        self.assertTrue(any("result=certificate-host-mismatch" in l for l in self.verdicts_to(sender, "127.0.0.22")))
+        # An MX the enforced policy does not list is no protected path: returned, never connected to.
+        wait_until(lambda: queued_recipient(sender, "rt@unlisted.test") is None, DELIVERY_TIMEOUT,
+                   what="rt@unlisted.test returned")
+        self.assertEqual(self.received_by("127.0.0.22", "rt@wrongname.test"), [])
+        self.assertEqual(self.hops["127.0.0.23"].connections, 0)
 
 
 if __name__ == "__main__":
