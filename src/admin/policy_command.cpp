@@ -14,6 +14,7 @@
 #include "daemon/control_socket.hpp"
 #include "daemon/policy_operations.hpp"
 #include "policy/downgrade_memory.hpp"
+#include "policy/tlsrpt_ledger.hpp"
 
 namespace postern::admin {
 
@@ -56,6 +57,32 @@ int run_policy(const std::string& action, const policy_options& opt) {
     return 0;
 }
 
+int run_tlsrpt_show(const policy_options& opt) {
+    auto loaded = config::load_file(opt.config_file, /*with_lists=*/false);
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "postern tlsrpt: %s\n", loaded.errors.front().to_string().c_str());
+        return 1;
+    }
+    const auto& cfg = *loaded.config;
+    nlohmann::json request = {{"command", "tlsrpt"}, {"action", "show"}};
+    if (!opt.domain.empty()) request["domain"] = opt.domain;
+    auto reply = daemon::control_exchange(cfg.server.control_socket, request, std::chrono::seconds(30));
+    if (reply.no_server) {
+        const auto now = std::chrono::system_clock::now();
+        policy::tlsrpt_ledger ledger(cfg.server.data_dir / "tlsrpt.json", now);
+        auto r = daemon::handle_tlsrpt_request(ledger, request, now, cfg.server.hostname);
+        reply = daemon::control_reply{r.ok, r.message, r.error};
+        reply.data = r.data;
+    }
+    if (!reply.ok) {
+        std::fprintf(stderr, "postern tlsrpt show: %s\n", reply.error.c_str());
+        return 1;
+    }
+    if (opt.json) std::cout << reply.data.dump(2) << "\n";
+    else std::cout << daemon::tlsrpt_text(reply.data);
+    return 0;
+}
+
 void add_action(CLI::App& parent, int& exit_code, const std::string& action, const std::string& description,
                 bool takes_domain, bool dry_run) {
     auto opt = std::make_shared<policy_options>();
@@ -84,6 +111,22 @@ void add_policy_command(CLI::App& app, int& exit_code) {
                true);
     add_action(*policy, exit_code, "report",
                "Domains that offered less than remembered: what enforce held, or would have held", false, false);
+
+    auto opt = std::make_shared<policy_options>();
+    auto* tlsrpt = app.add_subcommand("tlsrpt", "TLS-RPT (RFC 8460): outbound TLS results counted per policy domain");
+    tlsrpt->require_subcommand(1);
+    auto* show = tlsrpt->add_subcommand("show", "The open period's counts, as RFC 8460 reports");
+    show->add_option("-c,--config", opt->config_file, "Configuration file (TOML)")->capture_default_str();
+    show->add_option("DOMAIN", opt->domain, "only this policy domain");
+    show->add_flag("--json", opt->json, "JSON instead of text");
+    show->callback([opt, &exit_code] {
+        try {
+            exit_code = run_tlsrpt_show(*opt);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern tlsrpt show: %s\n", e.what());
+            exit_code = 1;
+        }
+    });
 }
 
 }  // namespace postern::admin

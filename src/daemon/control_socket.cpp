@@ -316,6 +316,12 @@ void control_socket::impl::answer(fd_owner connection) {
         } catch (const std::exception& e) {
             reply = failure(e.what());
         }
+    } else if (command == "tlsrpt") {
+        try {
+            reply = handlers.tlsrpt ? handlers.tlsrpt(request) : failure("tlsrpt is not available");
+        } catch (const std::exception& e) {
+            reply = failure(e.what());
+        }
     } else if (command == "policy") {
         const auto action = request.value("action", std::string());
         if (action == "forget")
@@ -341,7 +347,7 @@ void control_socket::impl::answer(fd_owner connection) {
         }
     } else {
         reply = failure("unknown command \"" + command +
-                        "\" (known: reload, stop, status, route, policy, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
+                        "\" (known: reload, stop, status, route, policy, tlsrpt, queue-list, queue-show, queue-retry, queue-hold, queue-release, "
                         "queue-delete)");
     }
     write_all(connection.fd, reply_line(reply));

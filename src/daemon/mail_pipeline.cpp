@@ -136,6 +136,10 @@ queue_result mail_pipeline::policy_request(const nlohmann::json& request) {
     return handle_policy_request(engine_->downgrades(), request, std::chrono::system_clock::now());
 }
 
+queue_result mail_pipeline::tlsrpt_request(const nlohmann::json& request, const std::string& organization) {
+    return handle_tlsrpt_request(engine_->tlsrpt(), request, std::chrono::system_clock::now(), organization);
+}
+
 bool mail_pipeline::delivery_behind() const { return engine_->waiting_bytes() > in_flow_backlog; }
 
 void mail_pipeline::flush_logs() {

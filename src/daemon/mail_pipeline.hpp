@@ -62,6 +62,8 @@ public:
     queue_result queue_request(const nlohmann::json& request);
     /// `postern policy` against the engine's downgrade memory.
     queue_result policy_request(const nlohmann::json& request);
+    /// `postern tlsrpt show` against the engine's TLS-RPT counts.
+    queue_result tlsrpt_request(const nlohmann::json& request, const std::string& organization);
 
 private:
     std::unique_ptr<queue::store> store_;

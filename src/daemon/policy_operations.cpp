@@ -89,4 +89,42 @@ std::string policy_text(const std::string& action, const json& data) {
     return entry_text(data);
 }
 
+queue_result handle_tlsrpt_request(policy::tlsrpt_ledger& ledger, const json& request,
+                                   std::chrono::system_clock::time_point now, const std::string& organization) {
+    if (request.value("action", std::string()) != "show") return refused("tlsrpt needs \"action\": show");
+    std::string only = request.value("domain", std::string());
+    for (auto& c : only) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const auto period = ledger.current(now);
+    json reports = json::array();
+    for (const auto& [domain, policies] : period.domains) {
+        (void)policies;
+        if (!only.empty() && domain != only) continue;
+        reports.push_back(policy::tlsrpt_report(period, domain, organization, "", ""));
+    }
+    queue_result r;
+    r.ok = true;
+    r.data = {{"start", iso_time(period.start)}, {"end", iso_time(period.end)}, {"reports", reports}};
+    return r;
+}
+
+std::string tlsrpt_text(const json& data) {
+    std::string out = fmt::format("TLS results since {} (until {}):\n", data.value("start", ""), data.value("end", ""));
+    const auto reports = data.value("reports", json::array());
+    if (reports.empty()) out += "  no outbound TLS sessions counted\n";
+    for (const auto& report : reports)
+        for (const auto& p : report.value("policies", json::array())) {
+            const auto& policy = p["policy"];
+            const auto& summary = p["summary"];
+            out += fmt::format("{} ({}): {} successful, {} failed\n", policy.value("policy-domain", ""),
+                               policy.value("policy-type", ""),
+                               summary.value("total-successful-session-count", std::uint64_t{0}),
+                               summary.value("total-failure-session-count", std::uint64_t{0}));
+            for (const auto& f : p.value("failure-details", json::array()))
+                out += fmt::format("  {} at {} ({}): {}\n", f.value("result-type", ""),
+                                   f.value("receiving-mx-hostname", ""), f.value("receiving-ip", ""),
+                                   f.value("failed-session-count", std::uint64_t{0}));
+        }
+    return out;
+}
+
 }  // namespace postern::daemon

@@ -16,6 +16,7 @@
 
 #include "daemon/queue_operations.hpp"
 #include "policy/downgrade_memory.hpp"
+#include "policy/tlsrpt_ledger.hpp"
 
 namespace postern::daemon {
 
@@ -24,5 +25,12 @@ queue_result handle_policy_request(policy::downgrade_memory& memory, const nlohm
 
 /// The text form of a reply's data for `action`.
 std::string policy_text(const std::string& action, const nlohmann::json& data);
+
+/// `postern tlsrpt show [DOMAIN]` ({"command": "tlsrpt", "action": "show", "domain"}): the
+/// open period's counts as RFC 8460 reports, one per policy domain: {"start", "end",
+/// "reports": [report...]}. `organization` names the reporting organization.
+queue_result handle_tlsrpt_request(policy::tlsrpt_ledger& ledger, const nlohmann::json& request,
+                                   std::chrono::system_clock::time_point now, const std::string& organization);
+std::string tlsrpt_text(const nlohmann::json& data);
 
 }  // namespace postern::daemon

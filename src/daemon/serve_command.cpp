@@ -282,6 +282,18 @@ public:
                            [this](const nlohmann::json& request) { return queue_now(request); }};
         h.status = [this] { return status_now(); };
         h.route = [this](const nlohmann::json& request) { return route_now(request); };
+        h.tlsrpt = [this](const nlohmann::json& request) {
+            std::string organization;
+            {
+                std::lock_guard lock(mutex_);
+                organization = cfg_.server.hostname;
+            }
+            auto r = pipeline_.tlsrpt_request(request, organization);
+            control_reply reply{r.ok, std::move(r.message), std::move(r.error)};
+            reply.data = std::move(r.data);
+            reply.bad_request = r.bad_request;
+            return reply;
+        };
         h.policy = [this](const nlohmann::json& request) {
             auto r = pipeline_.policy_request(request);
             control_reply reply{r.ok, std::move(r.message), std::move(r.error)};

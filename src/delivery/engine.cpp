@@ -227,6 +227,9 @@ struct engine::impl {
             sts_ = std::make_unique<mta_sts_source>(cfg.server.data_dir / "mta-sts.json");
         downgrades_ = std::make_unique<policy::downgrade_memory>(
             cfg.server.data_dir.empty() ? std::filesystem::path() : cfg.server.data_dir / "downgrade.json");
+        tlsrpt_ = std::make_unique<policy::tlsrpt_ledger>(
+            cfg.server.data_dir.empty() ? std::filesystem::path() : cfg.server.data_dir / "tlsrpt.json",
+            std::chrono::system_clock::now());
     }
 
     // --- state shared between threads (mutex_) ---------------------------------------
@@ -252,6 +255,8 @@ struct engine::impl {
     std::map<std::string, std::shared_ptr<SSL_CTX>> contexts_;    // per send connector (and MTA-STS variants)
     std::unique_ptr<mta_sts_source> sts_;                         // null without a data_dir (tests)
     std::unique_ptr<policy::downgrade_memory> downgrades_;        // in memory only without a data_dir
+    std::unique_ptr<policy::tlsrpt_ledger> tlsrpt_;               // TLS-RPT counts (RFC 8460)
+    std::chrono::steady_clock::time_point last_tlsrpt_flush_ = std::chrono::steady_clock::now();
     log::protocol_log& send_log_;
     engine_options options_;
     tls_failure_memory tls_memory_;
@@ -400,6 +405,10 @@ struct engine::impl {
                 }
             } catch (const std::exception& e) {
                 spdlog::error("delivery: queue scan failed: {}", e.what());
+            }
+            if (now - last_tlsrpt_flush_ >= std::chrono::minutes(1)) {
+                last_tlsrpt_flush_ = now;
+                tlsrpt_->flush();   // a crash loses at most a minute of TLS-RPT counts
             }
             if (wake_pending_) continue;
             timer_.expires_at(last_tick_ + options_.poll_interval);
@@ -804,6 +813,35 @@ struct engine::impl {
         return out;
     }
 
+    /// RFC 8460: one TLS outcome of an MX-routed delivery, under the policy in force for
+    /// its host (DANE, else an MTA-STS policy, else none). `result` is "" for a success.
+    void count_for_tlsrpt(const destination& where, const candidate& host, const policy::dane_requirement& dane,
+                          const sts_view& sts, const std::string& result) {
+        if (host.smart_host || where.domain.empty()) return;
+        policy::tlsrpt_session s;
+        s.policy_domain = where.domain;
+        s.receiving_mx = host.host;
+        s.receiving_ip = host.endpoint.address().to_string();
+        s.result = result;
+        if (dane.what != policy::dane_requirement::kind::not_applicable) {
+            s.policy_type = "tlsa";
+            for (const auto& r : dane.records) {
+                std::string hex;
+                for (auto b : r.data) hex += fmt::format("{:02x}", b);
+                s.policy_strings.push_back(fmt::format("{} {} {} {}", r.usage, r.selector, r.matching, hex));
+            }
+        } else if (sts.policy && sts.policy->what != policy::sts_policy::mode::none) {
+            s.policy_type = "sts";
+            s.policy_strings = {"version: STSv1", std::string("mode: ") + policy::to_string(sts.policy->what)};
+            for (const auto& mx : sts.policy->mx) s.policy_strings.push_back("mx: " + mx);
+            s.policy_strings.push_back(fmt::format("max_age: {}", sts.policy->max_age.count()));
+            s.mx_patterns = sts.policy->mx;
+        } else {
+            s.policy_type = "no-policy-found";
+        }
+        tlsrpt_->record(s);
+    }
+
     /// DESIGN §3 downgrade memory, after a host is ready: an authenticating verdict renews
     /// the domain's entry; a lower one than remembered is reported in the session's log,
     /// or (enforce) refused: the return value is then why, and the session is not used.
@@ -874,6 +912,7 @@ struct engine::impl {
             if (dane.what == policy::dane_requirement::kind::host_unusable && where.tls != tls_demand::optional) {
                 const auto word = dane.reason.starts_with("dane = \"required\"") ? "dane-required" : "dnssec-invalid";
                 failure = skip_host(connector, host, verdict::transient, {4, 7, 5}, "DANE: " + dane.reason, word);
+                count_for_tlsrpt(where, host, dane, sts, word);
                 transient_seen = true;
                 continue;   // RFC 7672 §2.2: the next MX, else defer
             }
@@ -884,6 +923,7 @@ struct engine::impl {
                                     fmt::format("MTA-STS: the enforced policy (id {}) does not list this MX",
                                                 sts.policy->id),
                                     "validation-failure");
+                count_for_tlsrpt(where, host, dane, sts, "validation-failure");
                 transient_seen = true;
                 continue;
             }
@@ -901,6 +941,10 @@ struct engine::impl {
                 open.session = std::make_unique<client_session>(executor, settings_for(cfg), *open.sink);
                 register_session(open.session.get(), executor);
                 auto report = co_await open.session->open(std::move(target));
+                // A TLS outcome (not a connection that failed before any): counted for TLS-RPT.
+                if (report.connected && (report.verdict.tls || report.verdict.result != "cleartext"))
+                    count_for_tlsrpt(where, host, dane, sts,
+                                     report.verdict.tls && report.verdict.ok() ? "" : report.verdict.result);
                 if (report.ready && requiretls && !open.session->offered().requiretls) {
                     co_await open.session->close();   // RFC 8689 §4.2.1: the hop must offer REQUIRETLS
                     unregister_session(open.session.get());
@@ -1595,6 +1639,7 @@ void engine::stop(std::chrono::seconds grace) {
     if (d.active_tasks_ != 0) d.io_.stop();   // a resolver that never answers must not block stop
     for (auto& t : d.threads_) t.join();
     d.threads_.clear();
+    d.tlsrpt_->flush();
 }
 
 void engine::update_configuration(const config::configuration& cfg) {
@@ -1613,6 +1658,8 @@ void engine::set_client_tls(std::shared_ptr<const client_tls_material> client_tl
 std::uint64_t engine::waiting_bytes() const { return impl_->waiting_bytes_.load(std::memory_order_relaxed); }
 
 policy::downgrade_memory& engine::downgrades() { return *impl_->downgrades_; }
+
+policy::tlsrpt_ledger& engine::tlsrpt() { return *impl_->tlsrpt_; }
 
 engine_stats engine::stats() const {
     std::lock_guard lock(impl_->mutex_);

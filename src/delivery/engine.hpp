@@ -43,6 +43,7 @@
 #include "delivery/client_tls.hpp"
 #include "log/protocol_log.hpp"
 #include "policy/downgrade_memory.hpp"
+#include "policy/tlsrpt_ledger.hpp"
 #include "queue/store.hpp"
 #include "route/resolver.hpp"
 
@@ -151,6 +152,8 @@ public:
 
     /// The downgrade memory (DESIGN §3), for `postern policy`: thread-safe.
     policy::downgrade_memory& downgrades();
+    /// The TLS-RPT counts of the open period (RFC 8460), for `postern tlsrpt`: thread-safe.
+    policy::tlsrpt_ledger& tlsrpt();
 
     /// Thread-safe, cheap: octets of message bodies whose delivery is due and not yet
     /// started. Arrival outpacing delivery shows here first (flow control in net/).

@@ -378,8 +378,10 @@ tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure, st
     v.achieved = auth_level::none;
     v.failure = std::move(failure);
     v.policy = want.policy;
-    if (v.ok()) v.result = "cleartext";
-    else v.result = result.empty() ? std::string("starttls-not-supported") : std::move(result);
+    // A handshake that failed says so even where nothing was required (the next attempt
+    // may be plaintext, but this one was a TLS failure, and TLS-RPT counts it as one).
+    if (!result.empty()) v.result = std::move(result);
+    else v.result = v.ok() ? "cleartext" : "starttls-not-supported";
     return v;
 }
 

@@ -130,7 +130,8 @@ bool prepare_connection(SSL* ssl, const peer_expectation& want, verify_record* r
 tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_record& record);
 /// The verdict of an attempt that did not get TLS (not offered, 454, handshake failure,
 /// or TLS not tried at all). `result`: the RFC 8460 result type when the caller knows it
-/// (else starttls-not-supported, or validation-failure for a failed handshake).
+/// (a failed handshake: validation-failure, pass or fail); else cleartext when nothing
+/// was required, starttls-not-supported when TLS was.
 tls_verdict no_tls_verdict(const peer_expectation& want, std::string failure, std::string result = {});
 
 /// Hosts whose last TLS attempt failed (opportunistic fallback memory, chasquid style).

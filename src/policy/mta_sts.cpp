@@ -122,11 +122,18 @@ std::optional<sts_policy> parse_sts_policy(std::string_view text, std::string& e
             }
             mode = true;
         } else if (key == "mx") {
-            if (value.empty()) {
-                error = "an empty mx";
+            // §3.2: a host name, or "*." and one; nothing else is a pattern.
+            std::string pattern = lower(value);
+            const bool name_chars = std::all_of(pattern.begin(), pattern.end(), [](unsigned char c) {
+                return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '*' || c == '_';
+            });
+            const auto star = pattern.rfind('*');
+            if (pattern.empty() || !name_chars || pattern.front() == '.' || pattern.find("..") != std::string::npos ||
+                (star != std::string::npos && (star != 0 || !pattern.starts_with("*.") || pattern.size() < 3))) {
+                error = "mx \"" + std::string(value) + "\" is not a host name or *.name";
                 return std::nullopt;
             }
-            p.mx.push_back(lower(value));
+            p.mx.push_back(std::move(pattern));
         } else if (key == "max_age") {
             std::uint64_t seconds = 0;
             auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);

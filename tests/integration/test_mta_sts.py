@@ -185,6 +185,30 @@ class MtaSts(PosternTestCase):
         self.assertIn("does not list this MX", queued_recipient(sender, rcpts["unlisted.test"])["last_reply"])
         self.assertEqual(self.hops["127.0.0.23"].connections, 0)
 
+        # TLS-RPT counts (RFC 8460): every outcome above, under the policy in force.
+        shown = sender.cli("tlsrpt", "show", "-c", sender.config_file, "--json")
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        reports = {r["policies"][0]["policy"]["policy-domain"]: r for r in json.loads(shown.stdout)["reports"]}
+        for report in reports.values():
+            check_rfc8460_report(self, report)
+        enforce = reports["enforce.test"]["policies"][0]
+        self.assertEqual(enforce["policy"]["policy-type"], "sts")
+        self.assertIn("mode: enforce", enforce["policy"]["policy-string"])
+        self.assertEqual(enforce["policy"]["mx-host"], ["mx.postern.test"])
+        self.assertGreaterEqual(enforce["summary"]["total-successful-session-count"], 1)
+        wrong = reports["wrongname.test"]["policies"][0]
+        self.assertGreaterEqual(wrong["summary"]["total-failure-session-count"], 1)
+        self.assertEqual(wrong["failure-details"][0]["result-type"], "certificate-host-mismatch")
+        self.assertEqual(wrong["failure-details"][0]["receiving-mx-hostname"], "mx.wrongname.test")
+        self.assertEqual(wrong["failure-details"][0]["receiving-ip"], "127.0.0.22")
+        unlisted = reports["unlisted.test"]["policies"][0]
+        self.assertEqual(unlisted["failure-details"][0]["result-type"], "validation-failure")
+        self.assertEqual(reports["both.test"]["policies"][0]["policy"]["policy-type"], "tlsa")
+        self.assertEqual(reports["nofetch.test"]["policies"][0]["policy"]["policy-type"], "no-policy-found")
+        text = sender.cli("tlsrpt", "show", "-c", sender.config_file, "wrongname.test").stdout
+        self.assertIn("wrongname.test (sts)", text)
+        self.assertIn("certificate-host-mismatch at mx.wrongname.test (127.0.0.22)", text)
+
         sender.stop()
         with open(os.path.join(sender.data_dir, "mta-sts.json")) as f:
             cached = json.load(f)["policies"]
@@ -221,6 +245,35 @@ class MtaSts(PosternTestCase):
                    what="rt@unlisted.test returned")
         self.assertEqual(self.received_by("127.0.0.22", "rt@wrongname.test"), [])
         self.assertEqual(self.hops["127.0.0.23"].connections, 0)
+
+
+def check_rfc8460_report(test, report):
+    """RFC 8460 §4.4 and its JSON schema (§4.5): the required members and their types."""
+    for key in ("organization-name", "date-range", "contact-info", "report-id", "policies"):
+        test.assertIn(key, report)
+    for key in ("start-datetime", "end-datetime"):
+        test.assertRegex(report["date-range"][key], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+    test.assertIsInstance(report["policies"], list)
+    for p in report["policies"]:
+        test.assertIn(p["policy"]["policy-type"], ("tlsa", "sts", "no-policy-found"))
+        test.assertIsInstance(p["policy"]["policy-domain"], str)
+        for key in ("policy-string", "mx-host"):
+            if key in p["policy"]:
+                test.assertTrue(all(isinstance(s, str) for s in p["policy"][key]))
+        for key in ("total-successful-session-count", "total-failure-session-count"):
+            test.assertIsInstance(p["summary"][key], int)
+        failed = 0
+        for f in p.get("failure-details", []):
+            test.assertIn(f["result-type"], RESULT_TYPES)
+            test.assertIsInstance(f["failed-session-count"], int)
+            test.assertIsInstance(f["receiving-mx-hostname"], str)
+            failed += f["failed-session-count"]
+        test.assertEqual(failed, p["summary"]["total-failure-session-count"])
+
+
+RESULT_TYPES = {"starttls-not-supported", "certificate-host-mismatch", "certificate-expired", "certificate-not-trusted",
+                "validation-failure", "tlsa-invalid", "dnssec-invalid", "dane-required", "sts-policy-fetch-error",
+                "sts-policy-invalid", "sts-webpki-invalid"}
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ TEST(mta_sts, a_policy_file_is_read_as_rfc_8461_writes_it) {
     EXPECT_EQ(error, "no mx in an enforce or testing policy");
     EXPECT_FALSE(parse_sts_policy("version: STSv1\nmode: enforce\nmx: a.test\n", error));
     EXPECT_FALSE(parse_sts_policy("<html>not a policy</html>", error));
+    for (const char* bad : {".", "a..b.test", "*", "*.", "a*.test", "x.*.test", "bad\x19name.test", ".a.test"})
+        EXPECT_FALSE(parse_sts_policy(std::string("version: STSv1\nmode: enforce\nmx: ") + bad + "\nmax_age: 1\n", error))
+            << bad;
     EXPECT_TRUE(parse_sts_policy("version: STSv1\nmode: none\nmax_age: 1\n", error));
 }
 
