@@ -878,6 +878,17 @@ struct engine::impl {
         return buf;
     }
 
+    /// The MTA-STS policy for the hosts of `where`; one that could not be had is counted
+    /// for TLS-RPT as a failure of its own (RFC 8460 §4.3.2.3), against the first host.
+    asio::awaitable<sts_view> sts_counted(const config::configuration& cfg, const config::send_connector& connector,
+                                          const destination& where, const std::vector<candidate>& hosts) {
+        sts_view sts;
+        if (hosts.empty()) co_return sts;
+        sts = co_await sts_for(cfg, connector, where);
+        if (!sts.policy && !sts.result.empty()) count_for_tlsrpt(where, hosts.front(), {}, sts, sts.result);
+        co_return sts;
+    }
+
     /// Tries the hosts in order (each once more in plaintext when opportunistic TLS
     /// failed on it, DESIGN §3) until one is ready for mail; `failure` says why none was.
     /// For a REQUIRETLS message that found no protected path and no transient failure,
@@ -895,8 +906,7 @@ struct engine::impl {
             spdlog::error("delivery: send connector {}: {}", connector.name, e.what());
         }
         const bool requiretls = where.tls == tls_demand::requiretls;
-        sts_view sts;
-        if (!hosts.empty()) sts = co_await sts_for(cfg, connector, where);
+        const sts_view sts = co_await sts_counted(cfg, connector, where, hosts);
         std::optional<recipient_result> refusal;   // REQUIRETLS: the last reason to return it
         bool transient_seen = false;
         const auto executor = co_await asio::this_coro::executor;

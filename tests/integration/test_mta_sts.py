@@ -204,7 +204,10 @@ class MtaSts(PosternTestCase):
         unlisted = reports["unlisted.test"]["policies"][0]
         self.assertEqual(unlisted["failure-details"][0]["result-type"], "validation-failure")
         self.assertEqual(reports["both.test"]["policies"][0]["policy"]["policy-type"], "tlsa")
-        self.assertEqual(reports["nofetch.test"]["policies"][0]["policy"]["policy-type"], "no-policy-found")
+        nofetch = reports["nofetch.test"]["policies"][0]
+        self.assertEqual(nofetch["policy"]["policy-type"], "no-policy-found")
+        self.assertEqual(nofetch["failure-details"][0]["result-type"], "sts-policy-fetch-error")
+        self.assertGreaterEqual(nofetch["summary"]["total-successful-session-count"], 1)   # opportunistic TLS
         text = sender.cli("tlsrpt", "show", "-c", sender.config_file, "wrongname.test").stdout
         self.assertIn("wrongname.test (sts)", text)
         self.assertIn("certificate-host-mismatch at mx.wrongname.test (127.0.0.22)", text)
