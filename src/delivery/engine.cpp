@@ -46,6 +46,7 @@
 #include "delivery/scheduler.hpp"
 #include "delivery/tls_policy.hpp"
 #include "policy/dane.hpp"
+#include "policy/state_file.hpp"
 
 namespace postern::delivery {
 
@@ -859,7 +860,7 @@ struct engine::impl {
         if (!before) return std::nullopt;
         const bool enforce = connector.downgrades == config::downgrade_protection::enforce;
         const auto why = fmt::format("downgrade: {} was reached with {} at {} (last {}); {} offers only {}", where.domain,
-                                     before->verdict, before->mx, iso_day(before->last_seen), host.host, verdict);
+                                     before->verdict, before->mx, policy::iso_utc(before->last_seen), host.host, verdict);
         downgrades_->note(where.domain, {now, host.host, verdict, enforce ? "deferred" : "reported"});
         sink.line(transcript_line::kind::info,
                   why + (enforce ? "; deferred (downgrade_protection = \"enforce\")"
@@ -867,15 +868,6 @@ struct engine::impl {
         spdlog::warn("delivery: {} {}", why, enforce ? "(deferred)" : "(reported)");
         if (!enforce) return std::nullopt;
         return why;
-    }
-
-    static std::string iso_day(std::chrono::system_clock::time_point t) {
-        const auto seconds = std::chrono::system_clock::to_time_t(t);
-        std::tm utc{};
-        ::gmtime_r(&seconds, &utc);
-        char buf[32];
-        std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
-        return buf;
     }
 
     /// The MTA-STS policy for the hosts of `where`; one that could not be had is counted

@@ -1,13 +1,10 @@
 // policy/downgrade_memory.cpp: see downgrade_memory.hpp.
 #include "policy/downgrade_memory.hpp"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "files/replace.hpp"
+#include "policy/state_file.hpp"
 
 namespace postern::policy {
 
@@ -47,14 +44,10 @@ downgrade_entry from_json(const json& j) {
 
 downgrade_memory::downgrade_memory(std::filesystem::path file, std::chrono::seconds max_age, std::size_t capacity)
     : file_(std::move(file)), max_age_(max_age), capacity_(capacity) {
-    if (file_.empty()) return;
-    std::ifstream in(file_);
-    if (!in) return;
-    std::stringstream text;
-    text << in.rdbuf();
+    const auto doc = read_state_file(file_, "downgrade memory");
+    if (!doc) return;
     try {
-        const auto doc = json::parse(text.str());
-        for (const auto& [domain, value] : doc.at("domains").items()) {
+        for (const auto& [domain, value] : doc->at("domains").items()) {
             auto e = from_json(value);
             if (rank(e.verdict) > 0) entries_[domain] = std::move(e);
         }
@@ -146,11 +139,7 @@ void downgrade_memory::save_locked() const {
     if (file_.empty()) return;
     json doc = {{"version", 1}, {"domains", json::object()}};
     for (const auto& [domain, e] : entries_) doc["domains"][domain] = to_json(e);
-    try {
-        files::replace_file(file_, doc.dump(1), {.mode = 0600, .keep_owner = true});
-    } catch (const std::exception& e) {
-        spdlog::warn("downgrade memory: cannot save {}: {}", file_.string(), e.what());
-    }
+    write_state_file(file_, doc, "downgrade memory");
 }
 
 }  // namespace postern::policy

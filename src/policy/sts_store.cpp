@@ -1,13 +1,10 @@
 // policy/sts_store.cpp: see sts_store.hpp.
 #include "policy/sts_store.hpp"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "files/replace.hpp"
+#include "policy/state_file.hpp"
 
 namespace postern::policy {
 
@@ -41,13 +38,10 @@ std::optional<sts_policy> from_json(const json& j) {
 }  // namespace
 
 sts_store::sts_store(std::filesystem::path file, std::size_t capacity) : file_(std::move(file)), capacity_(capacity) {
-    std::ifstream in(file_);
-    if (!in) return;
-    std::stringstream text;
-    text << in.rdbuf();
+    const auto doc = read_state_file(file_, "MTA-STS");
+    if (!doc) return;
     try {
-        const auto doc = json::parse(text.str());
-        for (const auto& [domain, value] : doc.at("policies").items())
+        for (const auto& [domain, value] : doc->at("policies").items())
             if (auto p = from_json(value)) policies_[domain] = std::move(*p);
     } catch (const std::exception& e) {
         spdlog::warn("MTA-STS: {} is damaged ({}); policies will be fetched again", file_.string(), e.what());
@@ -83,11 +77,7 @@ std::size_t sts_store::size() const {
 void sts_store::save_locked() const {
     json doc = {{"version", 1}, {"policies", json::object()}};
     for (const auto& [domain, p] : policies_) doc["policies"][domain] = to_json(p);
-    try {
-        files::replace_file(file_, doc.dump(1), {.mode = 0600, .keep_owner = true});
-    } catch (const std::exception& e) {
-        spdlog::warn("MTA-STS: cannot save the policy cache: {}", e.what());
-    }
+    write_state_file(file_, doc, "MTA-STS");
 }
 
 }  // namespace postern::policy

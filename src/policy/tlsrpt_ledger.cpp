@@ -1,13 +1,9 @@
 // policy/tlsrpt_ledger.cpp: see tlsrpt_ledger.hpp.
 #include "policy/tlsrpt_ledger.hpp"
 
-#include <ctime>
-#include <fstream>
-#include <sstream>
-
 #include <spdlog/spdlog.h>
 
-#include "files/replace.hpp"
+#include "policy/state_file.hpp"
 
 namespace postern::policy {
 
@@ -17,15 +13,6 @@ using json = nlohmann::json;
 
 long long seconds_of(sys_time t) {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-std::string iso(sys_time t) {
-    const auto seconds = std::chrono::system_clock::to_time_t(t);
-    std::tm utc{};
-    ::gmtime_r(&seconds, &utc);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return buf;
 }
 
 std::string policy_key(const tlsrpt_session& s) {
@@ -75,13 +62,10 @@ tlsrpt_period period_from(const json& j) {
 
 tlsrpt_ledger::tlsrpt_ledger(std::filesystem::path file, sys_time now) : file_(std::move(file)) {
     period_.start = now;
-    if (file_.empty()) return;
-    std::ifstream in(file_);
-    if (!in) return;
-    std::stringstream text;
-    text << in.rdbuf();
+    const auto doc = read_state_file(file_, "TLS-RPT");
+    if (!doc) return;
     try {
-        period_ = period_from(json::parse(text.str()));
+        period_ = period_from(*doc);
     } catch (const std::exception& e) {
         spdlog::warn("TLS-RPT: {} is damaged ({}); counting starts again now", file_.string(), e.what());
         period_ = tlsrpt_period{};
@@ -128,14 +112,7 @@ tlsrpt_period tlsrpt_ledger::close(sys_time now) {
     return closed;
 }
 
-void tlsrpt_ledger::save_locked() const {
-    if (file_.empty()) return;
-    try {
-        files::replace_file(file_, period_json(period_).dump(1), {.mode = 0600, .keep_owner = true});
-    } catch (const std::exception& e) {
-        spdlog::warn("TLS-RPT: cannot save the counts: {}", e.what());
-    }
-}
+void tlsrpt_ledger::save_locked() const { write_state_file(file_, period_json(period_), "TLS-RPT"); }
 
 json tlsrpt_report(const tlsrpt_period& period, const std::string& domain, const std::string& organization_name,
                    const std::string& contact_info, const std::string& report_id) {
@@ -161,7 +138,7 @@ json tlsrpt_report(const tlsrpt_period& period, const std::string& domain, const
         }
     }
     return {{"organization-name", organization_name},
-            {"date-range", {{"start-datetime", iso(period.start)}, {"end-datetime", iso(period.end)}}},
+            {"date-range", {{"start-datetime", iso_utc(period.start)}, {"end-datetime", iso_utc(period.end)}}},
             {"contact-info", contact_info},
             {"report-id", report_id},
             {"policies", policies}};
