@@ -41,7 +41,7 @@
 
 #include "delivery/client_session.hpp"
 #include "delivery/dsn.hpp"
-#include "delivery/mta_sts_source.hpp"
+#include "policy/sts_source.hpp"
 #include "log/metrics.hpp"
 #include "delivery/scheduler.hpp"
 #include "delivery/tls_policy.hpp"
@@ -52,6 +52,8 @@ namespace postern::delivery {
 
 namespace asio = boost::asio;
 using std::chrono::steady_clock;
+using policy::mta_sts_source;
+using policy::sts_view;
 
 namespace {
 
@@ -133,55 +135,6 @@ asio::awaitable<std::vector<queue::change_result>> change_all_async(
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::vector<queue::change_result>)>(
         initiation, asio::use_awaitable, std::move(changes));
 }
-
-asio::awaitable<route::next_hops> resolve_async(next_hop_source& resolver, std::string domain,
-                                                std::vector<std::string> own_names) {
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&resolver, executor](auto handler, std::string d, std::vector<std::string> own) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        resolver.resolve(d, own, [shared, executor](route::next_hops hops) {
-            asio::post(executor, [shared, hops = std::move(hops)]() mutable { (*shared)(std::move(hops)); });
-        });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::next_hops)>(
-        initiation, asio::use_awaitable, std::move(domain), std::move(own_names));
-}
-
-asio::awaitable<route::tlsa_answer> resolve_tlsa_async(next_hop_source& resolver, std::string host,
-                                                       std::uint16_t port) {
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&resolver, executor](auto handler, std::string h, std::uint16_t p) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        resolver.resolve_tlsa(h, p, [shared, executor](route::tlsa_answer a) {
-            asio::post(executor, [shared, a = std::move(a)]() mutable { (*shared)(std::move(a)); });
-        });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::tlsa_answer)>(
-        initiation, asio::use_awaitable, std::move(host), port);
-}
-
-/// route::resolver as a next_hop_source.
-class route_resolver_source : public next_hop_source {
-public:
-    explicit route_resolver_source(route::resolver& r) : resolver_(r) {}
-    void resolve(const std::string& domain, const std::vector<std::string>& own_names,
-                 std::function<void(route::next_hops)> done) override {
-        resolver_.resolve(domain, own_names, std::move(done));
-    }
-    void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) override {
-        resolver_.resolve_host(name, std::move(done));
-    }
-    void resolve_tlsa(const std::string& host, std::uint16_t port,
-                      std::function<void(route::tlsa_answer)> done) override {
-        resolver_.resolve_tlsa(host, port, std::move(done));
-    }
-    void resolve_txt(const std::string& name, std::function<void(route::txt_answer)> done) override {
-        resolver_.resolve_txt(name, std::move(done));
-    }
-
-private:
-    route::resolver& resolver_;
-};
 
 const config::send_connector* find_connector(const config::configuration& cfg, const std::string& name) {
     for (const auto& c : cfg.send_connectors)
@@ -585,7 +538,7 @@ struct engine::impl {
                     out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false, false, false});
                     continue;
                 }
-                auto resolved = co_await resolve_host_async(resolver_, sh.host);
+                auto resolved = co_await route::resolve_host_async(resolver_, sh.host);
                 if (!resolved.second.empty()) errors += (errors.empty() ? "" : "; ") + resolved.second;
                 for (const auto& a : resolved.first.addresses)
                     out.push_back({sh.host, {a, sh.port}, true, {}, false, false, false});
@@ -594,7 +547,7 @@ struct engine::impl {
             co_return out;
         }
         std::vector<std::string> own_names{cfg.server.hostname};
-        auto hops = co_await resolve_async(resolver_, where.domain, std::move(own_names));
+        auto hops = co_await route::resolve_async(resolver_, where.domain, std::move(own_names));
         switch (hops.status) {
         case route::lookup_status::ok:
             for (const auto& h : hops.hosts)
@@ -685,7 +638,7 @@ struct engine::impl {
         constexpr std::uint16_t smtp_port = 25;
         route::tlsa_answer tlsa;
         if (host.route_secure && host.address_secure)
-            tlsa = co_await resolve_tlsa_async(resolver_, host.host, smtp_port);
+            tlsa = co_await route::resolve_tlsa_async(resolver_, host.host, smtp_port);
         co_return policy::dane_for_host(connector.dane, host.route_secure, host.address_secure, tlsa);
     }
 
@@ -1542,13 +1495,12 @@ engine::engine(const config::configuration& cfg, queue::store& store, next_hop_s
 
 namespace {
 // Keeps the adapter alive before the impl that refers to it is built.
-std::unique_ptr<next_hop_source> adapt(route::resolver& r) { return std::make_unique<route_resolver_source>(r); }
 }  // namespace
 
 engine::engine(const config::configuration& cfg, queue::store& store, route::resolver& resolver,
                std::shared_ptr<const client_tls_material> client_tls, log::protocol_log& send_log,
                engine_options options) {
-    auto source = adapt(resolver);
+    auto source = route::as_next_hop_source(resolver);
     impl_ = std::make_shared<impl>(cfg, store, *source, std::move(client_tls), send_log, options);
     impl_->owned_resolver_ = std::move(source);
 }

@@ -45,6 +45,7 @@
 #include "policy/downgrade_memory.hpp"
 #include "policy/tlsrpt_ledger.hpp"
 #include "queue/store.hpp"
+#include "route/next_hop_source.hpp"
 #include "route/resolver.hpp"
 
 namespace postern::delivery {
@@ -76,32 +77,8 @@ struct engine_options {
     std::chrono::seconds plaintext_memory{std::chrono::hours(1)};
 };
 
-/// The DNS the engine asks (route::resolver's two calls). The engine adapts a
-/// route::resolver to it; tests give it a fake without libunbound.
-class next_hop_source {
-public:
-    virtual ~next_hop_source() = default;
-    /// As route::resolver::resolve: `done` once, from any thread.
-    virtual void resolve(const std::string& domain, const std::vector<std::string>& own_names,
-                         std::function<void(route::next_hops)> done) = 0;
-    /// As route::resolver::resolve_host.
-    virtual void resolve_host(const std::string& name, std::function<void(route::host, std::string)> done) = 0;
-    /// As route::resolver::resolve_tlsa. The default: no TLSA records (a source without DNSSEC).
-    virtual void resolve_tlsa(const std::string& host, std::uint16_t port, std::function<void(route::tlsa_answer)> done) {
-        (void)host;
-        (void)port;
-        route::tlsa_answer none;
-        none.what = route::tlsa_answer::kind::none;
-        done(std::move(none));
-    }
-    /// As route::resolver::resolve_txt. The default: no records.
-    virtual void resolve_txt(const std::string& name, std::function<void(route::txt_answer)> done) {
-        (void)name;
-        route::txt_answer none;
-        none.what = route::txt_answer::kind::none;
-        done(std::move(none));
-    }
-};
+/// The DNS the engine asks (route::resolver's calls); tests give it a fake without libunbound.
+using next_hop_source = route::next_hop_source;
 
 struct engine_stats {
     std::uint64_t attempts = 0;                 // connections tried

@@ -1,4 +1,4 @@
-// delivery/mta_sts_source.hpp: the MTA-STS policy of a recipient domain at the moment of
+// policy/sts_source.hpp: the MTA-STS policy of a recipient domain at the moment of
 // a delivery (RFC 8461 §3, §5.1), from the cache or fetched.
 //
 // The _mta-sts TXT record is asked every time (cheap, cached by libunbound); the policy
@@ -17,46 +17,24 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <utility>
 
 #include <openssl/ssl.h>
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
-#include "delivery/engine.hpp"
 #include "policy/mta_sts.hpp"
+#include "route/next_hop_source.hpp"
 #include "policy/sts_store.hpp"
 
-namespace postern::delivery {
-
-/// next_hop_source::resolve_host as an awaitable, resumed on the awaiting coroutine's executor.
-inline boost::asio::awaitable<std::pair<route::host, std::string>> resolve_host_async(next_hop_source& resolver,
-                                                                                      std::string name) {
-    namespace asio = boost::asio;
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&resolver, executor](auto handler, std::string n) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        resolver.resolve_host(n, [shared, executor](route::host h, std::string error) {
-            asio::post(executor, [shared, p = std::make_pair(std::move(h), std::move(error))]() mutable {
-                (*shared)(std::move(p));
-            });
-        });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::pair<route::host, std::string>)>(
-        initiation, asio::use_awaitable, std::move(name));
-}
+namespace postern::policy {
 
 /// What MTA-STS says about one domain for this delivery.
 struct sts_view {
-    std::optional<policy::sts_policy> policy;   // in force (not expired); none when the domain has none
+    std::optional<sts_policy> policy;   // in force (not expired); none when the domain has none
     std::string problem;                        // a fetch or parse failure, for the verdict line
     std::string result;                         // its RFC 8460 result type (sts-policy-fetch-error, ...)
-    bool enforce() const { return policy && policy->what == policy::sts_policy::mode::enforce; }
-    bool testing() const { return policy && policy->what == policy::sts_policy::mode::testing; }
+    bool enforce() const { return policy && policy->what == sts_policy::mode::enforce; }
+    bool testing() const { return policy && policy->what == sts_policy::mode::testing; }
 };
 
 class mta_sts_source {
@@ -66,14 +44,14 @@ public:
 
     /// `https`: the TLS client context that verifies policy hosts (system store and the
     /// key ring's roots).
-    boost::asio::awaitable<sts_view> lookup(next_hop_source& dns, const std::string& domain, std::uint16_t port,
+    boost::asio::awaitable<sts_view> lookup(route::next_hop_source& dns, const std::string& domain, std::uint16_t port,
                                             std::shared_ptr<SSL_CTX> https);
 
 private:
-    boost::asio::awaitable<std::optional<policy::sts_policy>> fetch(next_hop_source& dns, const std::string& domain,
+    boost::asio::awaitable<std::optional<sts_policy>> fetch(route::next_hop_source& dns, const std::string& domain,
                                                                     std::uint16_t port, std::shared_ptr<SSL_CTX> https,
                                                                     sts_view& view);
-    policy::sts_store store_;
+    sts_store store_;
     /// A fetch that failed is not tried again for a few minutes (per domain), so a busy
     /// destination does not ask a broken policy host at every connection.
     struct failed_fetch { std::chrono::steady_clock::time_point until; std::string problem, result; };
@@ -81,4 +59,4 @@ private:
     std::map<std::string, failed_fetch> failures_;
 };
 
-}  // namespace postern::delivery
+}  // namespace postern::policy

@@ -1,5 +1,5 @@
-// delivery/mta_sts_source.cpp: see mta_sts_source.hpp.
-#include "delivery/mta_sts_source.hpp"
+// policy/sts_source.cpp: see sts_source.hpp.
+#include "policy/sts_source.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -7,23 +7,11 @@
 
 #include "policy/https_fetch.hpp"
 
-namespace postern::delivery {
+namespace postern::policy {
 
 namespace asio = boost::asio;
 
 namespace {
-
-asio::awaitable<route::txt_answer> resolve_txt_async(next_hop_source& resolver, std::string name) {
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [&resolver, executor](auto handler, std::string n) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        resolver.resolve_txt(n, [shared, executor](route::txt_answer a) {
-            asio::post(executor, [shared, a = std::move(a)]() mutable { (*shared)(std::move(a)); });
-        });
-    };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(route::txt_answer)>(
-        initiation, asio::use_awaitable, std::move(name));
-}
 
 std::string lower(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -33,13 +21,13 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-asio::awaitable<std::optional<policy::sts_policy>> mta_sts_source::fetch(next_hop_source& dns,
+asio::awaitable<std::optional<sts_policy>> mta_sts_source::fetch(route::next_hop_source& dns,
                                                                          const std::string& domain,
                                                                          std::uint16_t port,
                                                                          std::shared_ptr<SSL_CTX> https,
                                                                          sts_view& view) {
     const std::string host = "mta-sts." + domain;
-    auto resolved = co_await resolve_host_async(dns, host);
+    auto resolved = co_await route::resolve_host_async(dns, host);
     if (resolved.first.addresses.empty()) {
         view.problem = fmt::format("MTA-STS policy host {} has no address{}", host,
                                    resolved.second.empty() ? "" : ": " + resolved.second);
@@ -47,9 +35,9 @@ asio::awaitable<std::optional<policy::sts_policy>> mta_sts_source::fetch(next_ho
         co_return std::nullopt;
     }
     auto executor = co_await asio::this_coro::executor;
-    policy::https_result got;
+    https_result got;
     for (const auto& address : resolved.first.addresses) {
-        got = co_await policy::https_get(executor, {address, port}, host, "/.well-known/mta-sts.txt", https, {});
+        got = co_await https_get(executor, {address, port}, host, "/.well-known/mta-sts.txt", https, {});
         if (got.ok) break;
     }
     if (!got.ok) {
@@ -58,7 +46,7 @@ asio::awaitable<std::optional<policy::sts_policy>> mta_sts_source::fetch(next_ho
         co_return std::nullopt;
     }
     std::string error;
-    auto parsed = policy::parse_sts_policy(got.body, error);
+    auto parsed = parse_sts_policy(got.body, error);
     if (!parsed) {
         view.problem = fmt::format("MTA-STS policy from {} is invalid: {}", host, error);
         view.result = "sts-policy-invalid";
@@ -67,16 +55,16 @@ asio::awaitable<std::optional<policy::sts_policy>> mta_sts_source::fetch(next_ho
     co_return parsed;
 }
 
-asio::awaitable<sts_view> mta_sts_source::lookup(next_hop_source& dns, const std::string& domain_in,
+asio::awaitable<sts_view> mta_sts_source::lookup(route::next_hop_source& dns, const std::string& domain_in,
                                                  std::uint16_t port, std::shared_ptr<SSL_CTX> https) {
     const std::string domain = lower(domain_in);
     const auto now = std::chrono::system_clock::now();
     sts_view view;
     auto cached = store_.find(domain);
     if (cached && cached->expired(now)) cached.reset();
-    auto txt = co_await resolve_txt_async(dns, "_mta-sts." + domain);
+    auto txt = co_await route::resolve_txt_async(dns, "_mta-sts." + domain);
     std::optional<std::string> id;
-    if (txt.what == route::txt_answer::kind::records) id = policy::sts_record_id(txt.texts);
+    if (txt.what == route::txt_answer::kind::records) id = sts_record_id(txt.texts);
     // §5.1: fetch when the record names a policy we do not hold, or ours is half-aged.
     const bool stale = cached && now >= cached->fetched_at + cached->max_age / 2;
     if (id && (!cached || cached->id != *id || stale)) {
@@ -94,7 +82,7 @@ asio::awaitable<sts_view> mta_sts_source::lookup(next_hop_source& dns, const std
             fresh->id = *id;
             fresh->fetched_at = now;
             store_.put(domain, *fresh);
-            spdlog::info("MTA-STS: {} policy for {} (id {}, max_age {}s, mx {})", policy::to_string(fresh->what),
+            spdlog::info("MTA-STS: {} policy for {} (id {}, max_age {}s, mx {})", to_string(fresh->what),
                          domain, fresh->id, fresh->max_age.count(), fmt::join(fresh->mx, ", "));
             view.policy = std::move(fresh);
             co_return view;
@@ -110,4 +98,4 @@ asio::awaitable<sts_view> mta_sts_source::lookup(next_hop_source& dns, const std
     co_return view;
 }
 
-}  // namespace postern::delivery
+}  // namespace postern::policy
