@@ -11,16 +11,6 @@ namespace postern::delivery {
 
 namespace {
 
-/// RFC 5322 §3.3 date-time, in UTC.
-std::string rfc5322_date(smtp::sys_time t) {
-    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
-}
-
 bool non_ascii(const std::string& s) {
     for (unsigned char c : s)
         if (c >= 0x80) return true;
@@ -33,42 +23,6 @@ std::string one_line(std::string s) {
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
     return s;
 }
-
-}  // namespace
-
-// RFC 5322 §2.1.1: lines of at most 998 octets, and preferably 78. A next hop's reply can
-// be longer than both (a multi-line reply joined into one), and so could a line of ours
-// that quotes it. Long lines break before a space; continuation lines start with one (in
-// a header field that is folding, §2.2.3, and unfolds to the same text). A run without a
-// space longer than the hard limit is broken inside it.
-std::string fold_line(std::string_view rest, std::size_t soft, std::size_t hard) {
-    std::string out;
-    out.reserve(rest.size() + rest.size() / soft * 3 + 3);
-    std::size_t used = 0;        // octets already on the current line (the space of a hard break)
-    for (;;) {
-        if (used + rest.size() <= soft) break;
-        // Break before the last space that keeps this line within `soft` (that space then
-        // starts the next line), else before the first space after it.
-        std::size_t cut = rest.rfind(' ', soft - used);
-        if (cut == std::string_view::npos || cut == 0) cut = rest.find(' ', 1);
-        if (cut == std::string_view::npos || used + cut > hard) {
-            if (used + rest.size() <= hard) break;
-            cut = hard - used;   // no space within reach: break inside the run
-        }
-        out.append(rest.substr(0, cut));
-        out += "\r\n";
-        rest.remove_prefix(cut);
-        used = 0;
-        if (rest.front() != ' ') {
-            out += ' ';
-            used = 1;
-        }
-    }
-    out.append(rest);
-    return out;
-}
-
-namespace {
 
 std::string address_type(const std::string& address) { return non_ascii(address) ? "utf-8" : "rfc822"; }
 
@@ -163,7 +117,7 @@ std::string notice_headers(const smtp::envelope& original, dsn_kind kind, const 
     case dsn_kind::delay: h += "Subject: Delayed Mail (still being retried)\r\n"; break;
     case dsn_kind::relayed: h += "Subject: Relayed Mail (no further notices)\r\n"; break;
     }
-    h += "Date: " + rfc5322_date(now) + "\r\n";
+    h += "Date: " + smtp::rfc5322_date(now) + "\r\n";
     h += fmt::format("Message-ID: <{}.{}@{}>\r\n", original.id.empty() ? "dsn" : original.id, boundary, reporting_mta);
     h += "Auto-Submitted: auto-replied\r\n";   // RFC 3834
     h += "MIME-Version: 1.0\r\n";
@@ -190,7 +144,7 @@ std::string text_for_people(const std::vector<dsn_recipient>& recipients, dsn_ki
                 "The next system does not report delivery, so no further notices will come.\r\n\r\n";
         break;
     }
-    for (const auto& r : recipients) text += fold_line("<" + r.address + ">: " + one_line(r.diagnostic)) + "\r\n";
+    for (const auto& r : recipients) text += smtp::fold_line("<" + r.address + ">: " + one_line(r.diagnostic)) + "\r\n";
     text += "\r\n";
     if (returned.message_over_limit)
         text += fmt::format("The original message was larger than {} bytes; only its headers are included.\r\n",
@@ -207,19 +161,19 @@ std::string text_for_people(const std::vector<dsn_recipient>& recipients, dsn_ki
 std::string delivery_status(const smtp::envelope& original, const std::vector<dsn_recipient>& recipients,
                             dsn_kind kind, const std::string& reporting_mta, smtp::sys_time now) {
     std::string status = "Reporting-MTA: dns; " + reporting_mta + "\r\n";
-    if (!original.envid.empty()) status += fold_line("Original-Envelope-Id: " + one_line(original.envid)) + "\r\n";
-    status += "Arrival-Date: " + rfc5322_date(original.received_at) + "\r\n";
+    if (!original.envid.empty()) status += smtp::fold_line("Original-Envelope-Id: " + one_line(original.envid)) + "\r\n";
+    status += "Arrival-Date: " + smtp::rfc5322_date(original.received_at) + "\r\n";
     for (const auto& r : recipients) {
         status += "\r\n";
-        if (!r.orcpt.empty()) status += fold_line("Original-Recipient: " + one_line(r.orcpt)) + "\r\n";
-        status += fold_line("Final-Recipient: " + address_type(r.address) + "; " + r.address) + "\r\n";
+        if (!r.orcpt.empty()) status += smtp::fold_line("Original-Recipient: " + one_line(r.orcpt)) + "\r\n";
+        status += smtp::fold_line("Final-Recipient: " + address_type(r.address) + "; " + r.address) + "\r\n";
         status += kind == dsn_kind::failure ? "Action: failed\r\n"
                   : kind == dsn_kind::delay ? "Action: delayed\r\n"
                                             : "Action: relayed\r\n";
         status += "Status: " + r.status + "\r\n";
-        if (!r.remote_mta.empty()) status += fold_line("Remote-MTA: dns; " + one_line(r.remote_mta)) + "\r\n";
-        status += fold_line("Diagnostic-Code: smtp; " + one_line(r.diagnostic)) + "\r\n";
-        status += "Last-Attempt-Date: " + rfc5322_date(now) + "\r\n";
+        if (!r.remote_mta.empty()) status += smtp::fold_line("Remote-MTA: dns; " + one_line(r.remote_mta)) + "\r\n";
+        status += smtp::fold_line("Diagnostic-Code: smtp; " + one_line(r.diagnostic)) + "\r\n";
+        status += "Last-Attempt-Date: " + smtp::rfc5322_date(now) + "\r\n";
     }
     return status;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "smtp/envelope.hpp"
+#include "smtp/message_header.hpp"
 
 namespace postern::delivery {
 
@@ -70,12 +71,9 @@ dsn_message build_dsn(const smtp::envelope& original, const std::vector<dsn_reci
                       smtp::sys_time now, std::uint64_t size_limit,
                       const unique_token_source& unique = random_token);
 
-/// The header section of a message body (up to the first empty line), CRLF lines.
-/// RFC 5322 §2.1.1: `line` broken into lines of at most `soft` octets where a space
-/// allows, never more than `hard`; continuation lines start with a space (header folding).
-/// Without CRLF at the end.
-std::string fold_line(std::string_view line, std::size_t soft = 78, std::size_t hard = 998);
+using smtp::fold_line;   // RFC 5322 header folding (smtp/message_header.hpp)
 
+/// The header section of a message body (up to the first empty line), CRLF lines.
 std::string header_section(const std::string& body);
 
 }  // namespace postern::delivery
