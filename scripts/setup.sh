@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 install_packages() {
     local packages=(
         cmake g++ make pkg-config clang libclang-rt-14-dev
-        libboost1.81-dev libssl-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
+        libboost1.81-dev libssl-dev zlib1g-dev librocksdb-dev libunbound-dev libevent-dev nettle-dev libtomlplusplus-dev
         libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest libsystemd-dev
         openssl python3 swaks libnet-ssleay-perl strace postfix sslscan testssl.sh unbound iproute2 procps util-linux
         prometheus dpkg-dev lintian groff-base libldap-dev slapd ldap-utils nsd ldnsutils

@@ -70,7 +70,7 @@ int run_tlsrpt_show(const policy_options& opt) {
     if (reply.no_server) {
         const auto now = std::chrono::system_clock::now();
         policy::tlsrpt_ledger ledger(cfg.server.data_dir / "tlsrpt.json", now);
-        auto r = daemon::handle_tlsrpt_request(ledger, request, now, cfg.server.hostname);
+        auto r = daemon::handle_tlsrpt_request(ledger, request, now, cfg.tls_rpt.organization_name);
         reply = daemon::control_reply{r.ok, r.message, r.error};
         reply.data = r.data;
     }
@@ -80,6 +80,28 @@ int run_tlsrpt_show(const policy_options& opt) {
     }
     if (opt.json) std::cout << reply.data.dump(2) << "\n";
     else std::cout << daemon::tlsrpt_text(reply.data);
+    return 0;
+}
+
+/// `postern tlsrpt send`: only the running server sends (it holds the counts and the queue).
+int run_tlsrpt_send(const policy_options& opt) {
+    auto loaded = config::load_file(opt.config_file, /*with_lists=*/false);
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "postern tlsrpt: %s\n", loaded.errors.front().to_string().c_str());
+        return 1;
+    }
+    const nlohmann::json request = {{"command", "tlsrpt"}, {"action", "send"}};
+    auto reply = daemon::control_exchange(loaded.config->server.control_socket, request, std::chrono::seconds(180));
+    if (reply.no_server) {
+        std::fprintf(stderr, "postern tlsrpt send: no server is running; reports are sent by postern serve\n");
+        return 1;
+    }
+    if (!reply.ok) {
+        std::fprintf(stderr, "postern tlsrpt send: %s\n", reply.error.c_str());
+        return 1;
+    }
+    if (opt.json) std::cout << reply.data.dump(2) << "\n";
+    else std::cout << daemon::tlsrpt_send_text(reply.data);
     return 0;
 }
 
@@ -124,6 +146,18 @@ void add_policy_command(CLI::App& app, int& exit_code) {
             exit_code = run_tlsrpt_show(*opt);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "postern tlsrpt show: %s\n", e.what());
+            exit_code = 1;
+        }
+    });
+    auto send_opt = std::make_shared<policy_options>();
+    auto* send = tlsrpt->add_subcommand("send", "Close the period now and send its reports ([tls_rpt] enabled)");
+    send->add_option("-c,--config", send_opt->config_file, "Configuration file (TOML)")->capture_default_str();
+    send->add_flag("--json", send_opt->json, "JSON instead of text");
+    send->callback([send_opt, &exit_code] {
+        try {
+            exit_code = run_tlsrpt_send(*send_opt);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "postern tlsrpt send: %s\n", e.what());
             exit_code = 1;
         }
     });

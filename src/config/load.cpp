@@ -407,6 +407,14 @@ void read_dns(table_reader& r, dns_section& d) {
     r.count("mta_sts_port", d.mta_sts_port);
 }
 
+void read_tls_rpt(table_reader& r, tls_rpt_section& t) {
+    r.flag("enabled", t.enabled);
+    r.text("organization_name", t.organization_name);
+    r.text("contact_info", t.contact_info);
+    r.text("submitter", t.submitter);
+    r.text("from_address", t.from_address);
+}
+
 void read_log(table_reader& r, log_section& l) {
     r.path("dir", l.dir);
     r.duration("max_age", l.max_age);
@@ -472,6 +480,9 @@ void fill_defaults(configuration& c) {
         c.server.data_dir = std::filesystem::absolute(c.server.data_dir).lexically_normal();
     if (c.server.control_socket.empty()) c.server.control_socket = "control.sock";
     resolve(c.server.control_socket, c.server.data_dir);
+    if (c.tls_rpt.organization_name.empty()) c.tls_rpt.organization_name = c.server.hostname;
+    if (c.tls_rpt.submitter.empty()) c.tls_rpt.submitter = c.server.hostname;
+    if (c.tls_rpt.from_address.empty()) c.tls_rpt.from_address = "noreply-tls-reports@" + c.tls_rpt.submitter;
     resolve(c.tls.keyring, c.server.data_dir);
     resolve(c.tls.stash, c.server.data_dir);
     resolve(c.log.dir, c.server.data_dir);
@@ -513,13 +524,14 @@ load_result load_string(std::string_view toml_text, const std::filesystem::path&
     read_connectors(root, "ldap_source", config.ldap_sources, &read_ldap_source, out, lines);
     read_section(root, "queue", config.queue, &read_queue, out, lines);
     read_section(root, "dns", config.dns, &read_dns, out, lines);
+    read_section(root, "tls_rpt", config.tls_rpt, &read_tls_rpt, out, lines);
     read_section(root, "log", config.log, &read_log, out, lines);
     read_section(root, "metrics", config.metrics, &read_metrics, out, lines);
     read_section(root, "debug", config.debug, &read_debug, out, lines);
 
     static const std::set<std::string, std::less<>> known = {
-        "server", "tls", "receive_connector", "send_connector", "accepted_domain", "ldap_source", "queue", "dns", "log",
-        "metrics", "debug"};
+        "server", "tls", "receive_connector", "send_connector", "accepted_domain", "ldap_source", "queue", "dns",
+        "tls_rpt", "log", "metrics", "debug"};
     for (auto&& [key, node] : root)
         if (!known.count(key.str())) {
             std::string message = node.is_table() || node.is_array_of_tables() ? "unknown table" : "unknown key";

@@ -200,6 +200,15 @@ struct dns_section {
     std::uint16_t mta_sts_port = 443;                   // where MTA-STS policy hosts are asked (tests move it)
 };
 
+/// TLS-RPT reports sent (RFC 8460; DESIGN §3 [tls_rpt]). Counting happens whether or not.
+struct tls_rpt_section {
+    bool enabled = false;
+    std::string organization_name;                      // "organization-name" (default: [server] hostname)
+    std::string contact_info;                           // "contact-info": required when enabled
+    std::string submitter;                              // TLS-Report-Submitter (default: [server] hostname)
+    std::string from_address;                           // From: of mailed reports (default: noreply-tls-reports@submitter)
+};
+
 struct log_section {
     std::filesystem::path dir = "log";                  // resolved against data_dir by the loader
     seconds max_age = std::chrono::hours(24 * 30);
@@ -229,6 +238,7 @@ struct configuration {
     std::vector<ldap_source> ldap_sources;           // [[ldap_source]] tables
     queue_section queue;
     dns_section dns;
+    tls_rpt_section tls_rpt;
     log_section log;
     metrics_section metrics;
     debug_section debug;

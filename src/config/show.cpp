@@ -140,6 +140,11 @@ json document(const configuration& c) {
                   {"unbound_config", c.dns.unbound_config.string()},
                   {"mx_port", c.dns.mx_port},
                   {"mta_sts_port", c.dns.mta_sts_port}};
+    doc["tls_rpt"] = {{"enabled", c.tls_rpt.enabled},
+                      {"organization_name", c.tls_rpt.organization_name},
+                      {"contact_info", c.tls_rpt.contact_info},
+                      {"submitter", c.tls_rpt.submitter},
+                      {"from_address", c.tls_rpt.from_address}};
     doc["log"] = {{"dir", c.log.dir.string()},
                   {"max_age", detail::format_duration(c.log.max_age)},
                   {"max_size", detail::format_size(c.log.max_size)}};

@@ -310,6 +310,23 @@ void validate_send_connectors(const configuration& config, const source_lines& l
     }
 }
 
+/// [tls_rpt]: who we are in the reports we send (RFC 8460 §4.4).
+void validate_tls_rpt(const configuration& config, const source_lines& lines, diagnostics& out) {
+    const auto& t = config.tls_rpt;
+    for (const auto& [key, value] : {std::pair{"tls_rpt.organization_name", t.organization_name},
+                                     std::pair{"tls_rpt.contact_info", t.contact_info},
+                                     std::pair{"tls_rpt.submitter", t.submitter}})
+        if (value.find_first_of("\r\n") != std::string::npos || value.size() > 256)
+            out.error(key, lines.line_of(key), "must be one line of at most 256 characters");
+    if (!t.submitter.empty() && !is_domain_name(t.submitter))
+        out.error("tls_rpt.submitter", lines.line_of("tls_rpt.submitter"),
+                  fmt::format("\"{}\" is not a domain name", t.submitter));
+    if (t.enabled && t.contact_info.empty())
+        out.error("tls_rpt.contact_info", lines.line_of("tls_rpt.enabled"),
+                  "enabled = true needs contact_info: an address or URL where the domains that receive the "
+                  "reports can reach whoever runs this server (RFC 8460 §4.4 \"contact-info\")");
+}
+
 void validate_other_sections(const configuration& config, const source_lines& lines, diagnostics& out) {
     std::string why;
     if (!config.dns.resolver.empty() &&
@@ -327,13 +344,16 @@ void validate_other_sections(const configuration& config, const source_lines& li
                     fmt::format("{} octets is less than one line may take (1000, RFC 5321 §4.5.3.1.6), so "
                                 "DSNs may return none of the original's headers",
                                 config.queue.bounce_size_limit));
-    if (const auto& to = config.queue.double_bounce_recipient; !to.empty()) {
-        const auto at = to.rfind('@');
-        const bool plain = to.find_first_of(" <>\"\t\r\n") == std::string::npos;
-        if (at == std::string::npos || at == 0 || !plain || !is_domain_name(to.substr(at + 1)))
-            out.error("queue.double_bounce_recipient", lines.line_of("queue.double_bounce_recipient"),
-                      fmt::format("\"{}\" is not a mail address (local@domain, without angle brackets)", to));
+    for (const auto& [key, address] : {std::pair{"queue.double_bounce_recipient", config.queue.double_bounce_recipient},
+                                       std::pair{"tls_rpt.from_address", config.tls_rpt.from_address}}) {
+        if (address.empty()) continue;
+        const auto at = address.rfind('@');
+        const bool plain = address.find_first_of(" <>\"\t\r\n") == std::string::npos;
+        if (at == std::string::npos || at == 0 || !plain || !is_domain_name(address.substr(at + 1)))
+            out.error(key, lines.line_of(key),
+                      fmt::format("\"{}\" is not a mail address (local@domain, without angle brackets)", address));
     }
+    validate_tls_rpt(config, lines, out);
 }
 
 }  // namespace

@@ -93,6 +93,9 @@ mail_pipeline::mail_pipeline(const config::configuration& cfg) {
     prepare_save_outbound_dir(cfg);
     engine_ = std::make_unique<delivery::engine>(cfg, *store_, *resolver_, std::move(client_tls), *send_log_);
     waking_store_ = std::make_unique<waking_store>(*store_, *engine_);
+    report_dns_ = route::as_next_hop_source(*resolver_);
+    reports_ = std::make_unique<tlsrpt::sender>(cfg, engine_->tlsrpt(), *report_dns_, *waking_store_,
+                                                [engine = engine_.get()] { return engine->published_https_context(); });
 }
 
 void prepare_save_outbound_dir(const config::configuration& cfg) {
@@ -107,9 +110,15 @@ void prepare_save_outbound_dir(const config::configuration& cfg) {
 
 mail_pipeline::~mail_pipeline() = default;   // the engine stops itself first (declared last)
 
-void mail_pipeline::start_delivery() { engine_->start(); }
+void mail_pipeline::start_delivery() {
+    engine_->start();
+    reports_->start();
+}
 
-void mail_pipeline::stop_delivery(std::chrono::seconds grace) { engine_->stop(grace); }
+void mail_pipeline::stop_delivery(std::chrono::seconds grace) {
+    reports_->stop();
+    engine_->stop(grace);
+}
 
 void mail_pipeline::reload(const config::configuration& cfg) {
     auto client_tls = delivery::client_tls_material::load(cfg);   // may throw: nothing applied yet
@@ -117,6 +126,7 @@ void mail_pipeline::reload(const config::configuration& cfg) {
     prepare_save_outbound_dir(cfg);
     engine_->update_configuration(cfg);
     engine_->set_client_tls(std::move(client_tls));
+    reports_->update_configuration(cfg);
 }
 
 queue_result mail_pipeline::queue_request(const nlohmann::json& request) {
@@ -137,6 +147,16 @@ queue_result mail_pipeline::policy_request(const nlohmann::json& request) {
 }
 
 queue_result mail_pipeline::tlsrpt_request(const nlohmann::json& request, const std::string& organization) {
+    if (request.value("action", std::string()) == "send") {
+        std::string refusal;
+        const auto outcomes = reports_->send_now(std::chrono::seconds(150), refusal);
+        queue_result r;
+        r.ok = refusal.empty();
+        r.error = refusal;
+        r.data = tlsrpt_outcomes_json(outcomes);
+        if (r.ok) spdlog::info("tlsrpt: sent on request: {} outcome(s)", outcomes.size());
+        return r;
+    }
     return handle_tlsrpt_request(engine_->tlsrpt(), request, std::chrono::system_clock::now(), organization);
 }
 

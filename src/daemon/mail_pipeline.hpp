@@ -23,6 +23,7 @@
 #include "log/protocol_log.hpp"
 #include "queue/store.hpp"
 #include "route/resolver.hpp"
+#include "tlsrpt/sender.hpp"
 
 namespace postern::daemon {
 
@@ -62,7 +63,8 @@ public:
     queue_result queue_request(const nlohmann::json& request);
     /// `postern policy` against the engine's downgrade memory.
     queue_result policy_request(const nlohmann::json& request);
-    /// `postern tlsrpt show` against the engine's TLS-RPT counts.
+    /// `postern tlsrpt show` against the engine's TLS-RPT counts; `postern tlsrpt send`
+    /// closes the period and sends its reports.
     queue_result tlsrpt_request(const nlohmann::json& request, const std::string& organization);
 
 private:
@@ -73,6 +75,8 @@ private:
     std::unique_ptr<log::protocol_log> send_log_;
     std::unique_ptr<route::resolver> resolver_;
     std::unique_ptr<delivery::engine> engine_;
+    std::unique_ptr<route::next_hop_source> report_dns_;
+    std::unique_ptr<tlsrpt::sender> reports_;   // commits through waking_store_: stops first
 };
 
 }  // namespace postern::daemon

@@ -91,7 +91,7 @@ std::string policy_text(const std::string& action, const json& data) {
 
 queue_result handle_tlsrpt_request(policy::tlsrpt_ledger& ledger, const json& request,
                                    std::chrono::system_clock::time_point now, const std::string& organization) {
-    if (request.value("action", std::string()) != "show") return refused("tlsrpt needs \"action\": show");
+    if (request.value("action", std::string()) != "show") return refused("tlsrpt needs \"action\": show or send");
     std::string only = request.value("domain", std::string());
     for (auto& c : only) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const auto period = ledger.current(now);
@@ -124,6 +124,25 @@ std::string tlsrpt_text(const json& data) {
                                    f.value("receiving-mx-hostname", ""), f.value("receiving-ip", ""),
                                    f.value("failed-session-count", std::uint64_t{0}));
         }
+    return out;
+}
+
+json tlsrpt_outcomes_json(const std::vector<tlsrpt::outcome>& outcomes) {
+    json list = json::array();
+    for (const auto& o : outcomes)
+        list.push_back({{"domain", o.domain}, {"destination", o.destination}, {"ok", o.ok}, {"detail", o.detail}});
+    return {{"outcomes", list}};
+}
+
+std::string tlsrpt_send_text(const json& data) {
+    const auto outcomes = data.value("outcomes", json::array());
+    if (outcomes.empty()) return "period closed; no outbound TLS sessions were counted, so no reports\n";
+    std::string out = "period closed; reports:\n";
+    for (const auto& o : outcomes) {
+        const auto destination = o.value("destination", std::string());
+        out += fmt::format("{}: {}{}\n", o.value("domain", ""), destination.empty() ? "" : destination + ": ",
+                           o.value("detail", ""));
+    }
     return out;
 }
 

@@ -17,6 +17,7 @@
 #include "daemon/queue_operations.hpp"
 #include "policy/downgrade_memory.hpp"
 #include "policy/tlsrpt_ledger.hpp"
+#include "tlsrpt/sender.hpp"
 
 namespace postern::daemon {
 
@@ -32,5 +33,9 @@ std::string policy_text(const std::string& action, const nlohmann::json& data);
 queue_result handle_tlsrpt_request(policy::tlsrpt_ledger& ledger, const nlohmann::json& request,
                                    std::chrono::system_clock::time_point now, const std::string& organization);
 std::string tlsrpt_text(const nlohmann::json& data);
+
+/// `postern tlsrpt send`: {"outcomes": [{"domain", "destination", "ok", "detail"}...]}.
+nlohmann::json tlsrpt_outcomes_json(const std::vector<tlsrpt::outcome>& outcomes);
+std::string tlsrpt_send_text(const nlohmann::json& data);
 
 }  // namespace postern::daemon

@@ -286,7 +286,7 @@ public:
             std::string organization;
             {
                 std::lock_guard lock(mutex_);
-                organization = cfg_.server.hostname;
+                organization = cfg_.tls_rpt.organization_name;
             }
             auto r = pipeline_.tlsrpt_request(request, organization);
             control_reply reply{r.ok, std::move(r.message), std::move(r.error)};

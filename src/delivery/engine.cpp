@@ -501,7 +501,7 @@ struct engine::impl {
     asio::awaitable<sts_view> sts_for(const config::configuration& cfg, const config::send_connector& connector,
                                       const destination& where) {
         if (!sts_ || !connector.mta_sts || !connector.smart_hosts.empty() || where.domain.empty() ||
-            where.tls == tls_demand::optional)
+            waives_published_policy(where.tls))
             co_return sts_view{};
         std::shared_ptr<SSL_CTX> https;
         try {
@@ -696,7 +696,7 @@ struct engine::impl {
         target.plan = plan_attempt(strict, host.smart_host, tls_memory_.recall(key, steady_clock::now()));
         target.expectation = expectation_for(strict, first_domain, host.mx_name, host.mx_secure);
         target.tls = std::move(ctx);
-        if (where.tls == tls_demand::optional && dane.what != policy::dane_requirement::kind::not_applicable)
+        if (waives_published_policy(where.tls) && dane.what != policy::dane_requirement::kind::not_applicable)
             target.expectation.policy = "TLS-Required: No: DANE not enforced (" + dane.reason + ")";
         else
             apply_dane(dane, host.host, first_domain, target.expectation, target.plan);
@@ -771,7 +771,8 @@ struct engine::impl {
     /// its host (DANE, else an MTA-STS policy, else none). `result` is "" for a success.
     void count_for_tlsrpt(const destination& where, const candidate& host, const policy::dane_requirement& dane,
                           const sts_view& sts, const std::string& result) {
-        if (host.smart_host || where.domain.empty()) return;
+        // RFC 8460 §5.3: the sessions that carry reports are not reported.
+        if (host.smart_host || where.domain.empty() || where.tls == tls_demand::report) return;
         policy::tlsrpt_session s;
         s.policy_domain = where.domain;
         s.receiving_mx = host.host;
@@ -802,7 +803,7 @@ struct engine::impl {
     std::optional<std::string> check_downgrade(const config::send_connector& connector, const destination& where,
                                                const candidate& host, const std::string& verdict, log_sink& sink) {
         if (connector.downgrades == config::downgrade_protection::off || host.smart_host || where.domain.empty() ||
-            where.tls == tls_demand::optional)
+            waives_published_policy(where.tls))
             return std::nullopt;
         const auto now = std::chrono::system_clock::now();
         if (policy::downgrade_memory::rank(verdict) > 0) {
@@ -864,7 +865,7 @@ struct engine::impl {
                 refusal = skip_host(connector, host, verdict::permanent, {5, 7, 10}, problem, "validation-failure");
                 continue;
             }
-            if (dane.what == policy::dane_requirement::kind::host_unusable && where.tls != tls_demand::optional) {
+            if (dane.what == policy::dane_requirement::kind::host_unusable && !waives_published_policy(where.tls)) {
                 const auto word = dane.reason.starts_with("dane = \"required\"") ? "dane-required" : "dnssec-invalid";
                 failure = skip_host(connector, host, verdict::transient, {4, 7, 5}, "DANE: " + dane.reason, word);
                 count_for_tlsrpt(where, host, dane, sts, word);
@@ -1200,6 +1201,7 @@ struct engine::impl {
             std::vector<std::string> undeliverable_bounce;   // "<rcpt>: reason" of a null-sender message
             bool double_bounce = false;       // a copy went to [queue] double_bounce_recipient
             bool was_double_bounce = false;   // the message was itself such a copy
+            bool was_tls_report = false;      // the message was a TLS-RPT report (never reported either)
             std::optional<smtp::sys_time> next_due;   // of the message as written
         };
         std::string id;
@@ -1254,8 +1256,9 @@ struct engine::impl {
         // only logged, so nothing ever loops.
         if (env.mail_from.empty()) {
             counted.was_double_bounce = env.receive_connector == double_bounce_origin;
+            counted.was_tls_report = env.receive_connector == smtp::tls_report_origin;
             for (const auto& f : out.failed) counted.undeliverable_bounce.push_back(fmt::format("<{}>: {}", f.address, f.diagnostic));
-            if (!cfg.queue.double_bounce_recipient.empty() && env.receive_connector != double_bounce_origin)
+            if (!cfg.queue.double_bounce_recipient.empty() && !counted.was_double_bounce && !counted.was_tls_report)
                 out.double_bounced = std::move(out.failed);
             out.failed.clear(), out.relayed.clear();
         }
@@ -1337,8 +1340,9 @@ struct engine::impl {
                              fmt::join(counted.undeliverable_bounce, ", "),
                              counted.double_bounce ? fmt::format("reported to double_bounce_recipient {}",
                                                                  config()->queue.double_bounce_recipient)
-                             : counted.was_double_bounce
-                                 ? std::string("it was itself a double bounce, dropped")
+                             : counted.was_double_bounce ? std::string("it was itself a double bounce, dropped")
+                             : counted.was_tls_report
+                                 ? std::string("it was a TLS-RPT report, whose failures are never reported; dropped")
                                  : std::string("dropped ([queue] double_bounce_recipient is not set)"));
             else if (counted.bounced && !counted.dsn)
                 spdlog::info("delivery: {}: {} recipient(s) failed; NOTIFY without FAILURE, no DSN", rec.id,
@@ -1614,6 +1618,11 @@ std::uint64_t engine::waiting_bytes() const { return impl_->waiting_bytes_.load(
 policy::downgrade_memory& engine::downgrades() { return *impl_->downgrades_; }
 
 policy::tlsrpt_ledger& engine::tlsrpt() { return *impl_->tlsrpt_; }
+
+std::shared_ptr<SSL_CTX> engine::published_https_context() {
+    config::send_connector none;   // no connector's own trust: the system store and the key ring's roots
+    return impl_->sts_context_for(*impl_->config(), none, true);
+}
 
 engine_stats engine::stats() const {
     std::lock_guard lock(impl_->mutex_);

@@ -131,6 +131,10 @@ public:
     policy::downgrade_memory& downgrades();
     /// The TLS-RPT counts of the open period (RFC 8460), for `postern tlsrpt`: thread-safe.
     policy::tlsrpt_ledger& tlsrpt();
+    /// TLS client context for HTTPS to hosts a domain publishes (TLS-RPT report endpoints):
+    /// the system store and the key ring's roots, no client certificate. Thread-safe;
+    /// throws tls::tls_error when it cannot be made.
+    std::shared_ptr<SSL_CTX> published_https_context();
 
     /// Thread-safe, cheap: octets of message bodies whose delivery is due and not yet
     /// started. Arrival outpacing delivery shows here first (flow control in net/).

@@ -61,9 +61,10 @@ plan plan_message(const config::configuration& cfg, const smtp::envelope& env, s
                                 (connector->require_tls && connector->tls_domain.empty() &&
                                  connector->auth_level == config::tls_auth_level::domain_validation);
         // RFC 8689 §5: TLS-Required: No is ignored on a message that also asks REQUIRETLS.
-        const tls_demand demand = env.requiretls     ? tls_demand::requiretls
-                                  : env.tls_optional ? tls_demand::optional
-                                                     : tls_demand::usual;
+        const tls_demand demand = env.requiretls                                    ? tls_demand::requiretls
+                                  : env.receive_connector == smtp::tls_report_origin ? tls_demand::report
+                                  : env.tls_optional                                 ? tls_demand::optional
+                                                                                     : tls_demand::usual;
         destination d{connector->name, per_domain ? domain : std::string(), demand};
         auto [it, inserted] = index.try_emplace(d, p.jobs.size());
         if (inserted) p.jobs.push_back(job{env.id, d, {}});

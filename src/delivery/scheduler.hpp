@@ -31,7 +31,11 @@ enum class tls_demand : std::uint8_t {
     usual,          // the connector's rules, raised by published policy (DANE)
     requiretls,     // REQUIRETLS: a verified path to a hop that offers REQUIRETLS, or returned
     optional,       // "TLS-Required: No": published policy is not enforced for it
+    report,         // a TLS-RPT report of ours: as optional, and its sessions are not counted
 };
+
+/// DANE, MTA-STS and downgrade memory are not enforced for the message (RFC 8689 §5).
+inline bool waives_published_policy(tls_demand t) { return t == tls_demand::optional || t == tls_demand::report; }
 
 struct destination {
     std::string connector;
@@ -42,6 +46,7 @@ struct destination {
         std::string s = domain.empty() ? connector : connector + "/" + domain;
         if (tls == tls_demand::requiretls) s += " (REQUIRETLS)";
         else if (tls == tls_demand::optional) s += " (TLS-Required: No)";
+        else if (tls == tls_demand::report) s += " (TLS report)";
         return s;
     }
 };

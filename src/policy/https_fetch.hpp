@@ -1,5 +1,5 @@
-// policy/https_fetch.hpp: one HTTPS GET of an MTA-STS policy (RFC 8461 §3.3), with
-// Boost.Beast over Asio and OpenSSL.
+// policy/https_fetch.hpp: one HTTPS GET of an MTA-STS policy (RFC 8461 §3.3), or one
+// POST of a TLS-RPT report (RFC 8460 §5.2), with Boost.Beast over Asio and OpenSSL.
 //
 // RFC 8461 §3.3: the certificate must be valid for the policy host (PKIX, name checked
 // per RFC 6125); only a 200 counts; redirects are not followed; the media type is
@@ -26,7 +26,7 @@ struct https_limits {
 
 struct https_result {
     bool ok = false;
-    std::string body;                        // the policy text, when ok
+    std::string body;                        // the response body (the policy text of a GET)
     std::string error;                       // why not: "certificate ...", "HTTP 404", "timed out", ...
     bool certificate_problem = false;        // the failure was the server's certificate (sts-webpki-invalid)
 };
@@ -36,5 +36,12 @@ struct https_result {
 boost::asio::awaitable<https_result> https_get(boost::asio::any_io_executor executor,
                                                boost::asio::ip::tcp::endpoint endpoint, std::string host,
                                                std::string path, std::shared_ptr<SSL_CTX> ctx, https_limits limits);
+
+/// POST `body` to https://`host``path` (RFC 8460 §5.2): ok on a 2xx answer; redirects are
+/// not followed. The certificate is checked as for https_get. Never throws.
+boost::asio::awaitable<https_result> https_post(boost::asio::any_io_executor executor,
+                                                boost::asio::ip::tcp::endpoint endpoint, std::string host,
+                                                std::string path, std::string content_type, std::string body,
+                                                std::shared_ptr<SSL_CTX> ctx, https_limits limits);
 
 }  // namespace postern::policy

@@ -101,6 +101,11 @@ tlsrpt_period tlsrpt_ledger::current(sys_time now) const {
     return p;
 }
 
+sys_time tlsrpt_ledger::started() const {
+    std::lock_guard lock(mutex_);
+    return period_.start;
+}
+
 tlsrpt_period tlsrpt_ledger::close(sys_time now) {
     std::lock_guard lock(mutex_);
     auto closed = std::move(period_);

@@ -63,6 +63,7 @@ public:
     void flush();                                  // writes the file when something changed
     tlsrpt_period current(sys_time now) const;     // the open period so far (end = now)
     tlsrpt_period close(sys_time now);             // ends the period at `now`; the next starts there
+    sys_time started() const;                      // when the open period began
 
 private:
     void save_locked() const;

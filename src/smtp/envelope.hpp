@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace postern::smtp {
@@ -24,6 +25,11 @@ struct recipient {
     std::string last_reply;              // the next hop's reply or our reason, for DSN and queue show
     std::string last_tls;                // the last attempt's TLS verdict word (DESIGN §6: dane-ee, pkix, ...)
 };
+
+/// receive_connector of a TLS-RPT report Postern wrote itself (tlsrpt/sender.hpp): it goes
+/// out whatever the TLS (TLS-Required: No), its own sessions are not counted for TLS-RPT,
+/// and its failure is never reported to anyone.
+inline constexpr std::string_view tls_report_origin = "tls-report";
 
 /// The envelope: everything about a message but its body.
 struct envelope {

@@ -1,0 +1,310 @@
+// tlsrpt/sender.cpp: see sender.hpp.
+#include "tlsrpt/sender.hpp"
+
+#include <future>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <openssl/rand.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "policy/https_fetch.hpp"
+#include "policy/state_file.hpp"
+#include "tlsrpt/record.hpp"
+#include "tlsrpt/report_mail.hpp"
+
+namespace postern::tlsrpt {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+using std::chrono::system_clock;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string random_hex(std::size_t octets) {
+    std::vector<unsigned char> bytes(octets);
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+    std::string out;
+    for (auto b : bytes) out += fmt::format("{:02x}", b);
+    return out;
+}
+
+auto utc_day(system_clock::time_point t) { return std::chrono::floor<std::chrono::days>(t); }
+
+std::uint64_t sessions_of(const policy::tlsrpt_period& period, const std::string& domain) {
+    std::uint64_t n = 0;
+    if (auto it = period.domains.find(domain); it != period.domains.end())
+        for (const auto& [key, counts] : it->second) {
+            n += counts.successes;
+            for (const auto& [failure, count] : counts.failures) n += count;
+        }
+    return n;
+}
+
+/// A POST that failed, to be tried again (§5.4).
+struct pending_post {
+    std::string domain;
+    report_uri uri;
+    std::string gzipped;
+    std::size_t retries_done = 0;
+    steady_clock::time_point due;
+};
+
+}  // namespace
+
+struct sender::impl {
+    impl(const config::configuration& c, policy::tlsrpt_ledger& l, route::next_hop_source& d, queue::store& s,
+         std::function<std::shared_ptr<SSL_CTX>()> h, sender_options o)
+        : cfg(std::make_shared<const config::configuration>(c)), ledger(l), dns(d), store(s), https(std::move(h)),
+          options(std::move(o)) {}
+
+    std::shared_ptr<const config::configuration> config() {
+        std::lock_guard lock(mutex);
+        return cfg;
+    }
+
+    /// Closes the period at `now` and sends its reports (or drops them when disabled).
+    asio::awaitable<std::vector<outcome>> close_and_send(system_clock::time_point now) {
+        const auto c = config();
+        auto period = ledger.close(now);
+        ledger.flush();
+        const auto span = fmt::format("{} to {}", policy::iso_utc(period.start), policy::iso_utc(period.end));
+        std::vector<outcome> outcomes;
+        if (!c->tls_rpt.enabled) {
+            spdlog::info("tlsrpt: period {} closed ({} domain(s)); [tls_rpt] enabled = false, no reports sent", span,
+                         period.domains.size());
+            co_return outcomes;
+        }
+        spdlog::info("tlsrpt: period {} closed; reports for {} domain(s)", span, period.domains.size());
+        for (const auto& [domain, counts] : period.domains) {
+            auto some = co_await send_domain(*c, period, domain);
+            outcomes.insert(outcomes.end(), some.begin(), some.end());
+        }
+        co_return outcomes;
+    }
+
+    /// §3: where `domain` wants its reports; nullopt (with the reason in `why`) when nowhere.
+    asio::awaitable<std::optional<record>> addresses_of(const std::string& domain, std::string& why) {
+        const auto answer = co_await route::resolve_txt_async(dns, "_smtp._tls." + domain);
+        if (answer.what == route::txt_answer::kind::failed) {
+            why = "the _smtp._tls lookup failed: " + answer.reason;
+            co_return std::nullopt;
+        }
+        if (answer.what == route::txt_answer::kind::none) {
+            why = "no TLS-RPT record";
+            co_return std::nullopt;
+        }
+        co_return select_record(answer.texts, why);
+    }
+
+    asio::awaitable<std::vector<outcome>> send_domain(const config::configuration& c,
+                                                      const policy::tlsrpt_period& period, const std::string& domain) {
+        std::vector<outcome> outcomes;
+        std::string why;
+        const auto where = co_await addresses_of(domain, why);
+        if (!where) {
+            spdlog::info("tlsrpt: no report for {} ({} session(s)): {}", domain, sessions_of(period, domain), why);
+            outcomes.push_back({domain, "", false, why});
+            co_return outcomes;
+        }
+        const auto unique = random_hex(8);
+        std::string start;   // "20261203T000000Z": a report id is a msg-id (§5.3 Subject)
+        for (char ch : policy::iso_utc(period.start))
+            if (ch != '-' && ch != ':') start += ch;
+        const auto report_id = fmt::format("{}.{}.{}@{}", start, domain, unique, c.tls_rpt.submitter);
+        const auto report = policy::tlsrpt_report(period, domain, c.tls_rpt.organization_name,
+                                                  c.tls_rpt.contact_info, report_id);
+        const auto gzipped = gzip(report.dump());
+        std::vector<std::string> mail_to;
+        std::set<std::string> seen;
+        for (const auto& uri : where->rua) {
+            if (uri.what == report_uri::scheme::mailto) {
+                if (seen.insert(uri.address).second) mail_to.push_back(uri.address);
+                continue;
+            }
+            outcomes.push_back(co_await post(domain, uri, gzipped, 0));
+        }
+        if (!mail_to.empty()) {
+            report_mail m{c.tls_rpt.from_address, mail_to, domain, c.tls_rpt.submitter, report_id,
+                          period.start, period.end, system_clock::now(),
+                          report_filename(c.tls_rpt.submitter, domain, period.start, period.end, unique), gzipped,
+                          unique};
+            auto queued = co_await queue_mail(std::move(m));
+            for (const auto& address : mail_to) outcomes.push_back({domain, "mailto:" + address, queued.ok, queued.detail});
+        }
+        co_return outcomes;
+    }
+
+    asio::awaitable<outcome> post(const std::string& domain, const report_uri& uri, const std::string& gzipped,
+                                  std::size_t retries_done) {
+        outcome out{domain, uri.uri, false, ""};
+        const auto resolved = co_await route::resolve_host_async(dns, uri.host);
+        policy::https_result got;
+        if (resolved.first.addresses.empty()) {
+            got.error = fmt::format("{} has no address{}", uri.host, resolved.second.empty() ? "" : ": " + resolved.second);
+        } else {
+            auto executor = co_await asio::this_coro::executor;
+            policy::https_limits limits;
+            limits.timeout = std::chrono::seconds(60);
+            for (const auto& address : resolved.first.addresses) {
+                got = co_await policy::https_post(executor, {address, uri.port}, uri.host, uri.path,
+                                                  "application/tlsrpt+gzip", gzipped, https(), limits);
+                if (got.ok) break;
+            }
+        }
+        out.ok = got.ok;
+        out.detail = got.ok ? "posted" : got.error;
+        if (got.ok) {
+            spdlog::info("tlsrpt: report for {} posted to {}", domain, uri.uri);
+            co_return out;
+        }
+        if (retries_done < options.post_retries.size()) {
+            const auto wait = options.post_retries[retries_done];
+            out.detail += fmt::format("; tried again in {}s", wait.count());
+            pending.push_back({domain, uri, gzipped, retries_done + 1, steady_clock::now() + wait});
+        } else {
+            out.detail += "; given up";
+        }
+        spdlog::warn("tlsrpt: report for {} not posted to {}: {}", domain, uri.uri, out.detail);
+        co_return out;
+    }
+
+    asio::awaitable<outcome> queue_mail(report_mail m) {
+        smtp::envelope env;
+        env.mail_from = "";   // the null reverse path: a failure of a report is never reported
+        for (const auto& address : m.to) {
+            smtp::recipient r;
+            r.address = address;
+            r.notify = "NEVER";
+            env.recipients.push_back(std::move(r));
+        }
+        env.received_at = m.now;
+        env.receive_connector = std::string(smtp::tls_report_origin);
+        env.client_helo = m.submitter;
+        env.tls_optional = true;   // it carries TLS-Required: No (RFC 8689 §5)
+        const auto body = compose(m);
+        const auto domain = m.policy_domain;
+        auto committed = co_await route::detail::await_callback<queue::commit_result>(
+            [this, env = std::move(env), body](auto done) mutable { store.commit(std::move(env), body, std::move(done)); });
+        outcome out{domain, "", committed.ok, committed.ok ? "queued as " + committed.id : committed.reason};
+        if (committed.ok)
+            spdlog::info("tlsrpt: report for {} queued as {} to {}", domain, committed.id, fmt::join(m.to, ", "));
+        else
+            spdlog::warn("tlsrpt: report for {} not queued: {}", domain, committed.reason);
+        co_return out;
+    }
+
+    /// Once a tick: the period closes when the UTC day changed; due POSTs are tried again.
+    asio::awaitable<void> run() {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        for (;;) {
+            const auto now = system_clock::now();
+            if (utc_day(ledger.started()) < utc_day(now)) co_await close_and_send(now);
+            auto due = std::move(pending);
+            pending.clear();
+            for (auto& p : due) {
+                if (p.due > steady_clock::now()) {
+                    pending.push_back(std::move(p));
+                    continue;
+                }
+                co_await post(p.domain, p.uri, p.gzipped, p.retries_done);
+            }
+            // Wake at the next midnight UTC, or at the next tick, whichever comes first.
+            const auto to_midnight = utc_day(now) + std::chrono::days(1) - now + std::chrono::milliseconds(10);
+            timer.expires_after(std::min<steady_clock::duration>(
+                options.tick, std::chrono::duration_cast<steady_clock::duration>(to_midnight)));
+            auto [ec] = co_await timer.async_wait(use_tuple);
+            if (ec) co_return;
+        }
+    }
+
+    std::mutex mutex;
+    std::shared_ptr<const config::configuration> cfg;
+    policy::tlsrpt_ledger& ledger;
+    route::next_hop_source& dns;
+    queue::store& store;
+    std::function<std::shared_ptr<SSL_CTX>()> https;
+    sender_options options;
+    std::vector<pending_post> pending;   // on the sender's thread only
+    asio::io_context io;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::thread thread;
+};
+
+sender::sender(const config::configuration& cfg, policy::tlsrpt_ledger& ledger, route::next_hop_source& dns,
+               queue::store& store, std::function<std::shared_ptr<SSL_CTX>()> https, sender_options options)
+    : impl_(std::make_unique<impl>(cfg, ledger, dns, store, std::move(https), std::move(options))) {}
+
+sender::~sender() { stop(); }
+
+void sender::start() {
+    auto& d = *impl_;
+    if (d.thread.joinable()) return;
+    d.work.emplace(d.io.get_executor());
+    asio::co_spawn(d.io, d.run(), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            spdlog::error("tlsrpt: reports stopped: {}", ex.what());
+        }
+    });
+    d.thread = std::thread([&d] { d.io.run(); });
+}
+
+void sender::stop() {
+    auto& d = *impl_;
+    if (!d.thread.joinable()) return;
+    d.work.reset();
+    d.io.stop();
+    d.thread.join();
+}
+
+void sender::update_configuration(const config::configuration& cfg) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->cfg = std::make_shared<const config::configuration>(cfg);
+}
+
+std::vector<outcome> sender::send_now(std::chrono::seconds limit, std::string& refusal) {
+    auto& d = *impl_;
+    if (!d.config()->tls_rpt.enabled) {
+        refusal = "[tls_rpt] enabled is false: no reports are sent (the counts go on; postern tlsrpt show)";
+        return {};
+    }
+    if (!d.thread.joinable()) {
+        refusal = "the report sender is not running";
+        return {};
+    }
+    auto promise = std::make_shared<std::promise<std::vector<outcome>>>();
+    auto future = promise->get_future();
+    asio::co_spawn(d.io, d.close_and_send(system_clock::now()),
+                   [promise](std::exception_ptr e, std::vector<outcome> outcomes) {
+                       if (e) promise->set_exception(e);
+                       else promise->set_value(std::move(outcomes));
+                   });
+    if (future.wait_for(limit) != std::future_status::ready) {
+        refusal = fmt::format("still sending after {}s; the server log says how it ends", limit.count());
+        return {};
+    }
+    try {
+        return future.get();
+    } catch (const std::exception& e) {
+        refusal = e.what();
+        return {};
+    }
+}
+
+}  // namespace postern::tlsrpt
