@@ -10,10 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "route/resolver.hpp"
@@ -49,20 +49,23 @@ public:
 std::unique_ptr<next_hop_source> as_next_hop_source(resolver& r);
 
 namespace detail {
-/// Runs `start(callback)` and resumes the awaiting coroutine on its own executor with the
-/// value the callback was given (the callback may run on any thread).
+/// Runs `start(callback)` when awaited and resumes the awaiting coroutine on its own
+/// executor with the value the callback was given (the callback may run on any thread).
+/// `start` waits on the heap: GCC 12 moves the initiation of a use_awaitable operation
+/// into a coroutine frame as raw bytes, which breaks an object that points into itself
+/// (a short std::string), so the initiation holds nothing but a shared pointer.
 template <typename Answer, typename Start>
 boost::asio::awaitable<Answer> await_callback(Start start) {
     namespace asio = boost::asio;
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [executor, start = std::move(start)](auto handler) mutable {
+    auto initiation = [](auto handler, std::shared_ptr<Start> begin) {
+        auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        start([shared, executor](Answer a) {
+        (*begin)([shared, executor](Answer a) {
             asio::post(executor, [shared, a = std::move(a)]() mutable { (*shared)(std::move(a)); });
         });
     };
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Answer)>(initiation,
-                                                                                       asio::use_awaitable);
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Answer)>(
+        initiation, asio::use_awaitable, std::make_shared<Start>(std::move(start)));
 }
 }  // namespace detail
 
