@@ -713,15 +713,25 @@ struct engine::impl {
             target.expectation.policy = sts.problem + " (" + sts.result + ")";
             return;
         }
-        if (sts.testing()) {
-            target.expectation.policy = fmt::format("MTA-STS testing (id {}): not enforced", sts.policy->id);
-            return;
-        }
-        if (!sts.enforce()) return;
+        if (!sts.testing() && !sts.enforce()) return;
         std::string mx = host.host;
         for (auto& c : mx) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         while (!mx.empty() && mx.back() == '.') mx.pop_back();
         auto& want = target.expectation;
+        if (sts.testing()) {
+            // Checked as enforce would check it (the system store, the MX name), not enforced.
+            want.policy = fmt::format("MTA-STS testing (id {}): not enforced", sts.policy->id);
+            if (!sts.policy->lists(host.host)) want.policy += "; enforce would fail: the policy does not list this MX";
+            want.sts_testing = true;
+            want.names = {mx};
+            want.sni = mx;
+            try {
+                target.tls = sts_context_for(cfg, connector, false);
+            } catch (const std::exception& e) {
+                spdlog::error("delivery: MTA-STS for {}: {}", connector.name, e.what());
+            }
+            return;
+        }
         want.require_tls = true;
         want.required = auth_level::domain_validation;
         want.names = {mx};
@@ -795,6 +805,22 @@ struct engine::impl {
             s.policy_type = "no-policy-found";
         }
         tlsrpt_->record(s);
+    }
+
+    /// What one connection counts for TLS-RPT: "" for a success, else the RFC 8460 result
+    /// type; nothing for a connection that failed before any TLS, or plaintext that nothing
+    /// asked to avoid. Under an MTA-STS testing policy, what enforce would have said (RFC
+    /// 8461 §5: a testing policy reports failures, it does not refuse).
+    static std::optional<std::string> tlsrpt_result(const open_report& report, const candidate& host,
+                                                    const policy::dane_requirement& dane, const sts_view& sts) {
+        const auto& v = report.verdict;
+        if (!report.connected) return std::nullopt;
+        const bool testing = sts.testing() && dane.what == policy::dane_requirement::kind::not_applicable;
+        if (testing && !sts.policy->lists(host.host)) return "validation-failure";
+        if (v.tls && v.ok()) return testing ? v.testing_failure : "";
+        if (!v.tls && v.result == "cleartext") return testing ? std::optional<std::string>("starttls-not-supported")
+                                                              : std::nullopt;
+        return v.result;
     }
 
     /// DESIGN §3 downgrade memory, after a host is ready: an authenticating verdict renews
@@ -898,9 +924,8 @@ struct engine::impl {
                 register_session(open.session.get(), executor);
                 auto report = co_await open.session->open(std::move(target));
                 // A TLS outcome (not a connection that failed before any): counted for TLS-RPT.
-                if (report.connected && (report.verdict.tls || report.verdict.result != "cleartext"))
-                    count_for_tlsrpt(where, host, dane, sts,
-                                     report.verdict.tls && report.verdict.ok() ? "" : report.verdict.result);
+                if (auto counted = tlsrpt_result(report, host, dane, sts))
+                    count_for_tlsrpt(where, host, dane, sts, *counted);
                 if (report.ready && requiretls && !open.session->offered().requiretls) {
                     co_await open.session->close();   // RFC 8689 §4.2.1: the hop must offer REQUIRETLS
                     unregister_session(open.session.get());

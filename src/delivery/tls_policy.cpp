@@ -359,6 +359,10 @@ tls_verdict evaluate(const SSL* ssl, const peer_expectation& want, const verify_
             }
         }
     }
+    if (want.sts_testing && v.achieved < auth_level::domain_validation) {
+        v.testing_failure = result;
+        v.policy += "; enforce would fail: " + failure + " (" + result + ")";
+    }
     if (v.achieved < v.required) {
         v.failure = failure;
         v.result = result;

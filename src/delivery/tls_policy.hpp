@@ -57,6 +57,9 @@ struct peer_expectation {
     std::vector<std::string> dane_names;
     /// An enforced MTA-STS policy lists this MX: a pass is the word "mta-sts".
     bool mta_sts = false;
+    /// An MTA-STS testing policy: `names` are checked as enforce would check them, the
+    /// outcome only noted (tls_verdict::testing_failure) and reported (RFC 8461 §5).
+    bool sts_testing = false;
     /// What published policy demands beyond the connector ("DANE: 2 usable TLSA
     /// record(s)"), for the verdict line; empty when only the connector's rules apply.
     std::string policy;
@@ -100,6 +103,9 @@ struct tls_verdict {
     /// or for a failure its RFC 8460 result type (certificate-host-mismatch, ...).
     std::string result;
     std::string policy;                  // peer_expectation::policy: what published policy demanded
+    /// Under an MTA-STS testing policy, the RFC 8460 result type an enforce policy would
+    /// have failed this session with ("" when it would have passed).
+    std::string testing_failure;
     bool ok() const { return achieved >= required; }
     std::string log_line() const;
 };

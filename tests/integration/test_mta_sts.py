@@ -10,7 +10,8 @@ hops listen on 127.0.0.x at the one [dns] mx_port.
   enforce.test    enforce, mx: mx.postern.test           mx.postern.test (valid)  delivered, mta-sts
   wrongname.test  enforce, lists its MX                  a name that is not it    deferred, certificate-host-mismatch
   unlisted.test   enforce, lists another MX              valid                    deferred, validation-failure
-  testing.test    testing                                wrong name               delivered, opportunistic (noted)
+  testing.test    testing                                wrong name               delivered, opportunistic; counted
+                                                                                  as certificate-host-mismatch
   nofetch.test    TXT record, the policy answers 404     valid                    delivered, sts-policy-fetch-error noted
   both.test       enforce and DANE-EE (signed zone)      self-signed, TLSA match  delivered, dane-ee (DANE wins)
 The fetched enforce policy is in data_dir/mta-sts.json after the server stopped.
@@ -164,7 +165,8 @@ class MtaSts(PosternTestCase):
             submit(sender, rcpt, f"mta-sts {rcpt}")
 
         delivered = {"enforce.test": ("127.0.0.21", "result=mta-sts", "MTA-STS enforce (id 20261203T1)"),
-                     "testing.test": ("127.0.0.24", "result=opportunistic", "MTA-STS testing (id 20261203T1)"),
+                     "testing.test": ("127.0.0.24", "result=opportunistic",
+                                      "MTA-STS testing (id 20261203T1): not enforced; enforce would fail: "),
                      "nofetch.test": ("127.0.0.25", "result=opportunistic", "(sts-policy-fetch-error)"),
                      "both.test": ("127.0.0.26", "result=dane-ee", "policy=DANE")}
         for d, (address, word, note) in delivered.items():
@@ -204,6 +206,12 @@ class MtaSts(PosternTestCase):
         unlisted = reports["unlisted.test"]["policies"][0]
         self.assertEqual(unlisted["failure-details"][0]["result-type"], "validation-failure")
         self.assertEqual(reports["both.test"]["policies"][0]["policy"]["policy-type"], "tlsa")
+        # A testing policy: delivered, and counted as the failure enforce would have been.
+        testing = reports["testing.test"]["policies"][0]
+        self.assertEqual(testing["policy"]["policy-type"], "sts")
+        self.assertIn("mode: testing", testing["policy"]["policy-string"])
+        self.assertEqual(testing["summary"]["total-successful-session-count"], 0)
+        self.assertEqual(testing["failure-details"][0]["result-type"], "certificate-host-mismatch")
         nofetch = reports["nofetch.test"]["policies"][0]
         self.assertEqual(nofetch["policy"]["policy-type"], "no-policy-found")
         self.assertEqual(nofetch["failure-details"][0]["result-type"], "sts-policy-fetch-error")
