@@ -160,6 +160,7 @@ struct candidate {
     // and this host's address answer were DNSSEC-secure.
     bool route_secure = false;
     bool address_secure = false;
+    std::string canonical;                 // the CNAME-expanded host name, "" when none
 };
 
 }  // namespace
@@ -535,13 +536,13 @@ struct engine::impl {
                 boost::system::error_code ec;
                 auto address = asio::ip::make_address(sh.host, ec);
                 if (!ec) {
-                    out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false, false, false});
+                    out.push_back({sh.text.empty() ? sh.host : sh.text, {address, sh.port}, true, {}, false, false, false, {}});
                     continue;
                 }
                 auto resolved = co_await route::resolve_host_async(resolver_, sh.host);
                 if (!resolved.second.empty()) errors += (errors.empty() ? "" : "; ") + resolved.second;
                 for (const auto& a : resolved.first.addresses)
-                    out.push_back({sh.host, {a, sh.port}, true, {}, false, false, false});
+                    out.push_back({sh.host, {a, sh.port}, true, {}, false, false, false, {}});
             }
             if (out.empty()) failure = make_result(verdict::transient, "smart hosts unresolvable: " + errors);
             co_return out;
@@ -555,7 +556,7 @@ struct engine::impl {
                     out.push_back({h.name, {a, cfg.dns.mx_port}, false, hops.from_mx ? h.name : std::string(),
                                    hops.from_mx && hops.mx_status == route::dnssec::secure,
                                    hops.mx_status == route::dnssec::secure,
-                                   h.address_status == route::dnssec::secure});
+                                   h.address_status == route::dnssec::secure, h.canonical_name});
             if (out.empty()) failure = make_result(verdict::transient, "no addresses for the next hops of " + where.domain);
             break;
         case route::lookup_status::null_mx:
@@ -637,9 +638,19 @@ struct engine::impl {
         // where tests connect (DESIGN §3).
         constexpr std::uint16_t smtp_port = 25;
         route::tlsa_answer tlsa;
-        if (host.route_secure && host.address_secure)
+        std::string base;
+        if (host.route_secure && host.address_secure && !host.canonical.empty()) {
+            // RFC 7672 §2.2.2: a securely expanded alias is asked first; only when it
+            // securely has no TLSA records is the original name asked.
+            tlsa = co_await route::resolve_tlsa_async(resolver_, host.canonical, smtp_port);
+            if (tlsa.what != route::tlsa_answer::kind::none) base = host.canonical;
+        }
+        if (host.route_secure && host.address_secure && base.empty())
             tlsa = co_await route::resolve_tlsa_async(resolver_, host.host, smtp_port);
-        co_return policy::dane_for_host(connector.dane, host.route_secure, host.address_secure, tlsa);
+        auto requirement = policy::dane_for_host(connector.dane, host.route_secure, host.address_secure, tlsa);
+        requirement.base = base;
+        if (!base.empty() && !requirement.reason.empty()) requirement.reason += " at " + base;
+        co_return requirement;
     }
 
     /// A host not connected to (DANE rules it out, or it is no protected path for a

@@ -117,14 +117,19 @@ void apply_dane(const policy::dane_requirement& dane, const std::string& mx_host
     }
     // DANE replaces PKIX for this host (§3.1): the TLSA records are the trust anchors and
     // the names OpenSSL checks (DANE-TA only) are the MX host and the next-hop domain.
+    // §2.2.2: after a secure CNAME expansion the base domain is the expanded name, and
+    // both it and the original MX name are reference identifiers.
     const std::string mx = lower(mx_host);
+    const std::string base = dane.base.empty() ? mx : lower(dane.base);
     want.required = auth_level::domain_validation;
     want.names.clear();
     want.dane_records = dane.records;
-    want.dane_base = mx;
-    want.dane_names = {mx};
-    if (const auto domain = lower(recipient_domain); !domain.empty() && domain != mx) want.dane_names.push_back(domain);
-    want.sni = mx;   // §8.1: the TLSA base domain
+    want.dane_base = base;
+    want.dane_names = {base};
+    if (mx != base) want.dane_names.push_back(mx);
+    if (const auto domain = lower(recipient_domain); !domain.empty() && domain != mx && domain != base)
+        want.dane_names.push_back(domain);
+    want.sni = base;   // §8.1: the TLSA base domain
     want.policy = "DANE: " + dane.reason;
 }
 

@@ -40,6 +40,9 @@ struct dane_requirement {
     kind what = kind::not_applicable;
     std::vector<route::tlsa_record> records;   // authenticate: the usable ones
     std::string reason;                        // why, for the send log and DSNs
+    /// RFC 7672 §2.2.2: the TLSA base domain when it is the CNAME-expanded name of the MX
+    /// host (records found there); "" when it is the MX host name itself.
+    std::string base;
 };
 
 /// `mx_secure`: the MX answer (or, for an A/AAAA fallback, the domain's address answer)

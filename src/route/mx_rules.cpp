@@ -179,8 +179,8 @@ next_hops hops_from_addresses(std::string_view domain_in, const mx_plan& plan,
     for (std::size_t i = 0; i < plan.hosts.size(); ++i) {
         const auto& wanted = plan.hosts[i];
         static const host_answers unanswered{
-            {{answer_kind::timed_out, dnssec::insecure, {}}, {}},
-            {{answer_kind::timed_out, dnssec::insecure, {}}, {}},
+            {{answer_kind::timed_out, dnssec::insecure, {}}, {}, {}},
+            {{answer_kind::timed_out, dnssec::insecure, {}}, {}, {}},
         };
         const host_answers& got = i < answers.size() ? answers[i] : unanswered;
 
@@ -192,6 +192,7 @@ next_hops hops_from_addresses(std::string_view domain_in, const mx_plan& plan,
             if (!usable(*answer)) continue;
             h.addresses.insert(h.addresses.end(), answer->addresses.begin(), answer->addresses.end());
             if (answer->outcome.status != dnssec::secure) all_secure = false;
+            if (h.canonical_name.empty()) h.canonical_name = answer->canonical;
         }
         if (h.addresses.empty()) {
             std::vector<std::string> why;

@@ -48,6 +48,7 @@ struct mx_answer {
 struct address_answer {
     answer_outcome outcome;
     std::vector<boost::asio::ip::address> addresses;
+    std::string canonical;   // the name a CNAME chain led to (lower case, no trailing dot); "" when none
 };
 
 struct host_to_resolve {

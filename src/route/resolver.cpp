@@ -86,14 +86,25 @@ mx_answer parse_mx(int err, const ub_result* result) {
     return answer;
 }
 
+/// Lower case, without the trailing dot.
+std::string lower_name(std::string name) {
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    while (!name.empty() && name.back() == '.') name.pop_back();
+    return name;
+}
+
 address_answer parse_addresses(int err, const ub_result* result, int rrtype) {
-    address_answer answer{classify(err, result), {}};
+    address_answer answer{classify(err, result), {}, {}};
     if (answer.outcome.kind != answer_kind::data) return answer;
     for (int i = 0; result->data[i] != nullptr; ++i) {
         auto address = rrtype == rr_type_a ? decode_a(rdata_at(result, i)) : decode_aaaa(rdata_at(result, i));
         if (address) answer.addresses.push_back(*address);
     }
     if (answer.addresses.empty()) answer.outcome = {answer_kind::failed, answer.outcome.status, "unreadable data"};
+    if (result->canonname != nullptr && result->qname != nullptr) {
+        auto canonical = lower_name(result->canonname), asked = lower_name(result->qname);
+        if (canonical != asked) answer.canonical = std::move(canonical);
+    }
     return answer;
 }
 

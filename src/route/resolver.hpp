@@ -29,6 +29,9 @@ struct host {
     std::uint16_t preference = 0;
     std::vector<boost::asio::ip::address> addresses;   // A then AAAA, as answered
     dnssec address_status = dnssec::insecure;
+    /// The name the address lookup reached through CNAME records (RFC 7672 §2.2.2: the
+    /// TLSA base domain when that expansion is secure); "" when `name` is no alias.
+    std::string canonical_name;
 };
 
 enum class lookup_status {

@@ -15,6 +15,10 @@ trusts the lab CA, so "server" is a certificate PKIX would accept for mx.postern
   two.test        signed, MX 10 wrong TLSA, MX 20 right TLSA   selfsigned x2  delivered by MX 20, dane-ee
   pkixonly.test   signed, TLSA 1 1 1 only (unusable for SMTP)  no STARTTLS    deferred, starttls-not-supported
   strict.test     unsigned, send connector dane = "required"   selfsigned     deferred, dane-required
+  alias.test      signed, MX mx: a CNAME for mail.hosting.test selfsigned     delivered, dane-ee (RFC 7672
+                  (signed), TLSA 3 1 1 only at the expanded name              §2.2.2: the expanded name first)
+  alias2.test     signed, MX mx: a CNAME for mail2.hosting.test selfsigned    deferred, tlsa-invalid (no TLSA
+                  with no TLSA; TLSA 3 1 1 wrong at mx.alias2.test            at the alias: the original name's)
 
 The same lab for REQUIRETLS messages (RFC 8689), handed to Postern over STARTTLS:
   ee.test         hop offers REQUIRETLS                        delivered, MAIL FROM ... REQUIRETLS
@@ -52,6 +56,8 @@ HOPS = {
     "127.0.0.9": "selfsigned",   # two.test MX 20
     "127.0.0.10": "no-starttls",  # pkixonly.test
     "127.0.0.11": "selfsigned",  # strict.test
+    "127.0.0.12": "selfsigned",  # alias.test: mx.alias.test is a CNAME for mail.hosting.test
+    "127.0.0.13": "selfsigned",  # alias2.test: likewise, for mail2.hosting.test
 }
 
 
@@ -101,11 +107,14 @@ def zones():
                           f"{tlsa}.mx1 IN TLSA 3 1 1 {wrong}", f"{tlsa}.mx2 IN TLSA 3 1 1 {ee}"]),
         Zone("pkixonly.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.10", f"{tlsa}.mx IN TLSA 1 1 1 {wrong}"]),
         Zone("strict.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.11"], kind="unsigned"),
+        Zone("hosting.test", ["mail IN A 127.0.0.12", f"{tlsa}.mail IN TLSA 3 1 1 {ee}", "mail2 IN A 127.0.0.13"]),
+        Zone("alias.test", ["@ IN MX 10 mx", "mx IN CNAME mail.hosting.test."]),
+        Zone("alias2.test", ["@ IN MX 10 mx", "mx IN CNAME mail2.hosting.test.", f"{tlsa}.mx IN TLSA 3 1 1 {wrong}"]),
     ]
 
 
 DOMAINS = ["ee.test", "ta.test", "mismatch.test", "bogus.test", "old.test", "plain.test", "two.test",
-           "pkixonly.test"]
+           "pkixonly.test", "alias.test", "alias2.test"]
 
 
 class Dane(PosternTestCase):
@@ -193,13 +202,14 @@ class Dane(PosternTestCase):
         # Delivered, each with the word that says how the hop was authenticated.
         delivered = {"ee.test": ("127.0.0.2", "result=dane-ee"), "ta.test": ("127.0.0.3", "result=dane-ta"),
                      "plain.test": ("127.0.0.7", "result=opportunistic"),
-                     "two.test": ("127.0.0.9", "result=dane-ee")}
+                     "two.test": ("127.0.0.9", "result=dane-ee"), "alias.test": ("127.0.0.12", "result=dane-ee")}
         for d, (address, word) in delivered.items():
             wait_until(lambda: self.received_by(address, rcpts[d]), DELIVERY_TIMEOUT, what=f"{d} delivered")
             lines = wait_until(lambda: [l for l in self.verdicts_to(sender, address) if "verdict=pass" in l],
                                DELIVERY_TIMEOUT, what=f"the verdict for {d}")
             self.assertIn(word, lines[0], f"{d}: {lines}")
         self.assertIn("policy=DANE", self.verdicts_to(sender, "127.0.0.2")[0])
+        self.assertIn("at mail.hosting.test", self.verdicts_to(sender, "127.0.0.12")[0])
 
         # two.test: MX 10 did not authenticate, got nothing, and said why.
         self.assertEqual(self.received_by("127.0.0.8", rcpts["two.test"]), [])
@@ -208,7 +218,7 @@ class Dane(PosternTestCase):
         # Deferred: nothing reached the hop; the queue and the send log name the reason.
         deferred = {"mismatch.test": ("127.0.0.4", "tlsa-invalid"), "bogus.test": ("127.0.0.5", "dnssec-invalid"),
                     "pkixonly.test": ("127.0.0.10", "starttls-not-supported"),
-                    "strict.test": ("127.0.0.11", "dane-required")}
+                    "strict.test": ("127.0.0.11", "dane-required"), "alias2.test": ("127.0.0.13", "tlsa-invalid")}
         for d, (address, word) in deferred.items():
             r = self.wait_attempted(sender, rcpts[d])
             self.assertEqual(r["state"], "pending", d)

@@ -120,7 +120,7 @@ TEST(tls_policy, dane_raises_the_plan_and_never_lowers_it) {
     EXPECT_TRUE(plan.plaintext_after_tls_failure);   // not applicable: nothing changes
     EXPECT_EQ(want.required, auth_level::none);
 
-    policy::dane_requirement dane{kind::authenticate, {route::tlsa_record{3, 1, 1, std::vector<std::uint8_t>(32, 'x')}}, "1 usable"};
+    policy::dane_requirement dane{kind::authenticate, {route::tlsa_record{3, 1, 1, std::vector<std::uint8_t>(32, 'x')}}, "1 usable", {}};
     apply_dane(dane, "MX.Partner.Test.", "partner.test", want, plan);
     EXPECT_FALSE(plan.plaintext_after_tls_failure);
     EXPECT_EQ(plan.starttls, client_settings::starttls_use::required);
@@ -131,9 +131,21 @@ TEST(tls_policy, dane_raises_the_plan_and_never_lowers_it) {
     EXPECT_EQ(want.sni, "mx.partner.test");
     EXPECT_TRUE(want.names.empty());   // no PKIX names: DANE decides
 
+    // RFC 7672 §2.2.2: records found at the CNAME-expanded name make it the base domain
+    // and the SNI; the original MX name stays a reference identifier.
+    auto alias_plan = plan_attempt(opportunistic, false, std::nullopt);
+    auto alias_want = expectation_for(opportunistic, "partner.test", "mx.partner.test", true);
+    auto aliased = dane;
+    aliased.base = "Mail.Hosting.Test";
+    apply_dane(aliased, "mx.partner.test", "partner.test", alias_want, alias_plan);
+    EXPECT_EQ(alias_want.dane_base, "mail.hosting.test");
+    EXPECT_EQ(alias_want.sni, "mail.hosting.test");
+    EXPECT_EQ(alias_want.dane_names,
+              (std::vector<std::string>{"mail.hosting.test", "mx.partner.test", "partner.test"}));
+
     auto unusable_plan = plan_attempt(opportunistic, false, std::nullopt);
     auto unusable_want = expectation_for(opportunistic, "partner.test", "mx.partner.test", true);
-    apply_dane({kind::tls_unauthenticated, {}, "none usable"}, "mx.partner.test", "partner.test", unusable_want,
+    apply_dane({kind::tls_unauthenticated, {}, "none usable", {}}, "mx.partner.test", "partner.test", unusable_want,
                unusable_plan);
     EXPECT_EQ(unusable_want.required, auth_level::encryption_only);
     EXPECT_TRUE(unusable_want.dane_records.empty());
@@ -253,7 +265,7 @@ peer_expectation dane_expectation(std::vector<route::tlsa_record> records) {
     auto want = expectation_for(connector(false, config::tls_auth_level::encryption_only), "partner.test",
                                 "mx.partner.test", true);
     attempt_plan plan;
-    apply_dane({policy::dane_requirement::kind::authenticate, std::move(records), "test"}, "mx.partner.test",
+    apply_dane({policy::dane_requirement::kind::authenticate, std::move(records), "test", {}}, "mx.partner.test",
                "partner.test", want, plan);
     return want;
 }

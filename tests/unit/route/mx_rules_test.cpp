@@ -22,14 +22,14 @@ mx_answer mx_data(std::vector<mx_record> records, dnssec status = dnssec::insecu
 }
 
 address_answer addresses(std::vector<std::string> texts, dnssec status = dnssec::insecure) {
-    address_answer answer{outcome(answer_kind::data, status), {}};
+    address_answer answer{outcome(answer_kind::data, status), {}, {}};
     for (const auto& t : texts) answer.addresses.push_back(make_address(t));
     return answer;
 }
 
-address_answer no_data(dnssec status = dnssec::insecure) { return {outcome(answer_kind::nodata, status), {}}; }
+address_answer no_data(dnssec status = dnssec::insecure) { return {outcome(answer_kind::nodata, status), {}, {}}; }
 
-address_answer failed(answer_kind kind, std::string detail = {}) { return {outcome(kind, dnssec::insecure, detail), {}}; }
+address_answer failed(answer_kind kind, std::string detail = {}) { return {outcome(kind, dnssec::insecure, detail), {}, {}}; }
 
 host_answers v4(std::string a) { return {addresses({std::move(a)}), no_data()}; }
 
@@ -214,7 +214,7 @@ TEST_F(mx_rules, one_failed_address_family_does_not_lose_the_other) {
 
 TEST_F(mx_rules, bogus_addresses_are_never_used) {
     auto plan = plan_from_mx("example.test", mx_data({{10, "mx.example.test"}}), own, tie_order);
-    address_answer bogus{outcome(answer_kind::bogus, dnssec::bogus, "no signatures"), {make_address("203.0.113.66")}};
+    address_answer bogus{outcome(answer_kind::bogus, dnssec::bogus, "no signatures"), {make_address("203.0.113.66")}, {}};
     auto hops = hops_from_addresses("example.test", plan, {{bogus, no_data()}});
     EXPECT_EQ(hops.status, lookup_status::defer);
     EXPECT_NE(hops.reason.find("DNSSEC-bogus answer for mx.example.test A"), std::string::npos) << hops.reason;
