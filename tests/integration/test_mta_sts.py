@@ -16,9 +16,10 @@ hops listen on 127.0.0.x at the one [dns] mx_port.
   both.test       enforce and DANE-EE (signed zone)      self-signed, TLSA match  delivered, dane-ee (DANE wins)
 The fetched enforce policy is in data_dir/mta-sts.json after the server stopped.
 REQUIRETLS (RFC 8689 §4.2.1): an MX listed by an enforced policy is a protected path even
-from insecure DNS (delivered, REQUIRETLS passed on); one under a testing policy, or one the
-enforced policy does not list, is not (returned at once, never connected to); a listed MX
-with the wrong certificate name returns the message at once.
+from insecure DNS (delivered, REQUIRETLS passed on); one under a testing policy, one the
+enforced policy does not list, or one whose policy cannot be fetched, is not (returned at
+once, never connected to); a listed MX with the wrong certificate name returns the message
+at once; DANE with MTA-STS delivers (DANE authenticates the hop).
 """
 
 import hashlib
@@ -119,6 +120,7 @@ class MtaSts(PosternTestCase):
         cls.policy_host = start_policy_host()
         cls.port, cls.hops = hops_on_one_port(HOPS)
         cls.hops["127.0.0.21"].offer_requiretls = True
+        cls.hops["127.0.0.26"].offer_requiretls = True
         try:
             cls.lab = DnssecLab(zones())
         except BaseException:
@@ -231,7 +233,8 @@ class MtaSts(PosternTestCase):
 
     def test_requiretls_takes_an_mx_an_enforced_policy_lists(self):
         sender = self.start_sender()
-        for rcpt in ("rt@enforce.test", "rt@testing.test", "rt@wrongname.test", "rt@unlisted.test"):
+        for rcpt in ("rt@enforce.test", "rt@testing.test", "rt@wrongname.test", "rt@unlisted.test", "rt@nofetch.test",
+                     "rt@both.test"):
             with smtplib.SMTP("127.0.0.1", sender.port(), timeout=30) as c:
                 c.starttls(context=pki().client_context())
                 c.ehlo("client.postern.test")
@@ -256,6 +259,15 @@ class MtaSts(PosternTestCase):
                    what="rt@unlisted.test returned")
         self.assertEqual(self.received_by("127.0.0.22", "rt@wrongname.test"), [])
         self.assertEqual(self.hops["127.0.0.23"].connections, 0)
+        # No policy to be had, MX from insecure DNS: no protected path, returned unsent.
+        wait_until(lambda: queued_recipient(sender, "rt@nofetch.test") is None, DELIVERY_TIMEOUT,
+                   what="rt@nofetch.test returned")
+        self.assertEqual(self.received_by("127.0.0.25", "rt@nofetch.test"), [])
+        # DANE with MTA-STS: DANE authenticates the hop, which offers REQUIRETLS: delivered.
+        wait_until(lambda: self.received_by("127.0.0.26", "rt@both.test"), DELIVERY_TIMEOUT,
+                   what="the REQUIRETLS message at both.test")
+        mail_from = next(m for _, m, r, _ in self.hops["127.0.0.26"].received() if any("rt@both" in x for x in r))
+        self.assertIn("REQUIRETLS", mail_from)
 
 
 def check_rfc8460_report(test, report):
