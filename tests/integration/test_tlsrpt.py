@@ -27,6 +27,7 @@ import os
 import re
 import ssl
 import threading
+import time
 import unittest
 
 from delivery_fakes import DELIVERY_TIMEOUT, hops_on_one_port, queued_recipient, relay_connector, require_delivery, submit
@@ -107,7 +108,12 @@ class TlsRpt(PosternTestCase):
             h.stop()
         cls.lab.stop()
 
-    def start_sender(self, tls_rpt):
+    def setUp(self):
+        super().setUp()
+        with ReportHandler.lock:
+            ReportHandler.posts.clear()
+
+    def start_sender(self, tls_rpt, **kw):
         extra = (f'\n[dns]\nunbound_config = "{self.lab.unbound_config()}"\nmx_port = {self.port}\n'
                  "\n[tls_rpt]\n" + "".join(f'{k} = {json.dumps(v)}\n' for k, v in tls_rpt.items()))
         sender = self.start(config_text(
@@ -115,7 +121,7 @@ class TlsRpt(PosternTestCase):
             server={"hostname": "sender.postern.test"},
             queue={"retry": ["10m"], "double_bounce_recipient": "postmaster@plain.test"},
             send_connectors=[{"name": "by-mx", "address_spaces": DOMAINS}],
-            extra=extra))
+            extra=extra), **kw)
         require_delivery(self, sender)
         return sender
 
@@ -163,9 +169,9 @@ class TlsRpt(PosternTestCase):
         self.assertEqual(policy["summary"]["total-successful-session-count"], 1)
 
         # The mail: through the queue to inbox.test despite its TLSA mismatch (TLS-Required: No).
-        wait_until(lambda: self.received_by("127.0.0.52", "tlsrpt@inbox.test"), DELIVERY_TIMEOUT,
-                   what="the mailed report at inbox.test")
-        [(_, mail_from, _, data)] = [m for m in self.hops["127.0.0.52"].received()]
+        wait_until(lambda: [m for m in self.hops["127.0.0.52"].received() if posted["report-id"] in m[3]],
+                   DELIVERY_TIMEOUT, what="the mailed report at inbox.test")
+        [(_, mail_from, _, data)] = [m for m in self.hops["127.0.0.52"].received() if posted["report-id"] in m[3]]
         self.assertRegex(mail_from, r"^MAIL FROM:<>")
         msg = email.message_from_string(data, policy=email.policy.default)
         self.assertEqual(str(msg["Subject"]), f"Report Domain: report.test Submitter: sender.postern.test "
@@ -199,6 +205,32 @@ class TlsRpt(PosternTestCase):
         self.assertIn("no outbound TLS sessions were counted", again.stdout)
         with ReportHandler.lock:
             self.assertEqual(len([p for p in ReportHandler.posts if p[0] == "/tlsrpt"]), 1)
+
+    def test_a_period_from_an_earlier_day_is_sent_at_start(self):
+        # The server was down over midnight: the counts it kept are yesterday's.
+        started = int(time.time()) - 86400
+        kept = {"version": 1, "start": started, "domains": {"report.test": [
+            {"key": "no-policy-found", "type": "no-policy-found", "strings": [], "mx_patterns": [],
+             "successes": 7, "failures": [{"result": "certificate-expired", "mx": "mx.report.test",
+                                           "ip": "127.0.0.51", "count": 2}]}]}}
+
+        def seed(base):
+            with open(os.path.join(base, "data", "tlsrpt.json"), "w") as f:
+                json.dump(kept, f)
+
+        self.start_sender({"enabled": True, "contact_info": "tlsrpt-contact@sender.postern.test"}, before_start=seed)
+
+        def yesterdays():
+            with ReportHandler.lock:
+                posts = [json.loads(gzip.decompress(b)) for path, _, _, b in ReportHandler.posts if path == "/tlsrpt"]
+            return [r for r in posts if r["policies"][0]["summary"]["total-successful-session-count"] == 7]
+        [report] = wait_until(yesterdays, DELIVERY_TIMEOUT, what="yesterday's report posted at start")
+        check_rfc8460_report(self, report)
+        self.assertEqual(report["date-range"]["start-datetime"],
+                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
+        self.assertEqual(report["organization-name"], "sender.postern.test")   # the default: [server] hostname
+        [failure] = report["policies"][0]["failure-details"]
+        self.assertEqual((failure["result-type"], failure["failed-session-count"]), ("certificate-expired", 2))
 
     def test_ordinary_mail_to_the_tlsa_mismatch_is_held_back(self):
         sender = self.start_sender({"enabled": False})
