@@ -110,9 +110,13 @@ decision apply_result(smtp::recipient& rcpt, const recipient_result& result, con
         break;
     }
     // RFC 5321 §4.5.4.1: give up after the configured time in the queue (default 2 days;
-    // the RFC suggests 4-5); the DSN then carries the last reason.
-    if (queue::expired(env.received_at, now, queue.expire)) {
-        rcpt.last_reply = "expired after " + duration_text(queue.expire) + " in the queue; last attempt: " +
+    // the RFC suggests 4-5); the DSN then carries the last reason. A TLS-RPT report is
+    // tried for a day at most (RFC 8460 §5.4).
+    const auto lifetime = env.receive_connector == smtp::tls_report_origin
+                              ? std::min<std::chrono::seconds>(queue.expire, std::chrono::hours(24))
+                              : queue.expire;
+    if (queue::expired(env.received_at, now, lifetime)) {
+        rcpt.last_reply = "expired after " + duration_text(lifetime) + " in the queue; last attempt: " +
                           rcpt.last_reply;
         return decision::bounce;
     }

@@ -1,7 +1,10 @@
 // tlsrpt/sender.cpp: see sender.hpp.
 #include "tlsrpt/sender.hpp"
 
+#include <charconv>
+#include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -34,12 +37,17 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+std::string hex(std::string_view bytes) {
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (unsigned char b : bytes) out += fmt::format("{:02x}", b);
+    return out;
+}
+
 std::string random_hex(std::size_t octets) {
     std::vector<unsigned char> bytes(octets);
     if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
-    std::string out;
-    for (auto b : bytes) out += fmt::format("{:02x}", b);
-    return out;
+    return hex({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
 auto utc_day(system_clock::time_point t) { return std::chrono::floor<std::chrono::days>(t); }
@@ -54,14 +62,33 @@ std::uint64_t sessions_of(const policy::tlsrpt_period& period, const std::string
     return n;
 }
 
-/// A POST that failed, to be tried again (§5.4).
+/// A POST not yet made, or that failed and is to be tried again (§5.4). Kept in
+/// data_dir/tlsrpt-outbox.json (0600) until it succeeds or is given up, so a restart or
+/// a crash between closing a period and posting its reports loses none of them.
 struct pending_post {
     std::string domain;
     report_uri uri;
     std::string gzipped;
     std::size_t retries_done = 0;
-    steady_clock::time_point due;
+    system_clock::time_point due;
+    bool busy = false;   // an attempt is under way
 };
+
+std::optional<std::string> unhex(const std::string& text) {
+    if (text.size() % 2 != 0) return std::nullopt;
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); i += 2) {
+        unsigned value = 0;
+        auto [end, ec] = std::from_chars(text.data() + i, text.data() + i + 2, value, 16);
+        if (ec != std::errc() || end != text.data() + i + 2) return std::nullopt;
+        out += static_cast<char>(value);
+    }
+    return out;
+}
+
+long long epoch_seconds(system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -69,7 +96,8 @@ struct sender::impl {
     impl(const config::configuration& c, policy::tlsrpt_ledger& l, route::next_hop_source& d, queue::store& s,
          std::function<std::shared_ptr<SSL_CTX>()> h, sender_options o)
         : cfg(std::make_shared<const config::configuration>(c)), ledger(l), dns(d), store(s), https(std::move(h)),
-          options(std::move(o)) {}
+          options(std::move(o)),
+          outbox(c.server.data_dir.empty() ? std::filesystem::path() : c.server.data_dir / "tlsrpt-outbox.json") {}
 
     std::shared_ptr<const config::configuration> config() {
         std::lock_guard lock(mutex);
@@ -136,7 +164,10 @@ struct sender::impl {
                 if (seen.insert(uri.address).second) mail_to.push_back(uri.address);
                 continue;
             }
-            auto posted = co_await post(domain, uri, gzipped, 0);
+            const auto id = next_post++;
+            pending[id] = pending_post{domain, uri, gzipped, 0, system_clock::now(), false};
+            save_outbox();   // before the attempt: a crash now still posts it after the restart
+            auto posted = co_await attempt(id);
             outcomes.push_back(std::move(posted));
         }
         if (!mail_to.empty()) {
@@ -150,38 +181,67 @@ struct sender::impl {
         co_return outcomes;
     }
 
-    asio::awaitable<outcome> post(const std::string& domain, const report_uri& uri, const std::string& gzipped,
-                                  std::size_t retries_done) {
-        outcome out{domain, uri.uri, false, ""};
-        const auto resolved = co_await route::resolve_host_async(dns, uri.host);
+    /// One POST of pending[id]; on failure it waits for the next retry, or is given up.
+    asio::awaitable<outcome> attempt(std::uint64_t id) {
+        auto& p = pending.at(id);   // a map node: stays put while other entries come and go
+        p.busy = true;
+        outcome out{p.domain, p.uri.uri, false, ""};
+        const auto resolved = co_await route::resolve_host_async(dns, p.uri.host);
         policy::https_result got;
         if (resolved.first.addresses.empty()) {
-            got.error = fmt::format("{} has no address{}", uri.host, resolved.second.empty() ? "" : ": " + resolved.second);
+            got.error = fmt::format("{} has no address{}", p.uri.host, resolved.second.empty() ? "" : ": " + resolved.second);
         } else {
             auto executor = co_await asio::this_coro::executor;
             policy::https_limits limits;
             limits.timeout = std::chrono::seconds(60);
             for (const auto& address : resolved.first.addresses) {
-                got = co_await policy::https_post(executor, {address, uri.port}, uri.host, uri.path,
-                                                  "application/tlsrpt+gzip", gzipped, https(), limits);
+                got = co_await policy::https_post(executor, {address, p.uri.port}, p.uri.host, p.uri.path,
+                                                  "application/tlsrpt+gzip", p.gzipped, https(), limits);
                 if (got.ok) break;
             }
         }
+        p.busy = false;
         out.ok = got.ok;
         out.detail = got.ok ? "posted" : got.error;
         if (got.ok) {
-            spdlog::info("tlsrpt: report for {} posted to {}", domain, uri.uri);
-            co_return out;
-        }
-        if (retries_done < options.post_retries.size()) {
-            const auto wait = options.post_retries[retries_done];
+            spdlog::info("tlsrpt: report for {} posted to {}", p.domain, p.uri.uri);
+            pending.erase(id);
+        } else if (p.retries_done < options.post_retries.size()) {
+            const auto wait = options.post_retries[p.retries_done++];
+            p.due = system_clock::now() + wait;
             out.detail += fmt::format("; tried again in {}s", wait.count());
-            pending.push_back({domain, uri, gzipped, retries_done + 1, steady_clock::now() + wait});
+            spdlog::warn("tlsrpt: report for {} not posted to {}: {}", p.domain, p.uri.uri, out.detail);
         } else {
             out.detail += "; given up";
+            spdlog::warn("tlsrpt: report for {} not posted to {}: {}", p.domain, p.uri.uri, out.detail);
+            pending.erase(id);
         }
-        spdlog::warn("tlsrpt: report for {} not posted to {}: {}", domain, uri.uri, out.detail);
+        save_outbox();
         co_return out;
+    }
+
+    void save_outbox() const {
+        if (outbox.empty()) return;
+        nlohmann::json posts = nlohmann::json::array();
+        for (const auto& [id, p] : pending)
+            posts.push_back({{"domain", p.domain}, {"uri", p.uri.uri}, {"report", hex(p.gzipped)},
+                             {"retries_done", p.retries_done}, {"due", epoch_seconds(p.due)}});
+        policy::write_state_file(outbox, {{"version", 1}, {"posts", posts}}, "TLS-RPT outbox");
+    }
+
+    void load_outbox() {
+        const auto doc = policy::read_state_file(outbox, "TLS-RPT outbox");
+        if (!doc) return;
+        for (const auto& j : doc->value("posts", nlohmann::json::array())) {
+            std::string error;
+            auto uri = parse_report_uri(j.value("uri", std::string()), error);
+            auto gzipped = unhex(j.value("report", std::string()));
+            if (!uri || uri->what != report_uri::scheme::https || !gzipped) continue;   // damaged: dropped
+            pending[next_post++] = pending_post{j.value("domain", std::string()), std::move(*uri), std::move(*gzipped),
+                                                j.value("retries_done", std::size_t{0}),
+                                                system_clock::time_point(std::chrono::seconds(j.value("due", 0LL))), false};
+        }
+        if (!pending.empty()) spdlog::info("tlsrpt: {} report POST(s) waiting from before", pending.size());
     }
 
     asio::awaitable<outcome> queue_mail(report_mail m) {
@@ -212,6 +272,7 @@ struct sender::impl {
 
     /// Once a tick: the period closes when the UTC day changed; due POSTs are tried again.
     asio::awaitable<void> run() {
+        load_outbox();
         asio::steady_timer timer(co_await asio::this_coro::executor);
         for (;;) {
             const auto now = system_clock::now();
@@ -219,14 +280,12 @@ struct sender::impl {
                 auto sent = co_await close_and_send(now);
                 (void)sent;   // each outcome is in the server log
             }
-            auto due = std::move(pending);
-            pending.clear();
-            for (auto& p : due) {
-                if (p.due > steady_clock::now()) {
-                    pending.push_back(std::move(p));
-                    continue;
-                }
-                auto again = co_await post(p.domain, p.uri, p.gzipped, p.retries_done);
+            std::vector<std::uint64_t> due;
+            for (const auto& [id, p] : pending)
+                if (!p.busy && p.due <= system_clock::now()) due.push_back(id);
+            for (const auto id : due) {
+                if (!pending.contains(id) || pending.at(id).busy) continue;
+                auto again = co_await attempt(id);
                 (void)again;
             }
             // Wake at the next midnight UTC, or at the next tick, whichever comes first.
@@ -245,7 +304,9 @@ struct sender::impl {
     queue::store& store;
     std::function<std::shared_ptr<SSL_CTX>()> https;
     sender_options options;
-    std::vector<pending_post> pending;   // on the sender's thread only
+    std::filesystem::path outbox;
+    std::map<std::uint64_t, pending_post> pending;   // on the sender's thread only
+    std::uint64_t next_post = 0;
     asio::io_context io;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
     std::thread thread;

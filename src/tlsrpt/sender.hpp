@@ -6,7 +6,8 @@
 // send` (now). With [tls_rpt] enabled, each policy domain of the closed period gets its
 // report: the _smtp._tls TXT record is looked up (§3); the report is gzipped JSON (§4.4,
 // §5.1); "https:" addresses get a POST of application/tlsrpt+gzip (§5.2), retried with
-// back-off for up to a day while the server runs (§5.4); "mailto:" addresses get one
+// back-off for up to a day (§5.4; the POSTs not yet made are kept in
+// data_dir/tlsrpt-outbox.json, so a restart loses none); "mailto:" addresses get one
 // message (§5.3) committed to the queue like a DSN and delivered by the send connectors.
 // Mailed reports loop nowhere: the null reverse path (no DSN ever goes back), "TLS-Required:
 // No" (delivered despite TLS failures), and their own sessions are not counted (the
@@ -54,7 +55,7 @@ public:
     ~sender();
 
     void start();   // a thread of its own
-    void stop();    // POSTs under way are abandoned (their reports are lost; mail is queued already)
+    void stop();    // POSTs under way are abandoned; they wait in the outbox for the next start
     void update_configuration(const config::configuration& cfg);
 
     /// `postern tlsrpt send`: closes the open period now and sends its reports; waits up to

@@ -150,6 +150,14 @@ class TlsRpt(PosternTestCase):
         self.assertTrue(outcomes[("broken.test", "mailto:tlsrpt@nowhere.test")]["ok"])
         self.assertEqual(outcomes[("plain.test", "")]["detail"], "no TLS-RPT record")
 
+        # The failed POST waits in the outbox (0600) for its retry, across restarts.
+        outbox = os.path.join(sender.data_dir, "tlsrpt-outbox.json")
+        with open(outbox) as f:
+            [waiting] = json.load(f)["posts"]
+        self.assertEqual((waiting["uri"], waiting["retries_done"]), (https_base + "/fail", 1))
+        self.assertGreater(waiting["due"], time.time() + 200)
+        self.assertEqual(os.stat(outbox).st_mode & 0o777, 0o600)
+
         # The POST: application/tlsrpt+gzip, an RFC 8460 report of the sessions counted.
         with ReportHandler.lock:
             posts = [p for p in ReportHandler.posts if p[0] == "/tlsrpt"]
@@ -231,6 +239,35 @@ class TlsRpt(PosternTestCase):
         self.assertEqual(report["organization-name"], "sender.postern.test")   # the default: [server] hostname
         [failure] = report["policies"][0]["failure-details"]
         self.assertEqual((failure["result-type"], failure["failed-session-count"]), ("certificate-expired", 2))
+
+    def test_a_post_waiting_in_the_outbox_is_made_after_a_restart(self):
+        report = {"organization-name": "x", "date-range": {"start-datetime": "2026-12-01T00:00:00Z",
+                                                          "end-datetime": "2026-12-02T00:00:00Z"},
+                  "contact-info": "c", "report-id": "waiting@sender.postern.test", "policies": []}
+        uri = f"https://reports.report.test:{self.report_host.server_address[1]}/fail"
+        waiting = {"version": 1, "posts": [{"domain": "report.test", "uri": uri, "retries_done": 4, "due": 0,
+                                            "report": gzip.compress(json.dumps(report).encode()).hex()}]}
+
+        def seed(base):
+            with open(os.path.join(base, "data", "tlsrpt-outbox.json"), "w") as f:
+                json.dump(waiting, f)
+
+        sender = self.start_sender({"enabled": True, "contact_info": "c"}, before_start=seed)
+
+        def posted():
+            with ReportHandler.lock:
+                return [json.loads(gzip.decompress(b)) for path, _, _, b in ReportHandler.posts if path == "/fail"]
+        self.assertEqual(wait_until(posted, DELIVERY_TIMEOUT, what="the waiting POST made")[0], report)
+        outbox = os.path.join(sender.data_dir, "tlsrpt-outbox.json")
+
+        def retries_done():
+            with open(outbox) as f:
+                return [p["retries_done"] for p in json.load(f)["posts"]] == [5] or None
+        wait_until(retries_done, DELIVERY_TIMEOUT, what="the outbox updated after the failed retry")
+        # It failed again: the last wait of the schedule (12 h) follows; after that it is given up.
+        self.assertIn("tried again in 43200s", wait_until(
+            lambda: [l for l in sender.stderr_text().splitlines() if "not posted to" in l], DELIVERY_TIMEOUT,
+            what="the failed retry logged")[0])
 
     def test_ordinary_mail_to_the_tlsa_mismatch_is_held_back(self):
         sender = self.start_sender({"enabled": False})

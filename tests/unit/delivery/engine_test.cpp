@@ -289,6 +289,14 @@ TEST(scheduler, results_become_states_retries_and_bounces) {
     EXPECT_EQ(apply_result(brief, transient, env, short_queue, env.received_at + 4s), decision::bounce);
     EXPECT_NE(brief.last_reply.find("expired after 3s in the queue"), std::string::npos) << brief.last_reply;
 
+    // A TLS-RPT report of ours is tried for a day at most (RFC 8460 §5.4).
+    auto report = env;
+    report.receive_connector = std::string(smtp::tls_report_origin);
+    smtp::recipient late = report.recipients[0];
+    EXPECT_EQ(apply_result(late, transient, report, q, report.received_at + 23h), decision::retry);
+    EXPECT_EQ(apply_result(late, transient, report, q, report.received_at + 25h), decision::bounce);
+    EXPECT_NE(late.last_reply.find("expired after 1d in the queue"), std::string::npos) << late.last_reply;
+
     recipient_result ok;
     ok.what = verdict::delivered;
     EXPECT_EQ(apply_result(old, ok, env, q, now), decision::done);
