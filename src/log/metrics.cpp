@@ -109,6 +109,14 @@ std::string metrics::prometheus_text(const queue_gauges& queue) const {
         out += fmt::format("postern_tls_results_total{{direction=\"outbound\",result=\"{}\"}} {}\n",
                            tls_result_words[i], tls_results_[i].load(std::memory_order_relaxed));
 
+    family(out, "postern_tlsrpt_reports_total", "counter",
+           "TLS-RPT reports handed on: POSTed (https) or queued (mail), sent or failed.");
+    for (std::size_t m = 0; m < 2; ++m)
+        for (std::size_t v = 0; v < 2; ++v)
+            out += fmt::format("postern_tlsrpt_reports_total{{method=\"{}\",outcome=\"{}\"}} {}\n",
+                               m == 1 ? "https" : "mail", v == 1 ? "sent" : "failed",
+                               tlsrpt_reports_[m][v].load(std::memory_order_relaxed));
+
     family(out, "postern_certificate_expiry_timestamp_seconds", "gauge",
            "When each certificate of the key ring expires (notAfter), by label.");
     for (const auto& c : certificates())

@@ -52,6 +52,11 @@ public:
     /// opportunistic, cleartext, or an RFC 8460 result type); a word not in
     /// tls_result_words counts as "validation-failure".
     void tls_result(std::string_view word);
+    /// One TLS-RPT report handed on: by HTTPS POST (https) or into the queue (mail), and
+    /// whether that worked (a 2xx; a durable commit).
+    void tlsrpt_report(bool https, bool sent) {
+        tlsrpt_reports_[https ? 1 : 0][sent ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+    }
     /// The key ring's certificates, replaced as a whole at start and at reload.
     void set_certificates(std::vector<certificate_expiry> certificates);
     std::vector<certificate_expiry> certificates() const;
@@ -70,6 +75,7 @@ private:
     std::array<std::array<std::atomic<std::uint64_t>, tls_kinds>, 2> sessions_{};
     std::array<std::array<std::atomic<std::uint64_t>, 2>, 2> verdicts_{};   // [direction][fail, pass]
     std::array<std::atomic<std::uint64_t>, 17> tls_results_{};               // by tls_result_words
+    std::array<std::array<std::atomic<std::uint64_t>, 2>, 2> tlsrpt_reports_{};   // [mail, https][failed, sent]
     mutable std::mutex certificates_mutex_;
     std::vector<certificate_expiry> certificates_;
 };

@@ -22,6 +22,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "log/metrics.hpp"
 #include "policy/https_fetch.hpp"
 #include "policy/state_file.hpp"
 #include "tlsrpt/record.hpp"
@@ -201,6 +202,7 @@ struct sender::impl {
             }
         }
         p.busy = false;
+        log::metrics::global().tlsrpt_report(true, got.ok);
         out.ok = got.ok;
         out.detail = got.ok ? "posted" : got.error;
         if (got.ok) {
@@ -262,6 +264,7 @@ struct sender::impl {
         auto message = std::make_shared<std::pair<smtp::envelope, std::string>>(std::move(env), compose(m));
         auto commit = [this, message](auto done) { store.commit(message->first, message->second, std::move(done)); };
         auto committed = co_await route::detail::await_callback<queue::commit_result>(commit);
+        log::metrics::global().tlsrpt_report(false, committed.ok);
         outcome out{domain, "", committed.ok, committed.ok ? "queued as " + committed.id : committed.reason};
         if (committed.ok)
             spdlog::info("tlsrpt: report for {} queued as {} to {}", domain, committed.id, fmt::join(m.to, ", "));

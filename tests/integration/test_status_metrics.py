@@ -33,6 +33,8 @@ FAMILIES = [
     "postern_queue_messages",
     "postern_sessions_total",
     "postern_tls_verdicts_total",
+    "postern_tls_results_total",
+    "postern_tlsrpt_reports_total",
     "postern_certificate_expiry_timestamp_seconds",
 ]
 

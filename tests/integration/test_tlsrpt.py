@@ -21,6 +21,7 @@ import base64
 import email
 import email.policy
 import gzip
+import http.client
 import http.server
 import json
 import os
@@ -113,9 +114,10 @@ class TlsRpt(PosternTestCase):
         with ReportHandler.lock:
             ReportHandler.posts.clear()
 
-    def start_sender(self, tls_rpt, **kw):
-        extra = (f'\n[dns]\nunbound_config = "{self.lab.unbound_config()}"\nmx_port = {self.port}\n'
-                 "\n[tls_rpt]\n" + "".join(f'{k} = {json.dumps(v)}\n' for k, v in tls_rpt.items()))
+    def start_sender(self, tls_rpt, metrics=False, **kw):
+        extra = '\n[metrics]\nlisten = "127.0.0.1:0"\n' if metrics else ""
+        extra += (f'\n[dns]\nunbound_config = "{self.lab.unbound_config()}"\nmx_port = {self.port}\n'
+                  "\n[tls_rpt]\n" + "".join(f'{k} = {json.dumps(v)}\n' for k, v in tls_rpt.items()))
         sender = self.start(config_text(
             [relay_connector()],
             server={"hostname": "sender.postern.test"},
@@ -130,7 +132,7 @@ class TlsRpt(PosternTestCase):
 
     def test_reports_go_by_https_and_by_mail_and_never_loop(self):
         sender = self.start_sender({"enabled": True, "organization_name": "Postern Test Org",
-                                    "contact_info": "tlsrpt-contact@sender.postern.test"})
+                                    "contact_info": "tlsrpt-contact@sender.postern.test"}, metrics=True)
         for rcpt, hop in (("user@report.test", "127.0.0.51"), ("user@broken.test", "127.0.0.53"),
                           ("user@plain.test", "127.0.0.53")):
             submit(sender, rcpt, f"to {rcpt}")
@@ -202,6 +204,15 @@ class TlsRpt(PosternTestCase):
                    in sender.stderr_text(), DELIVERY_TIMEOUT, what="the undeliverable report logged")
         wait_until(lambda: not sender.queue_list(strict=True), DELIVERY_TIMEOUT, what="an empty queue")
         self.assertEqual(self.received_by("127.0.0.53", "postmaster@plain.test"), [])
+
+        # The metrics count what went where: one POST sent, one failed, two messages queued.
+        m = sender.ready["metrics"]
+        c = http.client.HTTPConnection(m["address"], m["port"], timeout=10)
+        c.request("GET", "/metrics")
+        body = c.getresponse().read().decode()
+        c.close()
+        for method, outcome, n in (("https", "sent", 1), ("https", "failed", 1), ("mail", "sent", 2), ("mail", "failed", 0)):
+            self.assertIn(f'postern_tlsrpt_reports_total{{method="{method}",outcome="{outcome}"}} {n}\n', body)
 
         # Nothing counted twice: the next period starts where the sent one ended, and the
         # report's own session (to inbox.test) is not in it.
