@@ -21,7 +21,9 @@ std::string policy_key(const tlsrpt_session& s) {
     return key;
 }
 
-json period_json(const tlsrpt_period& p) {
+}  // namespace
+
+json tlsrpt_period_json(const tlsrpt_period& p) {
     json domains = json::object();
     for (const auto& [domain, policies] : p.domains) {
         json list = json::array();
@@ -38,12 +40,15 @@ json period_json(const tlsrpt_period& p) {
         }
         domains[domain] = list;
     }
-    return {{"version", 1}, {"start", seconds_of(p.start)}, {"domains", domains}};
+    json doc = {{"version", 1}, {"start", seconds_of(p.start)}, {"domains", domains}};
+    if (p.end != sys_time{}) doc["end"] = seconds_of(p.end);
+    return doc;
 }
 
-tlsrpt_period period_from(const json& j) {
+tlsrpt_period tlsrpt_period_from(const json& j) {
     tlsrpt_period p;
     p.start = sys_time(std::chrono::seconds(j.at("start").get<long long>()));
+    if (j.contains("end")) p.end = sys_time(std::chrono::seconds(j.at("end").get<long long>()));
     for (const auto& [domain, list] : j.at("domains").items())
         for (const auto& c : list) {
             auto& counts = p.domains[domain][c.at("key").get<std::string>()];
@@ -58,14 +63,12 @@ tlsrpt_period period_from(const json& j) {
     return p;
 }
 
-}  // namespace
-
 tlsrpt_ledger::tlsrpt_ledger(std::filesystem::path file, sys_time now) : file_(std::move(file)) {
     period_.start = now;
     const auto doc = read_state_file(file_, "TLS-RPT");
     if (!doc) return;
     try {
-        period_ = period_from(*doc);
+        period_ = tlsrpt_period_from(*doc);
     } catch (const std::exception& e) {
         spdlog::warn("TLS-RPT: {} is damaged ({}); counting starts again now", file_.string(), e.what());
         period_ = tlsrpt_period{};
@@ -117,7 +120,7 @@ tlsrpt_period tlsrpt_ledger::close(sys_time now) {
     return closed;
 }
 
-void tlsrpt_ledger::save_locked() const { write_state_file(file_, period_json(period_), "TLS-RPT"); }
+void tlsrpt_ledger::save_locked() const { write_state_file(file_, tlsrpt_period_json(period_), "TLS-RPT"); }
 
 json tlsrpt_report(const tlsrpt_period& period, const std::string& domain, const std::string& organization_name,
                    const std::string& contact_info, const std::string& report_id) {

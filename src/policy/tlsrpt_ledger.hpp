@@ -74,6 +74,11 @@ private:
     bool dirty_ = false;
 };
 
+/// A period as JSON (the form of data_dir/tlsrpt.json) and back; the reading throws
+/// (nlohmann::json's exceptions) on a document that is not one.
+nlohmann::json tlsrpt_period_json(const tlsrpt_period& period);
+tlsrpt_period tlsrpt_period_from(const nlohmann::json& doc);
+
 /// RFC 8460 §4.4: the report of one policy domain for `period`.
 nlohmann::json tlsrpt_report(const tlsrpt_period& period, const std::string& domain,
                              const std::string& organization_name, const std::string& contact_info,

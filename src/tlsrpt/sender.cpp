@@ -109,20 +109,36 @@ struct sender::impl {
     asio::awaitable<std::vector<outcome>> close_and_send(system_clock::time_point now) {
         const auto c = config();
         auto period = ledger.close(now);
-        ledger.flush();
         const auto span = fmt::format("{} to {}", policy::iso_utc(period.start), policy::iso_utc(period.end));
-        std::vector<outcome> outcomes;
         if (!c->tls_rpt.enabled) {
             spdlog::info("tlsrpt: period {} closed ({} domain(s)); [tls_rpt] enabled = false, no reports sent", span,
                          period.domains.size());
-            co_return outcomes;
+            co_return std::vector<outcome>{};
         }
         spdlog::info("tlsrpt: period {} closed; reports for {} domain(s)", span, period.domains.size());
-        // GCC 12: no co_await inside a range-for over structured bindings, nor as an argument.
-        for (auto it = period.domains.begin(); it != period.domains.end(); ++it) {
-            auto some = co_await send_domain(*c, period, it->first);
+        const auto id = next_period++;
+        closing[id] = std::move(period);
+        save_outbox();   // the closed period waits in the outbox until every domain's report is handed on
+        auto outcomes = co_await send_period(id);
+        co_return outcomes;
+    }
+
+    /// The reports of closing[id], one domain after another; each domain leaves the
+    /// outbox once its report is queued (mail) or waits there as a POST.
+    asio::awaitable<std::vector<outcome>> send_period(std::uint64_t id) {
+        const auto c = config();
+        std::vector<outcome> outcomes;
+        for (;;) {
+            auto it = closing.find(id);   // a map node: stays put until erased below
+            if (it == closing.end() || it->second.domains.empty()) break;
+            const std::string domain = it->second.domains.begin()->first;
+            auto some = co_await send_domain(*c, it->second, domain);
             outcomes.insert(outcomes.end(), some.begin(), some.end());
+            it->second.domains.erase(domain);
+            save_outbox();
         }
+        closing.erase(id);
+        save_outbox();
         co_return outcomes;
     }
 
@@ -160,17 +176,16 @@ struct sender::impl {
         const auto gzipped = gzip(report.dump());
         std::vector<std::string> mail_to;
         std::set<std::string> seen;
+        std::vector<std::uint64_t> posts;
         for (const auto& uri : where->rua) {
             if (uri.what == report_uri::scheme::mailto) {
                 if (seen.insert(uri.address).second) mail_to.push_back(uri.address);
                 continue;
             }
-            const auto id = next_post++;
-            pending[id] = pending_post{domain, uri, gzipped, 0, system_clock::now(), false};
-            save_outbox();   // before the attempt: a crash now still posts it after the restart
-            auto posted = co_await attempt(id);
-            outcomes.push_back(std::move(posted));
+            posts.push_back(next_post);
+            pending[next_post++] = pending_post{domain, uri, gzipped, 0, system_clock::now(), false};
         }
+        save_outbox();   // before any attempt: a crash from here on still posts them after the restart
         if (!mail_to.empty()) {
             report_mail m{c.tls_rpt.from_address, mail_to, domain, c.tls_rpt.submitter, report_id,
                           period.start, period.end, system_clock::now(),
@@ -178,6 +193,10 @@ struct sender::impl {
                           unique};
             auto queued = co_await queue_mail(std::move(m));
             for (const auto& address : mail_to) outcomes.push_back({domain, "mailto:" + address, queued.ok, queued.detail});
+        }
+        for (const auto id : posts) {
+            auto posted = co_await attempt(id);
+            outcomes.push_back(std::move(posted));
         }
         co_return outcomes;
     }
@@ -228,7 +247,9 @@ struct sender::impl {
         for (const auto& [id, p] : pending)
             posts.push_back({{"domain", p.domain}, {"uri", p.uri.uri}, {"report", hex(p.gzipped)},
                              {"retries_done", p.retries_done}, {"due", epoch_seconds(p.due)}});
-        policy::write_state_file(outbox, {{"version", 1}, {"posts", posts}}, "TLS-RPT outbox");
+        nlohmann::json periods = nlohmann::json::array();
+        for (const auto& [id, period] : closing) periods.push_back(policy::tlsrpt_period_json(period));
+        policy::write_state_file(outbox, {{"version", 1}, {"posts", posts}, {"periods", periods}}, "TLS-RPT outbox");
     }
 
     void load_outbox() {
@@ -243,7 +264,17 @@ struct sender::impl {
                                                 j.value("retries_done", std::size_t{0}),
                                                 system_clock::time_point(std::chrono::seconds(j.value("due", 0LL))), false};
         }
-        if (!pending.empty()) spdlog::info("tlsrpt: {} report POST(s) waiting from before", pending.size());
+        for (const auto& j : doc->value("periods", nlohmann::json::array())) {
+            try {
+                closing[next_period++] = policy::tlsrpt_period_from(j);
+            } catch (const std::exception& e) {
+                spdlog::warn("tlsrpt: a closed period in {} is damaged ({}); its reports are lost", outbox.string(),
+                             e.what());
+            }
+        }
+        if (!pending.empty() || !closing.empty())
+            spdlog::info("tlsrpt: from before: {} report POST(s) waiting, {} closed period(s) not yet sent",
+                         pending.size(), closing.size());
     }
 
     asio::awaitable<outcome> queue_mail(report_mail m) {
@@ -276,6 +307,12 @@ struct sender::impl {
     /// Once a tick: the period closes when the UTC day changed; due POSTs are tried again.
     asio::awaitable<void> run() {
         load_outbox();
+        std::vector<std::uint64_t> unsent;
+        for (const auto& [id, period] : closing) unsent.push_back(id);
+        for (const auto id : unsent) {
+            auto sent = co_await send_period(id);
+            (void)sent;   // each outcome is in the server log
+        }
         asio::steady_timer timer(co_await asio::this_coro::executor);
         for (;;) {
             const auto now = system_clock::now();
@@ -310,6 +347,8 @@ struct sender::impl {
     std::filesystem::path outbox;
     std::map<std::uint64_t, pending_post> pending;   // on the sender's thread only
     std::uint64_t next_post = 0;
+    std::map<std::uint64_t, policy::tlsrpt_period> closing;   // closed, reports not all handed on yet
+    std::uint64_t next_period = 0;
     asio::io_context io;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
     std::thread thread;

@@ -6,13 +6,15 @@
 // send` (now). With [tls_rpt] enabled, each policy domain of the closed period gets its
 // report: the _smtp._tls TXT record is looked up (§3); the report is gzipped JSON (§4.4,
 // §5.1); "https:" addresses get a POST of application/tlsrpt+gzip (§5.2), retried with
-// back-off for up to a day (§5.4; the POSTs not yet made are kept in
-// data_dir/tlsrpt-outbox.json, so a restart loses none); "mailto:" addresses get one
+// back-off for up to a day (§5.4); "mailto:" addresses get one
 // message (§5.3) committed to the queue like a DSN and delivered by the send connectors.
 // Mailed reports loop nowhere: the null reverse path (no DSN ever goes back), "TLS-Required:
 // No" (delivered despite TLS failures), and their own sessions are not counted (the
 // envelope's receive_connector is smtp::tls_report_origin). Disabled, a closed period is
 // dropped: counting goes on, nothing leaves.
+// data_dir/tlsrpt-outbox.json (0600) holds a closed period until each of its domains'
+// reports is queued or waiting as a POST, and each POST until it succeeds or is given up:
+// a restart or a crash resumes from there (a domain caught mid-way may get its report twice).
 #pragma once
 
 #include <chrono>

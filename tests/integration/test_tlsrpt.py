@@ -251,13 +251,18 @@ class TlsRpt(PosternTestCase):
         [failure] = report["policies"][0]["failure-details"]
         self.assertEqual((failure["result-type"], failure["failed-session-count"]), ("certificate-expired", 2))
 
-    def test_a_post_waiting_in_the_outbox_is_made_after_a_restart(self):
+    def test_what_waits_in_the_outbox_goes_out_after_a_restart(self):
         report = {"organization-name": "x", "date-range": {"start-datetime": "2026-12-01T00:00:00Z",
                                                           "end-datetime": "2026-12-02T00:00:00Z"},
                   "contact-info": "c", "report-id": "waiting@sender.postern.test", "policies": []}
         uri = f"https://reports.report.test:{self.report_host.server_address[1]}/fail"
+        # A closed period whose reports were not handed on (the server stopped mid-way).
+        closed = {"version": 1, "start": 1764633600, "end": 1764720000, "domains": {"report.test": [
+            {"key": "no-policy-found", "type": "no-policy-found", "strings": [], "mx_patterns": [],
+             "successes": 11, "failures": []}]}}
         waiting = {"version": 1, "posts": [{"domain": "report.test", "uri": uri, "retries_done": 4, "due": 0,
-                                            "report": gzip.compress(json.dumps(report).encode()).hex()}]}
+                                            "report": gzip.compress(json.dumps(report).encode()).hex()}],
+                   "periods": [closed]}
 
         def seed(base):
             with open(os.path.join(base, "data", "tlsrpt-outbox.json"), "w") as f:
@@ -268,17 +273,30 @@ class TlsRpt(PosternTestCase):
         def posted():
             with ReportHandler.lock:
                 return [json.loads(gzip.decompress(b)) for path, _, _, b in ReportHandler.posts if path == "/fail"]
-        self.assertEqual(wait_until(posted, DELIVERY_TIMEOUT, what="the waiting POST made")[0], report)
+        wait_until(lambda: report in posted(), DELIVERY_TIMEOUT, what="the waiting POST made")
         outbox = os.path.join(sender.data_dir, "tlsrpt-outbox.json")
 
         def retries_done():
             with open(outbox) as f:
-                return [p["retries_done"] for p in json.load(f)["posts"]] == [5] or None
+                return 5 in [p["retries_done"] for p in json.load(f)["posts"]] or None
         wait_until(retries_done, DELIVERY_TIMEOUT, what="the outbox updated after the failed retry")
+        # The closed period: its report posted (and mailed), the period gone from the outbox.
+        def resumed():
+            with ReportHandler.lock:
+                bodies = [json.loads(gzip.decompress(b)) for path, _, _, b in ReportHandler.posts if path == "/tlsrpt"]
+            return [r for r in bodies if r["policies"][0]["summary"]["total-successful-session-count"] == 11]
+        [again] = wait_until(resumed, DELIVERY_TIMEOUT, what="the closed period's report posted after the restart")
+        check_rfc8460_report(self, again)
+        self.assertEqual(again["date-range"], {"start-datetime": "2025-12-02T00:00:00Z",
+                                               "end-datetime": "2025-12-03T00:00:00Z"})
+
+        def period_gone():
+            with open(outbox) as f:
+                return json.load(f)["periods"] == [] or None
+        wait_until(period_gone, DELIVERY_TIMEOUT, what="the period handed on and gone from the outbox")
         # It failed again: the last wait of the schedule (12 h) follows; after that it is given up.
-        self.assertIn("tried again in 43200s", wait_until(
-            lambda: [l for l in sender.stderr_text().splitlines() if "not posted to" in l], DELIVERY_TIMEOUT,
-            what="the failed retry logged")[0])
+        wait_until(lambda: [l for l in sender.stderr_text().splitlines() if "tried again in 43200s" in l],
+                   DELIVERY_TIMEOUT, what="the failed retry logged with the last wait")
 
     def test_ordinary_mail_to_the_tlsa_mismatch_is_held_back(self):
         sender = self.start_sender({"enabled": False})
