@@ -69,7 +69,8 @@ struct control_handlers {
     std::function<control_reply(const nlohmann::json& request)> route;
     /// "policy" with "action" (show, forget, report): the downgrade memory (`postern policy`).
     std::function<control_reply(const nlohmann::json& request)> policy;
-    /// "tlsrpt" with "action" show: the TLS-RPT counts of the open period.
+    /// "tlsrpt" with "action" show: the TLS-RPT counts of the open period; "send": close
+    /// the period and send its reports.
     std::function<control_reply(const nlohmann::json& request)> tlsrpt;
 };
 

@@ -255,14 +255,20 @@ struct sender::impl {
     void load_outbox() {
         const auto doc = policy::read_state_file(outbox, "TLS-RPT outbox");
         if (!doc) return;
+        // An entry of the wrong shape is dropped with a warning; the others still go out.
         for (const auto& j : doc->value("posts", nlohmann::json::array())) {
-            std::string error;
-            auto uri = parse_report_uri(j.value("uri", std::string()), error);
-            auto gzipped = unhex(j.value("report", std::string()));
-            if (!uri || uri->what != report_uri::scheme::https || !gzipped) continue;   // damaged: dropped
-            pending[next_post++] = pending_post{j.value("domain", std::string()), std::move(*uri), std::move(*gzipped),
-                                                j.value("retries_done", std::size_t{0}),
-                                                system_clock::time_point(std::chrono::seconds(j.value("due", 0LL))), false};
+            try {
+                std::string error;
+                auto uri = parse_report_uri(j.at("uri").get<std::string>(), error);
+                auto gzipped = unhex(j.at("report").get<std::string>());
+                if (!uri || uri->what != report_uri::scheme::https || !gzipped) throw std::runtime_error("bad uri or report");
+                pending[next_post++] = pending_post{
+                    j.value("domain", std::string()), std::move(*uri), std::move(*gzipped),
+                    j.value("retries_done", std::size_t{0}),
+                    system_clock::time_point(std::chrono::seconds(j.value("due", 0LL))), false};
+            } catch (const std::exception& e) {
+                spdlog::warn("tlsrpt: a POST in {} is damaged ({}); dropped", outbox.string(), e.what());
+            }
         }
         for (const auto& j : doc->value("periods", nlohmann::json::array())) {
             try {
